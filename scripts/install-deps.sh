@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs everything freekv builds and tests with, from Debian's packages and the npm registry.
+# Idempotent: packages already present are left alone. Runs as root (or through sudo when present).
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+packages=(
+  build-essential cmake ninja-build pkg-config git
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler   # services (later issues)
+  libabsl-dev libgoogle-glog-dev libgtest-dev libgmock-dev                  # status, flags, logging, tests
+  nlohmann-json3-dev libpcre2-dev libutf8proc-dev libopenblas-dev           # JSON, tokenizer regex + NFC, BLAS
+  python3-numpy                                                             # tests/reference (NumPy forward)
+)
+# Node.js runs the Hugging Face reference tokenizer for golden ids. A machine may already carry its own
+# Node.js (with npm bundled), which conflicts with Debian's npm package: install Debian's only when absent.
+command -v node >/dev/null 2>&1 || packages+=(nodejs)
+command -v npm >/dev/null 2>&1 || packages+=(npm)
+
+sudo_cmd=()
+if [ "$(id -u)" != 0 ]; then sudo_cmd=(sudo); fi
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "install-deps: installing ${missing[*]}"
+  "${sudo_cmd[@]}" apt-get update -q
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# Reference tokenizers for the golden-id tests (tests/tokenizer/package.json pins the versions).
+if [ ! -d "$here/tests/tokenizer/node_modules/@huggingface/tokenizers" ] \
+   || [ "$here/tests/tokenizer/package.json" -nt "$here/tests/tokenizer/node_modules" ]; then
+  (cd "$here/tests/tokenizer" && npm install --no-audit --no-fund --loglevel=error)
+  touch "$here/tests/tokenizer/node_modules"
+fi

@@ -1,0 +1,58 @@
+// A Hugging Face config.json, parsed and validated into the model geometry the engine runs.
+// Supported architectures: LlamaForCausalLM (rope scaling none | linear | llama3), Qwen2ForCausalLM
+// (bias on the q/k/v projections), Qwen3ForCausalLM (RMSNorm on q and k per head),
+// MistralForCausalLM. Anything else is refused with a message naming what is unsupported.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/dtype.h"
+#include "common/status.h"
+
+namespace freekv {
+
+enum class ModelArch { kLlama, kQwen2, kQwen3, kMistral };
+enum class RopeScalingKind { kNone, kLinear, kLlama3 };
+
+struct RopeScaling {
+  RopeScalingKind kind = RopeScalingKind::kNone;
+  double factor = 1.0;                        // linear and llama3
+  double low_freq_factor = 1.0;               // llama3
+  double high_freq_factor = 4.0;              // llama3
+  int original_max_position_embeddings = 8192;  // llama3
+};
+
+struct ModelConfig {
+  ModelArch arch = ModelArch::kLlama;
+  std::string arch_name;          // as written in config.json "architectures"[0]
+  int n_layers = 0;               // num_hidden_layers
+  int hidden = 0;                 // hidden_size
+  int n_heads = 0;                // num_attention_heads
+  int n_kv_heads = 0;             // num_key_value_heads (defaults to n_heads)
+  int head_dim = 0;               // head_dim, or hidden / n_heads when absent
+  int intermediate = 0;           // intermediate_size
+  int vocab = 0;                  // vocab_size
+  int max_positions = 0;          // max_position_embeddings
+  double rms_eps = 1e-6;          // rms_norm_eps
+  double rope_theta = 10000.0;    // rope_theta
+  RopeScaling rope_scaling;
+  bool tie_embeddings = false;    // tie_word_embeddings
+  bool qkv_bias = false;          // Qwen2 (and attention_bias: true on Llama)
+  bool qk_norm = false;           // Qwen3
+  DType dtype = DType::kBF16;     // torch_dtype: the weights' storage type
+  std::vector<int> eos_token_ids; // eos_token_id (int or list); may be empty
+  int bos_token_id = -1;          // -1 when absent
+};
+
+// source names the file in error messages.
+absl::StatusOr<ModelConfig> parse_model_config(std::string_view json_text, const std::string& source);
+absl::StatusOr<ModelConfig> load_model_config(const std::string& config_json_path);
+
+// Serialises a config.json that parse_model_config reads back to the same ModelConfig (mkmodel).
+std::string model_config_to_json(const ModelConfig& config);
+
+std::string_view model_arch_hf_name(ModelArch arch);  // "LlamaForCausalLM", ...
+
+}  // namespace freekv
