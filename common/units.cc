@@ -10,15 +10,17 @@
 namespace freekv {
 
 absl::StatusOr<uint64_t> parse_size(std::string_view text) {
-  std::string_view s = absl::StripAsciiWhitespace(text);
+  // Debian's Abseil has its own string_view type; work on std::string here.
+  const std::string text_str(text);
+  std::string s(absl::StripAsciiWhitespace(text_str));
   size_t i = 0;
   while (i < s.size() && (std::isdigit(static_cast<unsigned char>(s[i])) || s[i] == '.')) ++i;
-  std::string_view number = s.substr(0, i);
+  std::string number = s.substr(0, i);
   std::string unit = absl::AsciiStrToLower(absl::StripAsciiWhitespace(s.substr(i)));
   double value;
   if (number.empty() || !absl::SimpleAtod(number, &value)) {
     return absl::InvalidArgumentError(
-        absl::StrCat("size '", text, "' does not start with a number; write e.g. 8GiB, 512MiB or 4096"));
+        absl::StrCat("size '", text_str, "' does not start with a number; write e.g. 8GiB, 512MiB or 4096"));
   }
   double mult;
   if (unit.empty() || unit == "b") mult = 1;
@@ -32,11 +34,11 @@ absl::StatusOr<uint64_t> parse_size(std::string_view text) {
   else if (unit == "tb") mult = 1e12;
   else {
     return absl::InvalidArgumentError(absl::StrCat(
-        "size '", text, "' has unknown unit '", unit, "'; use B, KiB, MiB, GiB, TiB, kB, MB, GB or TB"));
+        "size '", text_str, "' has unknown unit '", unit, "'; use B, KiB, MiB, GiB, TiB, kB, MB, GB or TB"));
   }
   double bytes = value * mult;
   if (bytes >= 18446744073709551615.0) {
-    return absl::InvalidArgumentError(absl::StrCat("size '", text, "' is too large"));
+    return absl::InvalidArgumentError(absl::StrCat("size '", text_str, "' is too large"));
   }
   return static_cast<uint64_t>(std::llround(bytes));
 }

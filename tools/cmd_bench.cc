@@ -1,0 +1,219 @@
+// `freekv bench`: prefill and decode speed of the CPU engine at several context lengths and batch
+// sizes, set against the memory bandwidth of a plain copy loop measured in the same run.
+//
+// What is timed: a decode step is one forward step of `batch` sequences by one token each, with the
+// KV of `context` earlier tokens per sequence; bytes read per step are the weights (the embedding
+// table counts only when it is also the output head) plus every K/V byte attention reads. Prefill is
+// one chunk of --prefill-tokens per sequence processed at that context offset. The KV of the earlier
+// tokens is synthesized (random values written into the pages) rather than prefilled: a 32K prefill
+// of a 1B model would take the CPU hours, and the values in the pages do not change the work done.
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <random>
+#include <sstream>
+#include <thread>
+
+#include "absl/strings/str_split.h"
+#include "common/file_util.h"
+#include "kernels/cpu/primitives.h"
+#include "nlohmann/json.hpp"
+#include "tools/cli_args.h"
+#include "tools/commands.h"
+#include "tools/engine_flags.h"
+
+namespace freekv {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+// Best-of-N bandwidth of memcpy over `bytes` split across the pool's threads, counting the bytes
+// read plus the bytes written (the traffic a copy puts on the memory bus).
+double copy_bandwidth(ThreadPool& pool, size_t bytes, int repeats) {
+  std::unique_ptr<uint8_t[]> src(new uint8_t[bytes]), dst(new uint8_t[bytes]);
+  std::memset(src.get(), 1, bytes);
+  std::memset(dst.get(), 2, bytes);
+  double best = 1e30;
+  for (int r = 0; r < repeats; ++r) {
+    auto t0 = Clock::now();
+    pool.parallel_for(int64_t(bytes), [&](int64_t b, int64_t e, int) {
+      std::memcpy(dst.get() + b, src.get() + b, size_t(e - b));
+    }, 1 << 20);
+    best = std::min(best, since(t0));
+  }
+  return 2.0 * double(bytes) / best;
+}
+
+std::string machine_description() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line, model;
+  while (std::getline(in, line)) {
+    if (line.rfind("model name", 0) == 0) {
+      model = line.substr(line.find(':') + 2);
+      break;
+    }
+  }
+  return absl::StrCat(model, ", ", std::thread::hardware_concurrency(), " hardware threads");
+}
+
+// Gives `kv` `n` tokens of random K/V in every layer and head.
+absl::Status synthesize_kv(SequenceKv& kv, int64_t n, std::mt19937& rng) {
+  FREEKV_RETURN_IF_ERROR(kv.reserve(n));
+  const KvGeometry& g = kv.geometry();
+  std::vector<float> row(static_cast<size_t>(g.head_dim));
+  std::normal_distribution<float> normal(0.f, 1.f);
+  for (float& x : row) x = normal(rng);
+  const CpuPrimitives& prim = cpu_primitives();
+  for (int64_t l = 0; l < g.n_layers; ++l) {
+    for (int64_t h = 0; h < g.n_kv_heads; ++h) {
+      for (int64_t t = 0; t < n; ++t) {
+        row[size_t(t % g.head_dim)] = normal(rng);  // vary the rows without paying for a full draw each
+        prim.from_f32(row.data(), g.dtype, kv.k_row(l, h, kv.n_tokens() + t), g.head_dim);
+        prim.from_f32(row.data(), g.dtype, kv.v_row(l, h, kv.n_tokens() + t), g.head_dim);
+      }
+    }
+  }
+  kv.commit(n);
+  return absl::OkStatus();
+}
+
+struct CaseResult {
+  int64_t context = 0, batch = 0;
+  double prefill_seconds = 0, prefill_tokens_per_second = 0;
+  std::vector<double> decode_step_seconds;
+  double decode_tokens_per_second = 0, bytes_per_step = 0, bandwidth_fraction = 0;
+};
+
+absl::StatusOr<CaseResult> run_case(Engine& engine, int64_t context, int64_t batch, int64_t prefill_tokens,
+                                    int64_t decode_steps, double copy_bw) {
+  const ModelConfig& c = engine.weights().config;
+  std::mt19937 rng(1234);
+  std::vector<std::unique_ptr<SequenceKv>> seqs;
+  for (int64_t b = 0; b < batch; ++b) {
+    seqs.push_back(std::make_unique<SequenceKv>(&engine.kv_pool()));
+    FREEKV_RETURN_IF_ERROR(synthesize_kv(*seqs.back(), context - prefill_tokens, rng));
+  }
+  std::uniform_int_distribution<int32_t> tok(0, c.vocab - 1);
+  std::vector<std::vector<int32_t>> prompt(size_t(batch), std::vector<int32_t>(static_cast<size_t>(prefill_tokens)));
+  for (auto& p : prompt) for (auto& t : p) t = tok(rng);
+  std::vector<float> logits;
+  CaseResult r;
+  r.context = context;
+  r.batch = batch;
+  {
+    std::vector<StepInput> in;
+    for (int64_t b = 0; b < batch; ++b) in.push_back({seqs[size_t(b)].get(), prompt[size_t(b)].data(), prefill_tokens, false});
+    auto t0 = Clock::now();
+    FREEKV_RETURN_IF_ERROR(engine.forward().step(in, &logits));
+    r.prefill_seconds = since(t0);
+    r.prefill_tokens_per_second = double(batch * prefill_tokens) / r.prefill_seconds;
+  }
+  std::vector<int32_t> next(static_cast<size_t>(batch));
+  for (int64_t s = 0; s <= decode_steps; ++s) {
+    std::vector<StepInput> in;
+    for (int64_t b = 0; b < batch; ++b) {
+      next[size_t(b)] = tok(rng);
+      in.push_back({seqs[size_t(b)].get(), &next[size_t(b)], 1, false});
+    }
+    auto t0 = Clock::now();
+    FREEKV_RETURN_IF_ERROR(engine.forward().step(in, &logits));
+    if (s > 0) r.decode_step_seconds.push_back(since(t0));  // step 0 warms caches and buffers
+  }
+  std::vector<double> sorted = r.decode_step_seconds;
+  std::sort(sorted.begin(), sorted.end());
+  const double median = sorted[sorted.size() / 2];
+  r.decode_tokens_per_second = double(batch) / median;
+  const KvGeometry& g = engine.kv_pool().geometry();
+  const double kv_bytes = double(batch) * double(context) * double(g.n_layers * g.n_kv_heads * g.head_dim * 2) *
+                          double(dtype_size(g.dtype));
+  r.bytes_per_step = double(engine.weights().weight_bytes) + kv_bytes;
+  r.bandwidth_fraction = r.bytes_per_step / median / copy_bw;
+  return r;
+}
+
+std::string git_commit() {
+  FILE* f = popen("git -C " FREEKV_SOURCE_DIR " rev-parse HEAD 2>/dev/null", "r");
+  if (f == nullptr) return "unknown";
+  char buf[64] = {0};
+  std::string out = std::fgets(buf, sizeof(buf), f) != nullptr ? std::string(buf) : "unknown";
+  pclose(f);
+  while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
+  return out;
+}
+
+}  // namespace
+
+int cmd_bench(int argc, char** argv) {
+  std::string model, contexts = "1024,8192,32768", batches = "1,4", out;
+  int64_t prefill_tokens = 512, decode_steps = 8;
+  EngineFlags engine_flags;
+  engine_flags.kv_memory = "12GiB";
+  ArgParser p("freekv bench --model DIR [--contexts 1024,8192,32768] [--batches 1,4] [--out FILE.json]",
+              "Measures prefill and decode tokens/s and the fraction of copy-loop memory bandwidth a decode\n"
+              "step achieves. bench/run_cpu_bench.sh makes the Llama-3.2-1B-shaped model and records results.");
+  p.add_string("model", &model, "Hugging Face model directory", true);
+  p.add_string("contexts", &contexts, "comma-separated context lengths (tokens before the timed step)");
+  p.add_string("batches", &batches, "comma-separated batch sizes");
+  p.add_int("prefill-tokens", &prefill_tokens, "prompt tokens per sequence in the timed prefill chunk");
+  p.add_int("decode-steps", &decode_steps, "timed decode steps per case (median reported)");
+  p.add_string("out", &out, "also write the JSON here");
+  engine_flags.add_to(p);
+  if (int rc = handle_parse_result(p, p.parse(argc, argv)); rc >= 0) return rc;
+  auto options = engine_flags.to_options();
+  if (!options.ok()) return report_error("bench", options.status());
+  options->prefill_chunk = prefill_tokens;
+  auto engine = Engine::load(model, *options);
+  if (!engine.ok()) return report_error("bench", engine.status());
+  Engine& e = **engine;
+
+  std::vector<int64_t> ctx_list, batch_list;
+  for (auto part : absl::StrSplit(contexts, ',')) ctx_list.push_back(std::stoll(std::string(part)));
+  for (auto part : absl::StrSplit(batches, ',')) batch_list.push_back(std::stoll(std::string(part)));
+
+  const double copy_bw = copy_bandwidth(e.threads(), size_t(1) << 29, 5);
+  std::fprintf(stderr, "copy-loop bandwidth: %.2f GB/s (read + write bytes)\n", copy_bw / 1e9);
+  nlohmann::json j;
+  j["machine"] = machine_description();
+  j["commit"] = git_commit();
+  j["simd"] = cpu_primitives().name;
+  j["threads"] = e.threads().size();
+  j["model"] = model;
+  j["weight_bytes_per_step"] = e.weights().weight_bytes;
+  j["copy_bandwidth_bytes_per_second"] = copy_bw;
+  j["method"] = "decode: median of timed steps; bytes_per_step = weights + K/V read; KV of earlier tokens synthesized";
+  std::map<int64_t, double> decode_tps_b1;
+  for (int64_t batch : batch_list) {
+    for (int64_t ctx : ctx_list) {
+      if (ctx <= prefill_tokens) return report_error("bench", absl::InvalidArgumentError("each context must exceed --prefill-tokens"));
+      auto r = run_case(e, ctx, batch, prefill_tokens, decode_steps, copy_bw);
+      if (!r.ok()) return report_error("bench", r.status());
+      std::fprintf(stderr, "context %6lld batch %lld: prefill %8.1f tok/s, decode %7.2f tok/s (%.1f ms/step), %.1f%% of copy bandwidth\n",
+                   (long long)ctx, (long long)batch, r->prefill_tokens_per_second, r->decode_tokens_per_second,
+                   1e3 * double(batch) / r->decode_tokens_per_second, 100 * r->bandwidth_fraction);
+      j["cases"].push_back({{"context", ctx}, {"batch", batch}, {"prefill_seconds", r->prefill_seconds},
+                            {"prefill_tokens_per_second", r->prefill_tokens_per_second},
+                            {"decode_step_seconds", r->decode_step_seconds},
+                            {"decode_tokens_per_second", r->decode_tokens_per_second},
+                            {"bytes_per_step", r->bytes_per_step},
+                            {"bandwidth_fraction", r->bandwidth_fraction}});
+      if (batch == 1) decode_tps_b1[ctx] = r->decode_tokens_per_second;
+    }
+  }
+  if (decode_tps_b1.count(1024) && decode_tps_b1.count(8192)) {
+    j["ratio_decode_8k_over_1k_batch1"] = decode_tps_b1[8192] / decode_tps_b1[1024];
+  }
+  const std::string text = j.dump(2);
+  std::cout << text << "\n";
+  if (!out.empty()) {
+    if (absl::Status s = write_file(out, text + "\n"); !s.ok()) return report_error("bench", s);
+  }
+  return 0;
+}
+
+}  // namespace freekv

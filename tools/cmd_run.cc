@@ -1,0 +1,99 @@
+// `freekv run`: one prompt, one process, no services. Streams the continuation to stdout (or prints
+// one JSON object with --json) and can dump every logits row it computed as .npy.
+#include <cstdio>
+#include <iostream>
+
+#include "common/file_util.h"
+#include "common/npy.h"
+#include "nlohmann/json.hpp"
+#include "tools/cli_args.h"
+#include "tools/commands.h"
+#include "tools/engine_flags.h"
+
+namespace freekv {
+
+int cmd_run(int argc, char** argv) {
+  std::string model = FREEKV_DEFAULT_MODEL_DIR, prompt, prompt_file, dump_logits;
+  int64_t max_tokens = 64, top_k = 0, seed = 0;
+  double temperature = 0, top_p = 1;
+  bool json = false, ignore_eos = false, raw_prompt = false;
+  std::vector<std::string> stops;
+  EngineFlags engine_flags;
+  ArgParser p("freekv run [--model DIR] (--prompt TEXT | --prompt-file F) [--max-tokens N] [options]",
+              "Generates a continuation of the prompt with the model in this process (CPU).");
+  p.add_string("model", &model, "Hugging Face model directory");
+  p.add_string("prompt", &prompt, "prompt text");
+  p.add_string("prompt-file", &prompt_file, "read the prompt from this file (UTF-8)");
+  p.add_int("max-tokens", &max_tokens, "most tokens to generate");
+  p.add_double("temperature", &temperature, "sampling temperature; 0 = greedy");
+  p.add_double("top-p", &top_p, "nucleus sampling mass in (0, 1]");
+  p.add_int("top-k", &top_k, "sample among the k most likely tokens (0 = all)");
+  p.add_int("seed", &seed, "random seed for sampling");
+  p.add_list("stop", &stops, "stop before this text (repeatable)");
+  p.add_bool("ignore-eos", &ignore_eos, "keep generating after an end-of-sequence token");
+  p.add_bool("raw-prompt", &raw_prompt, "do not add the tokenizer's special tokens (e.g. BOS) to the prompt");
+  p.add_bool("json", &json, "print one JSON object: prompt_tokens, tokens, text, finish_reason, timing");
+  p.add_string("dump-logits", &dump_logits, "write float32 .npy [prompt + generated, vocab] of the logits");
+  engine_flags.add_to(p);
+  if (int rc = handle_parse_result(p, p.parse(argc, argv)); rc >= 0) return rc;
+
+  if (prompt.empty() == prompt_file.empty()) {
+    return report_error("run", absl::InvalidArgumentError("give exactly one of --prompt and --prompt-file"));
+  }
+  if (!prompt_file.empty()) {
+    auto text = read_file(prompt_file);
+    if (!text.ok()) return report_error("run", text.status());
+    prompt = *text;
+  }
+  auto options = engine_flags.to_options();
+  if (!options.ok()) return report_error("run", options.status());
+  auto engine = Engine::load(model, *options);
+  if (!engine.ok()) return report_error("run", engine.status());
+
+  GenerateRequest req;
+  req.prompt = (*engine)->tokenizer().encode(prompt, !raw_prompt);
+  req.max_tokens = max_tokens;
+  req.sampling = {temperature, top_k, top_p, uint64_t(seed)};
+  req.stop_strings = stops;
+  req.ignore_eos = ignore_eos;
+  req.keep_logits = !dump_logits.empty();
+  auto stream = [&](std::string_view piece) {
+    if (!json) {
+      std::fwrite(piece.data(), 1, piece.size(), stdout);
+      std::fflush(stdout);
+    }
+  };
+  auto result = (*engine)->generate(req, stream);
+  if (!result.ok()) return report_error("run", result.status());
+  const GenerateStats& st = result->stats;
+  const double decode_tps = st.generated_tokens > 1 ? double(st.generated_tokens - 1) / st.decode_seconds : 0;
+  const double prefill_tps = double(st.prompt_tokens) / st.prefill_seconds;
+  if (!dump_logits.empty()) {
+    const int64_t vocab = (*engine)->weights().config.vocab;
+    const int64_t rows = int64_t(result->logits.size()) / vocab;
+    if (absl::Status s = write_npy_f32(dump_logits, result->logits.data(), {rows, vocab}); !s.ok()) {
+      return report_error("run", s);
+    }
+  }
+  if (json) {
+    nlohmann::json j;
+    j["prompt_tokens"] = req.prompt;
+    j["tokens"] = result->tokens;
+    j["text"] = result->text;
+    j["finish_reason"] = result->finish_reason;
+    j["timing"] = {{"prefill_seconds", st.prefill_seconds},
+                   {"decode_seconds", st.decode_seconds},
+                   {"time_to_first_token_seconds", st.prefill_seconds},
+                   {"prefill_tokens_per_second", prefill_tps},
+                   {"decode_tokens_per_second", decode_tps}};
+    std::cout << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+  } else {
+    std::printf("\n");
+    std::fprintf(stderr, "freekv run: %lld prompt tokens in %.3f s (%.1f tok/s), %lld generated in %.3f s (%.2f tok/s), finish: %s\n",
+                 (long long)st.prompt_tokens, st.prefill_seconds, prefill_tps, (long long)st.generated_tokens,
+                 st.decode_seconds, decode_tps, result->finish_reason.c_str());
+  }
+  return 0;
+}
+
+}  // namespace freekv

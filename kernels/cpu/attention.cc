@@ -1,0 +1,175 @@
+// Softmax attention over paged KV, one pass with an online softmax (running max m, running sum l,
+// running weighted values acc), so a score row is never materialised and each page's K and V are
+// widened to fp32 once per (KV head, query block) and reused by every query head of the GQA group.
+//
+// Work is cut into units of (KV head, query block, page split). Decode has one query, so with fewer
+// KV heads than threads the pages of a head are split too and the partial (m, l, acc) of the splits
+// are merged at the end (flash-decoding).
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "kernels/cpu/primitives.h"
+#include "kernels/ops.h"
+
+namespace freekv {
+namespace {
+
+constexpr int64_t kQueryBlock = 16;  // queries sharing one pass over the pages
+
+const uint8_t* chunk_k(const PagedKv& kv, int64_t head, int64_t slot) {
+  return static_cast<const uint8_t*>(kv.chunks[head * kv.n_slots + slot]);
+}
+
+size_t chunk_half_bytes(const PagedKv& kv) {
+  return size_t(kv.page_tokens * kv.head_dim) * dtype_size(kv.dtype);
+}
+
+// Number of kv tokens of `slot` that query `i` may see.
+int64_t visible_tokens(const PagedKv& kv, int64_t slot, int64_t causal_base, int64_t i) {
+  int64_t n = std::min(kv.page_tokens, kv.n_tokens - slot * kv.page_tokens);
+  if (causal_base >= 0) n = std::min(n, causal_base + i - slot * kv.page_tokens + 1);
+  return std::max<int64_t>(n, 0);
+}
+
+struct Partial {  // online-softmax state of one (query, query head)
+  float m;
+  float l;
+};
+
+}  // namespace
+
+void attention_paged(const float* q, int64_t n_q, int64_t n_heads, const PagedKv& kv, float scale,
+                     int64_t causal_base, float* out, ThreadPool& pool) {
+  const CpuPrimitives& prim = cpu_primitives();
+  const int64_t d = kv.head_dim, group = n_heads / kv.n_kv_heads;
+  const int64_t used_slots = (kv.n_tokens + kv.page_tokens - 1) / kv.page_tokens;
+  const int64_t n_qblocks = (n_q + kQueryBlock - 1) / kQueryBlock;
+  int64_t n_splits = 1;
+  if (n_q == 1 && kv.n_kv_heads < 2 * pool.size()) {
+    n_splits = std::clamp<int64_t>((2 * pool.size() + kv.n_kv_heads - 1) / kv.n_kv_heads, 1, used_slots);
+  }
+  const int64_t n_units = kv.n_kv_heads * n_qblocks * n_splits;
+  const int64_t slots_per_split = (used_slots + n_splits - 1) / std::max<int64_t>(1, n_splits);
+  const size_t half = chunk_half_bytes(kv);
+
+  // Split partials: [n_kv_heads][n_splits][group] states and [.. ][group][d] accumulators (decode only).
+  std::vector<Partial> split_state(static_cast<size_t>(n_splits > 1 ? kv.n_kv_heads * n_splits * group : 0));
+  std::vector<float> split_acc(static_cast<size_t>(n_splits > 1 ? kv.n_kv_heads * n_splits * group * d : 0));
+
+  pool.parallel_for(n_units, [&](int64_t ub, int64_t ue, int) {
+    thread_local std::vector<float> k_tile, v_tile, scores, acc;
+    thread_local std::vector<Partial> state;
+    k_tile.resize(size_t(kv.page_tokens * d));
+    v_tile.resize(size_t(kv.page_tokens * d));
+    scores.resize(size_t(kv.page_tokens));
+    for (int64_t u = ub; u < ue; ++u) {
+      const int64_t split = u % n_splits, qb = (u / n_splits) % n_qblocks, h = u / (n_splits * n_qblocks);
+      const int64_t i0 = qb * kQueryBlock, i1 = std::min(n_q, i0 + kQueryBlock);
+      const int64_t s0 = split * slots_per_split, s1 = std::min(used_slots, s0 + slots_per_split);
+      const int64_t rows = (i1 - i0) * group;
+      state.assign(size_t(rows), Partial{-std::numeric_limits<float>::infinity(), 0.f});
+      acc.assign(size_t(rows * d), 0.f);
+      for (int64_t s = s0; s < s1; ++s) {
+        const int64_t most = visible_tokens(kv, s, causal_base, i1 - 1);
+        if (most <= 0) continue;
+        const uint8_t* chunk = chunk_k(kv, h, s);
+        prim.to_f32(chunk, kv.dtype, k_tile.data(), most * d);
+        prim.to_f32(chunk + half, kv.dtype, v_tile.data(), most * d);
+        for (int64_t i = i0; i < i1; ++i) {
+          const int64_t nt = visible_tokens(kv, s, causal_base, i);
+          if (nt <= 0) continue;
+          for (int64_t g = 0; g < group; ++g) {
+            const int64_t row = (i - i0) * group + g;
+            const float* qv = q + (i * n_heads + h * group + g) * d;
+            prim.scores(qv, k_tile.data(), nt, d, scale, scores.data());
+            Partial& st = state[size_t(row)];
+            float m_new = st.m;
+            for (int64_t t = 0; t < nt; ++t) m_new = std::max(m_new, scores[size_t(t)]);
+            float sum = 0.f;
+            for (int64_t t = 0; t < nt; ++t) {
+              scores[size_t(t)] = std::exp(scores[size_t(t)] - m_new);
+              sum += scores[size_t(t)];
+            }
+            const float decay = std::exp(st.m - m_new);  // exp(-inf) = 0 on the first page
+            st.l = st.l * decay + sum;
+            st.m = m_new;
+            prim.accumulate(scores.data(), v_tile.data(), nt, d, decay, acc.data() + row * d);
+          }
+        }
+      }
+      if (n_splits == 1) {
+        for (int64_t i = i0; i < i1; ++i) {
+          for (int64_t g = 0; g < group; ++g) {
+            const int64_t row = (i - i0) * group + g;
+            const float inv = state[size_t(row)].l > 0.f ? 1.f / state[size_t(row)].l : 0.f;
+            float* o = out + (i * n_heads + h * group + g) * d;
+            for (int64_t c = 0; c < d; ++c) o[c] = acc[size_t(row * d + c)] * inv;
+          }
+        }
+      } else {
+        const int64_t base = (h * n_splits + split) * group;
+        std::copy(state.begin(), state.begin() + group, split_state.begin() + base);
+        std::copy(acc.begin(), acc.begin() + group * d, split_acc.begin() + base * d);
+      }
+    }
+  });
+
+  if (n_splits > 1) {  // merge the splits of the single query
+    for (int64_t h = 0; h < kv.n_kv_heads; ++h) {
+      for (int64_t g = 0; g < group; ++g) {
+        float m = -std::numeric_limits<float>::infinity();
+        for (int64_t s = 0; s < n_splits; ++s) m = std::max(m, split_state[size_t((h * n_splits + s) * group + g)].m);
+        float* o = out + (h * group + g) * d;
+        std::fill(o, o + d, 0.f);
+        float l = 0.f;
+        for (int64_t s = 0; s < n_splits; ++s) {
+          const int64_t idx = (h * n_splits + s) * group + g;
+          const Partial& st = split_state[size_t(idx)];
+          if (st.l == 0.f) continue;
+          const float w = std::exp(st.m - m);
+          l += st.l * w;
+          for (int64_t c = 0; c < d; ++c) o[c] += split_acc[size_t(idx * d + c)] * w;
+        }
+        const float inv = l > 0.f ? 1.f / l : 0.f;
+        for (int64_t c = 0; c < d; ++c) o[c] *= inv;
+      }
+    }
+  }
+}
+
+void attention_paged_reference(const float* q, int64_t n_q, int64_t n_heads, const PagedKv& kv,
+                               float scale, int64_t causal_base, float* out) {
+  const int64_t d = kv.head_dim, group = n_heads / kv.n_kv_heads, pt = kv.page_tokens;
+  const size_t half = chunk_half_bytes(kv);
+  std::vector<double> scores(static_cast<size_t>(kv.n_tokens));
+  for (int64_t i = 0; i < n_q; ++i) {
+    for (int64_t hq = 0; hq < n_heads; ++hq) {
+      const int64_t h = hq / group;
+      const float* qv = q + (i * n_heads + hq) * d;
+      const int64_t n_vis = causal_base >= 0 ? std::min(kv.n_tokens, causal_base + i + 1) : kv.n_tokens;
+      double mx = -std::numeric_limits<double>::infinity();
+      for (int64_t t = 0; t < n_vis; ++t) {
+        const uint8_t* chunk = chunk_k(kv, h, t / pt);
+        double s = 0;
+        for (int64_t c = 0; c < d; ++c) s += double(qv[c]) * load_as_f32(chunk, kv.dtype, size_t((t % pt) * d + c));
+        scores[size_t(t)] = s * scale;
+        mx = std::max(mx, scores[size_t(t)]);
+      }
+      double sum = 0;
+      for (int64_t t = 0; t < n_vis; ++t) sum += (scores[size_t(t)] = std::exp(scores[size_t(t)] - mx));
+      float* o = out + (i * n_heads + hq) * d;
+      for (int64_t c = 0; c < d; ++c) {
+        double v = 0;
+        for (int64_t t = 0; t < n_vis; ++t) {
+          const uint8_t* chunk = chunk_k(kv, h, t / pt) + half;
+          v += scores[size_t(t)] * load_as_f32(chunk, kv.dtype, size_t((t % pt) * d + c));
+        }
+        o[c] = n_vis > 0 ? float(v / sum) : 0.f;
+      }
+    }
+  }
+}
+
+}  // namespace freekv

@@ -1,0 +1,74 @@
+// y = x · wᵀ. Decode-sized batches (n ≤ 8) are bound by reading w once: SIMD dot products over the
+// stored dtype, rows split across threads. Prefill-sized batches are bound by arithmetic: each thread
+// widens a block of w rows to fp32 (the block fits in L2) and hands it to BLAS sgemm, so the widening
+// is paid once per block and amortised over all n rows of x.
+#include <cblas.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "kernels/cpu/primitives.h"
+#include "kernels/ops.h"
+
+// OpenBLAS only: our threads call sgemm concurrently, so BLAS must not start threads of its own.
+extern "C" void openblas_set_num_threads(int) __attribute__((weak));
+
+namespace freekv {
+namespace {
+
+constexpr int64_t kMatvecMaxRows = 8;   // largest n the streaming SIMD path takes
+constexpr int64_t kGemmBlockRows = 64;  // w rows widened per BLAS call: 64 × k × 4 bytes
+
+void single_threaded_blas() {
+  static bool done = [] {
+    if (openblas_set_num_threads != nullptr) openblas_set_num_threads(1);
+    return true;
+  }();
+  (void)done;
+}
+
+void add_bias(const float* bias, float* y, int64_t n, int64_t m) {
+  for (int64_t j = 0; j < n; ++j)
+    for (int64_t r = 0; r < m; ++r) y[j * m + r] += bias[r];
+}
+
+}  // namespace
+
+void matmul(const float* x, const void* w, DType w_dtype, const float* bias, float* y, int64_t n,
+            int64_t k, int64_t m, ThreadPool& pool) {
+  const CpuPrimitives& prim = cpu_primitives();
+  const size_t row_bytes = size_t(k) * dtype_size(w_dtype);
+  const auto* wb = static_cast<const uint8_t*>(w);
+  if (n <= kMatvecMaxRows) {
+    pool.parallel_for(m, [&](int64_t b, int64_t e, int) {
+      prim.matvec(x, n, wb + size_t(b) * row_bytes, w_dtype, k, e - b, y + b, m);
+    }, 16);
+  } else {
+    single_threaded_blas();
+    const int64_t n_blocks = (m + kGemmBlockRows - 1) / kGemmBlockRows;
+    pool.parallel_for(n_blocks, [&](int64_t b, int64_t e, int) {
+      thread_local std::vector<float> wf;
+      wf.resize(size_t(kGemmBlockRows * k));
+      for (int64_t blk = b; blk < e; ++blk) {
+        int64_t r0 = blk * kGemmBlockRows, rows = std::min(kGemmBlockRows, m - r0);
+        prim.to_f32(wb + size_t(r0) * row_bytes, w_dtype, wf.data(), rows * k);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(n), int(rows), int(k), 1.f, x, int(k),
+                    wf.data(), int(k), 0.f, y + r0, int(m));
+      }
+    });
+  }
+  if (bias != nullptr) add_bias(bias, y, n, m);
+}
+
+void matmul_reference(const float* x, const void* w, DType w_dtype, const float* bias, float* y,
+                      int64_t n, int64_t k, int64_t m) {
+  for (int64_t j = 0; j < n; ++j) {
+    for (int64_t r = 0; r < m; ++r) {
+      double acc = 0;
+      for (int64_t i = 0; i < k; ++i) acc += double(x[j * k + i]) * load_as_f32(w, w_dtype, size_t(r * k + i));
+      y[j * m + r] = float(acc) + (bias != nullptr ? bias[r] : 0.f);
+    }
+  }
+}
+
+}  // namespace freekv

@@ -1,0 +1,112 @@
+#include "worker/engine/forward.h"
+
+#include <cmath>
+
+#include "kernels/cpu/primitives.h"
+#include "kernels/ops.h"
+
+namespace freekv {
+
+absl::Status ForwardPass::step(const std::vector<StepInput>& inputs, std::vector<float>* logits) {
+  const ModelConfig& c = w_.config;
+  const int64_t h = c.hidden, hd = c.head_dim, q_dim = int64_t(c.n_heads) * hd,
+                kv_dim = int64_t(c.n_kv_heads) * hd, inter = c.intermediate;
+  int64_t rows = 0;
+  for (const StepInput& in : inputs) rows += in.n_tokens;
+
+  // Reserve every sequence's pages first, so a full pool fails the step before any KV is written.
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    absl::Status s = inputs[i].kv->reserve(inputs[i].n_tokens);
+    if (!s.ok()) return s;
+  }
+
+  x_.resize(size_t(rows * h));
+  xn_.resize(size_t(rows * h));
+  q_.resize(size_t(rows * q_dim));
+  k_.resize(size_t(rows * kv_dim));
+  v_.resize(size_t(rows * kv_dim));
+  attn_.resize(size_t(rows * q_dim));
+  gate_.resize(size_t(rows * inter));
+  up_.resize(size_t(rows * inter));
+  positions_.resize(size_t(rows));
+  {
+    int64_t r = 0;
+    for (const StepInput& in : inputs) {
+      embedding(w_.embed.data, w_.embed.dtype, in.tokens, in.n_tokens, h, x_.data() + r * h);
+      for (int64_t t = 0; t < in.n_tokens; ++t) positions_[size_t(r + t)] = int32_t(in.kv->n_tokens() + t);
+      r += in.n_tokens;
+    }
+  }
+
+  const float eps = float(c.rms_eps);
+  for (int64_t l = 0; l < c.n_layers; ++l) {
+    const LayerWeights& L = w_.layers[size_t(l)];
+    rmsnorm(x_.data(), L.attn_norm.data, L.attn_norm.dtype, eps, xn_.data(), rows, h);
+    matmul(xn_.data(), L.wq.data, L.wq.dtype, L.bq.empty() ? nullptr : L.bq.data(), q_.data(), rows, h, q_dim, pool_);
+    matmul(xn_.data(), L.wk.data, L.wk.dtype, L.bk.empty() ? nullptr : L.bk.data(), k_.data(), rows, h, kv_dim, pool_);
+    matmul(xn_.data(), L.wv.data, L.wv.dtype, L.bv.empty() ? nullptr : L.bv.data(), v_.data(), rows, h, kv_dim, pool_);
+    if (c.qk_norm) {  // Qwen3: RMSNorm over each head's vector, before RoPE
+      rmsnorm(q_.data(), L.q_norm.data, L.q_norm.dtype, eps, q_.data(), rows * c.n_heads, hd);
+      rmsnorm(k_.data(), L.k_norm.data, L.k_norm.dtype, eps, k_.data(), rows * c.n_kv_heads, hd);
+    }
+    rope_apply(q_.data(), positions_.data(), w_.rope_inv_freq.data(), rows, c.n_heads, hd);
+    rope_apply(k_.data(), positions_.data(), w_.rope_inv_freq.data(), rows, c.n_kv_heads, hd);
+    attention_layer(inputs, l);
+    matmul(attn_.data(), L.wo.data, L.wo.dtype, nullptr, xn_.data(), rows, q_dim, h, pool_);
+    add_inplace(x_.data(), xn_.data(), rows * h);
+
+    rmsnorm(x_.data(), L.mlp_norm.data, L.mlp_norm.dtype, eps, xn_.data(), rows, h);
+    matmul(xn_.data(), L.w_gate.data, L.w_gate.dtype, nullptr, gate_.data(), rows, h, inter, pool_);
+    matmul(xn_.data(), L.w_up.data, L.w_up.dtype, nullptr, up_.data(), rows, h, inter, pool_);
+    swiglu(gate_.data(), up_.data(), gate_.data(), rows * inter);
+    matmul(gate_.data(), L.w_down.data, L.w_down.dtype, nullptr, xn_.data(), rows, inter, h, pool_);
+    add_inplace(x_.data(), xn_.data(), rows * h);
+  }
+  for (const StepInput& in : inputs) in.kv->commit(in.n_tokens);
+
+  // Logits only for the rows asked for: the vocabulary product is the largest one of the step.
+  int64_t out_rows = 0;
+  tmp_.clear();
+  {
+    int64_t r = 0;
+    for (const StepInput& in : inputs) {
+      const int64_t first = in.all_logits ? r : r + in.n_tokens - 1;
+      const int64_t n = in.all_logits ? in.n_tokens : 1;
+      tmp_.insert(tmp_.end(), x_.begin() + first * h, x_.begin() + (first + n) * h);
+      out_rows += n;
+      r += in.n_tokens;
+    }
+  }
+  rmsnorm(tmp_.data(), w_.final_norm.data, w_.final_norm.dtype, eps, tmp_.data(), out_rows, h);
+  logits->resize(size_t(out_rows * c.vocab));
+  matmul(tmp_.data(), w_.lm_head.data, w_.lm_head.dtype, nullptr, logits->data(), out_rows, h, c.vocab, pool_);
+  return absl::OkStatus();
+}
+
+// Writes the new tokens' K/V into each sequence's pages, then attends each sequence's queries over
+// its whole KV (causal within the new tokens).
+void ForwardPass::attention_layer(const std::vector<StepInput>& inputs, int64_t layer) {
+  const ModelConfig& c = w_.config;
+  const int64_t hd = c.head_dim, n_kv = c.n_kv_heads, q_dim = int64_t(c.n_heads) * hd;
+  const CpuPrimitives& prim = cpu_primitives();
+  const float scale = 1.f / std::sqrt(float(hd));
+  int64_t r = 0;
+  for (const StepInput& in : inputs) {
+    SequenceKv& kv = *in.kv;
+    const int64_t pos0 = kv.n_tokens();
+    const DType kv_dtype = kv.geometry().dtype;
+    for (int64_t t = 0; t < in.n_tokens; ++t) {
+      for (int64_t head = 0; head < n_kv; ++head) {
+        const float* krow = k_.data() + ((r + t) * n_kv + head) * hd;
+        const float* vrow = v_.data() + ((r + t) * n_kv + head) * hd;
+        prim.from_f32(krow, kv_dtype, kv.k_row(layer, head, pos0 + t), hd);
+        prim.from_f32(vrow, kv_dtype, kv.v_row(layer, head, pos0 + t), hd);
+      }
+    }
+    PagedKv view = kv.view(layer, pos0 + in.n_tokens, &chunk_ptrs_);
+    attention_paged(q_.data() + r * q_dim, in.n_tokens, c.n_heads, view, scale, pos0, attn_.data() + r * q_dim, pool_);
+    r += in.n_tokens;
+  }
+}
+
+}  // namespace freekv

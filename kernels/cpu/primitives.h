@@ -1,0 +1,33 @@
+// Inner loops of the CPU kernels, in a scalar and an AVX2 build of each. The algorithms (matmul.cc,
+// attention.cc) are written once over these; cpu_primitives() picks the set the CPU supports, once.
+// FREEKV_SIMD=scalar in the environment forces the scalar set (to compare the two end to end).
+#pragma once
+
+#include <cstdint>
+
+#include "common/dtype.h"
+
+namespace freekv {
+
+struct CpuPrimitives {
+  const char* name;
+  // y[j * ldy + r] = Σ_k x[j, k] · w[r, k] for j < n, r < rows. x: [n, k] fp32 (n ≤ 8);
+  // w: [rows, k] in w_dtype. Streams w once.
+  void (*matvec)(const float* x, int64_t n, const void* w, DType w_dtype, int64_t k, int64_t rows,
+                 float* y, int64_t ldy);
+  // dst[n] = src[n] as fp32.
+  void (*to_f32)(const void* src, DType dtype, float* dst, int64_t n);
+  // dst[n] = src[n] rounded to dtype (round to nearest even).
+  void (*from_f32)(const float* src, DType dtype, void* dst, int64_t n);
+  // out[t] = scale · q[d] · keys[t, d] for t < n_keys. keys: fp32 [n_keys, d].
+  void (*scores)(const float* q, const float* keys, int64_t n_keys, int64_t d, float scale, float* out);
+  // acc[d] = acc[d] · decay + Σ_t p[t] · values[t, d]. values: fp32 [n_values, d].
+  void (*accumulate)(const float* p, const float* values, int64_t n_values, int64_t d, float decay,
+                     float* acc);
+};
+
+const CpuPrimitives& cpu_primitives();
+const CpuPrimitives& scalar_primitives();
+const CpuPrimitives* avx2_primitives();  // nullptr when this CPU lacks AVX2, FMA or F16C
+
+}  // namespace freekv

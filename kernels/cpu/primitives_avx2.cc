@@ -1,0 +1,209 @@
+// AVX2 + FMA + F16C primitives. This translation unit alone is compiled with -mavx2 -mfma -mf16c;
+// avx2_primitives() checks the CPU before handing any of it out.
+#include <immintrin.h>
+
+#include "kernels/cpu/primitives.h"
+
+namespace freekv {
+namespace {
+
+// Eight consecutive elements of a weight or KV buffer, widened to fp32.
+template <DType T>
+inline __m256 load8(const void* base, int64_t i) {
+  if constexpr (T == DType::kF32) {
+    return _mm256_loadu_ps(static_cast<const float*>(base) + i);
+  } else {
+    __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(base) + i));
+    if constexpr (T == DType::kBF16) {
+      return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+    } else {
+      return _mm256_cvtph_ps(h);
+    }
+  }
+}
+
+inline float hsum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+// R weight rows against N activation rows, one pass over the weights: R·N independent accumulators
+// keep the FMA pipes busy while the loads stream.
+template <DType T, int N, int R>
+void matvec_tile(const float* x, const void* w, int64_t k, int64_t r0, float* y, int64_t ldy) {
+  __m256 acc[R][N];
+  for (int r = 0; r < R; ++r)
+    for (int j = 0; j < N; ++j) acc[r][j] = _mm256_setzero_ps();
+  const int64_t k8 = k & ~int64_t(7);
+  for (int64_t i = 0; i < k8; i += 8) {
+    __m256 xv[N];
+    for (int j = 0; j < N; ++j) xv[j] = _mm256_loadu_ps(x + j * k + i);
+    for (int r = 0; r < R; ++r) {
+      __m256 wv = load8<T>(w, (r0 + r) * k + i);
+      for (int j = 0; j < N; ++j) acc[r][j] = _mm256_fmadd_ps(wv, xv[j], acc[r][j]);
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    for (int j = 0; j < N; ++j) {
+      float s = hsum(acc[r][j]);
+      for (int64_t i = k8; i < k; ++i) s += x[j * k + i] * load_as_f32(w, T, size_t((r0 + r) * k + i));
+      y[j * ldy + r0 + r] = s;
+    }
+  }
+}
+
+template <DType T, int N, int R>
+void matvec_rows(const float* x, const void* w, int64_t k, int64_t rows, float* y, int64_t ldy) {
+  int64_t r = 0;
+  for (; r + R <= rows; r += R) matvec_tile<T, N, R>(x, w, k, r, y, ldy);
+  for (; r < rows; ++r) matvec_tile<T, N, 1>(x, w, k, r, y, ldy);
+}
+
+template <DType T>
+void matvec_typed(const float* x, int64_t n, const void* w, int64_t k, int64_t rows, float* y, int64_t ldy) {
+  // Accumulator budget: R·N ≤ 8 of the 16 ymm registers.
+  switch (n) {
+    case 1: matvec_rows<T, 1, 4>(x, w, k, rows, y, ldy); break;
+    case 2: matvec_rows<T, 2, 4>(x, w, k, rows, y, ldy); break;
+    case 3: matvec_rows<T, 3, 2>(x, w, k, rows, y, ldy); break;
+    case 4: matvec_rows<T, 4, 2>(x, w, k, rows, y, ldy); break;
+    case 5: matvec_rows<T, 5, 1>(x, w, k, rows, y, ldy); break;
+    case 6: matvec_rows<T, 6, 1>(x, w, k, rows, y, ldy); break;
+    case 7: matvec_rows<T, 7, 1>(x, w, k, rows, y, ldy); break;
+    default: matvec_rows<T, 8, 1>(x, w, k, rows, y, ldy); break;
+  }
+}
+
+void matvec_avx2(const float* x, int64_t n, const void* w, DType w_dtype, int64_t k, int64_t rows,
+                 float* y, int64_t ldy) {
+  switch (w_dtype) {
+    case DType::kF32: matvec_typed<DType::kF32>(x, n, w, k, rows, y, ldy); break;
+    case DType::kF16: matvec_typed<DType::kF16>(x, n, w, k, rows, y, ldy); break;
+    case DType::kBF16: matvec_typed<DType::kBF16>(x, n, w, k, rows, y, ldy); break;
+  }
+}
+
+template <DType T>
+void to_f32_typed(const void* src, float* dst, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, load8<T>(src, i));
+  for (; i < n; ++i) dst[i] = load_as_f32(src, T, size_t(i));
+}
+
+void to_f32_avx2(const void* src, DType dtype, float* dst, int64_t n) {
+  switch (dtype) {
+    case DType::kF32: to_f32_typed<DType::kF32>(src, dst, n); break;
+    case DType::kF16: to_f32_typed<DType::kF16>(src, dst, n); break;
+    case DType::kBF16: to_f32_typed<DType::kBF16>(src, dst, n); break;
+  }
+}
+
+// Eight fp32 to bf16 with round-to-nearest-even; NaN stays a quiet NaN (same bits as f32_to_bf16).
+inline __m128i f32x8_to_bf16(__m256 v) {
+  __m256i bits = _mm256_castps_si256(v);
+  __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(bits, 16), _mm256_set1_epi32(1));
+  __m256i rounded = _mm256_srli_epi32(_mm256_add_epi32(bits, _mm256_add_epi32(lsb, _mm256_set1_epi32(0x7fff))), 16);
+  __m256i abs = _mm256_and_si256(bits, _mm256_set1_epi32(0x7fffffff));
+  __m256i is_nan = _mm256_cmpgt_epi32(abs, _mm256_set1_epi32(0x7f800000));
+  __m256i quiet = _mm256_or_si256(_mm256_srli_epi32(bits, 16), _mm256_set1_epi32(0x40));
+  __m256i r = _mm256_blendv_epi8(rounded, quiet, is_nan);
+  // Pack the eight 32-bit lanes (values < 2^16) into 16-bit: packus works per 128-bit half.
+  __m128i lo = _mm256_castsi256_si128(r), hi = _mm256_extracti128_si256(r, 1);
+  return _mm_packus_epi32(lo, hi);
+}
+
+void from_f32_avx2(const float* src, DType dtype, void* dst, int64_t n) {
+  int64_t i = 0;
+  if (dtype == DType::kF32) {
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(static_cast<float*>(dst) + i, _mm256_loadu_ps(src + i));
+  } else if (dtype == DType::kBF16) {
+    auto* out = static_cast<uint16_t*>(dst);
+    for (; i + 8 <= n; i += 8) {
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(out + i), f32x8_to_bf16(_mm256_loadu_ps(src + i)));
+    }
+  } else {
+    auto* out = static_cast<uint16_t*>(dst);
+    for (; i + 8 <= n; i += 8) {
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(out + i),
+                       _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT));
+    }
+  }
+  for (; i < n; ++i) store_from_f32(dst, dtype, size_t(i), src[i]);
+}
+
+inline float dot_tail(const float* a, const float* b, int64_t from, int64_t d) {
+  float s = 0.f;
+  for (int64_t i = from; i < d; ++i) s += a[i] * b[i];
+  return s;
+}
+
+void scores_avx2(const float* q, const float* keys, int64_t n_keys, int64_t d, float scale, float* out) {
+  const int64_t d8 = d & ~int64_t(7);
+  int64_t t = 0;
+  // Four keys at a time: four independent FMA chains share each load of q.
+  for (; t + 4 <= n_keys; t += 4) {
+    const float* k0 = keys + t * d;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    for (int64_t i = 0; i < d8; i += 8) {
+      __m256 qv = _mm256_loadu_ps(q + i);
+      a0 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + i), a0);
+      a1 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + d + i), a1);
+      a2 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + 2 * d + i), a2);
+      a3 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + 3 * d + i), a3);
+    }
+    out[t] = (hsum(a0) + dot_tail(q, k0, d8, d)) * scale;
+    out[t + 1] = (hsum(a1) + dot_tail(q, k0 + d, d8, d)) * scale;
+    out[t + 2] = (hsum(a2) + dot_tail(q, k0 + 2 * d, d8, d)) * scale;
+    out[t + 3] = (hsum(a3) + dot_tail(q, k0 + 3 * d, d8, d)) * scale;
+  }
+  for (; t < n_keys; ++t) {
+    const float* kt = keys + t * d;
+    __m256 a = _mm256_setzero_ps();
+    for (int64_t i = 0; i < d8; i += 8) a = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), _mm256_loadu_ps(kt + i), a);
+    out[t] = (hsum(a) + dot_tail(q, kt, d8, d)) * scale;
+  }
+}
+
+void accumulate_avx2(const float* p, const float* values, int64_t n_values, int64_t d, float decay,
+                     float* acc) {
+  const int64_t d32 = d & ~int64_t(31);
+  const __m256 dv = _mm256_set1_ps(decay);
+  // 32 output columns stay in four registers across all values.
+  for (int64_t i = 0; i < d32; i += 32) {
+    __m256 a0 = _mm256_mul_ps(_mm256_loadu_ps(acc + i), dv);
+    __m256 a1 = _mm256_mul_ps(_mm256_loadu_ps(acc + i + 8), dv);
+    __m256 a2 = _mm256_mul_ps(_mm256_loadu_ps(acc + i + 16), dv);
+    __m256 a3 = _mm256_mul_ps(_mm256_loadu_ps(acc + i + 24), dv);
+    for (int64_t t = 0; t < n_values; ++t) {
+      const float* v = values + t * d + i;
+      __m256 pt = _mm256_set1_ps(p[t]);
+      a0 = _mm256_fmadd_ps(pt, _mm256_loadu_ps(v), a0);
+      a1 = _mm256_fmadd_ps(pt, _mm256_loadu_ps(v + 8), a1);
+      a2 = _mm256_fmadd_ps(pt, _mm256_loadu_ps(v + 16), a2);
+      a3 = _mm256_fmadd_ps(pt, _mm256_loadu_ps(v + 24), a3);
+    }
+    _mm256_storeu_ps(acc + i, a0);
+    _mm256_storeu_ps(acc + i + 8, a1);
+    _mm256_storeu_ps(acc + i + 16, a2);
+    _mm256_storeu_ps(acc + i + 24, a3);
+  }
+  for (int64_t i = d32; i < d; ++i) {
+    float a = acc[i] * decay;
+    for (int64_t t = 0; t < n_values; ++t) a += p[t] * values[t * d + i];
+    acc[i] = a;
+  }
+}
+
+const CpuPrimitives kAvx2 = {"avx2", matvec_avx2, to_f32_avx2, from_f32_avx2, scores_avx2, accumulate_avx2};
+
+}  // namespace
+
+const CpuPrimitives* avx2_primitives() {
+  __builtin_cpu_init();
+  bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+  return ok ? &kAvx2 : nullptr;
+}
+
+}  // namespace freekv

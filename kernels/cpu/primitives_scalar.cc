@@ -1,0 +1,50 @@
+// The scalar primitives: the slow twins every SIMD path is compared with, and the fallback on CPUs
+// without AVX2.
+#include "kernels/cpu/primitives.h"
+
+namespace freekv {
+namespace {
+
+void matvec_scalar(const float* x, int64_t n, const void* w, DType w_dtype, int64_t k, int64_t rows,
+                   float* y, int64_t ldy) {
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t j = 0; j < n; ++j) {
+      float acc = 0.f;
+      for (int64_t i = 0; i < k; ++i) acc += x[j * k + i] * load_as_f32(w, w_dtype, size_t(r * k + i));
+      y[j * ldy + r] = acc;
+    }
+  }
+}
+
+void to_f32_scalar(const void* src, DType dtype, float* dst, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) dst[i] = load_as_f32(src, dtype, size_t(i));
+}
+
+void from_f32_scalar(const float* src, DType dtype, void* dst, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) store_from_f32(dst, dtype, size_t(i), src[i]);
+}
+
+void scores_scalar(const float* q, const float* keys, int64_t n_keys, int64_t d, float scale, float* out) {
+  for (int64_t t = 0; t < n_keys; ++t) {
+    float acc = 0.f;
+    for (int64_t i = 0; i < d; ++i) acc += q[i] * keys[t * d + i];
+    out[t] = acc * scale;
+  }
+}
+
+void accumulate_scalar(const float* p, const float* values, int64_t n_values, int64_t d, float decay,
+                       float* acc) {
+  for (int64_t i = 0; i < d; ++i) acc[i] *= decay;
+  for (int64_t t = 0; t < n_values; ++t) {
+    for (int64_t i = 0; i < d; ++i) acc[i] += p[t] * values[t * d + i];
+  }
+}
+
+const CpuPrimitives kScalar = {"scalar", matvec_scalar, to_f32_scalar, from_f32_scalar, scores_scalar,
+                               accumulate_scalar};
+
+}  // namespace
+
+const CpuPrimitives& scalar_primitives() { return kScalar; }
+
+}  // namespace freekv

@@ -1,0 +1,68 @@
+// Every CPU op of the engine. Activations are fp32; weights and KV pages are f32, f16 or bf16
+// (DType). Shapes are in element counts, row-major, outermost first. Kernels know layouts, never
+// policies: which pages to attend is decided in worker/, and arrives here as chunk pointers.
+#pragma once
+
+#include <cstdint>
+
+#include "common/dtype.h"
+#include "common/thread_pool.h"
+
+namespace freekv {
+
+// y[n, m] = x[n, k] · w[m, k]ᵀ (+ bias[m] when non-null).
+// Small n (decode) streams w once through SIMD dot products; large n (prefill) converts blocks of w
+// to fp32 and uses BLAS. x, y: fp32. w: w_dtype. bias: fp32 or null.
+void matmul(const float* x, const void* w, DType w_dtype, const float* bias, float* y, int64_t n,
+            int64_t k, int64_t m, ThreadPool& pool);
+
+// y[n, d] = x[n, d] / sqrt(mean(x²) + eps) * w[d]. y may equal x. w: w_dtype.
+void rmsnorm(const float* x, const void* w, DType w_dtype, float eps, float* y, int64_t n, int64_t d);
+
+// Rotary embedding in place, rotate-half convention (pairs i and i + head_dim/2, as Hugging Face):
+// x[n, n_heads, head_dim]; positions[n] absolute token positions; inv_freq[head_dim/2] radians per
+// position (scaling already folded in by the model).
+void rope_apply(float* x, const int32_t* positions, const float* inv_freq, int64_t n, int64_t n_heads,
+                int64_t head_dim);
+
+// out[n] = silu(gate[n]) * up[n].
+void swiglu(const float* gate, const float* up, float* out, int64_t n);
+
+// out[n, d] = table[ids[i], :] as fp32. table: [vocab, d] in dtype; ids must be < vocab (checked by caller).
+void embedding(const void* table, DType dtype, const int32_t* ids, int64_t n, int64_t d, float* out);
+
+// y[n] += x[n].
+void add_inplace(float* y, const float* x, int64_t n);
+
+// Paged KV of one sequence and one layer, as the attention kernel reads it.
+// A chunk is one KV head's share of one page: [2 (K, V)][page_tokens][head_dim] in dtype, contiguous
+// (the host layout of DESIGN §3, so a chunk is also the unit of recall). chunks[h * n_slots + s] is
+// KV head h's chunk in slot s; heads may hold different pages in the same slot. Token j of slot s has
+// kv index s * page_tokens + j; only the first n_tokens kv indices are valid.
+struct PagedKv {
+  const void* const* chunks = nullptr;  // [n_kv_heads * n_slots]
+  int64_t n_slots = 0;
+  int64_t page_tokens = 0;
+  int64_t head_dim = 0;
+  int64_t n_kv_heads = 0;
+  int64_t n_tokens = 0;
+  DType dtype = DType::kBF16;
+};
+
+// Softmax attention of n_q query tokens over paged KV.
+// q[n_q, n_heads, head_dim] fp32 (RoPE applied); out[n_q, n_heads, head_dim] fp32.
+// GQA: query head h reads KV head h / (n_heads / n_kv_heads). scale multiplies q·k.
+// causal_base >= 0: query i sees kv indices <= causal_base + i (prefill); < 0: sees all (decode).
+void attention_paged(const float* q, int64_t n_q, int64_t n_heads, const PagedKv& kv, float scale,
+                     int64_t causal_base, float* out, ThreadPool& pool);
+
+// The plain twin of attention_paged (full score rows, two-pass softmax, scalar loops): the reference
+// the fast path is tested against.
+void attention_paged_reference(const float* q, int64_t n_q, int64_t n_heads, const PagedKv& kv,
+                               float scale, int64_t causal_base, float* out);
+
+// The plain twin of matmul: one fp32 dot product per output, no SIMD, no BLAS.
+void matmul_reference(const float* x, const void* w, DType w_dtype, const float* bias, float* y,
+                      int64_t n, int64_t k, int64_t m);
+
+}  // namespace freekv

@@ -1,0 +1,28 @@
+// Deterministic random models in Hugging Face format, for tests, benchmarks and as the default
+// model until a trained one exists. Same options and seed ⇒ the same bytes on every machine.
+//
+// Weights are drawn uniformly with the standard deviation of a sensible initialisation, scaled so the
+// residual stream keeps its size through the layers and the logits come out peaked (std ≈ 4), not flat,
+// which makes greedy decoding a sharp test of the engine.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "common/status.h"
+#include "worker/model/config.h"
+
+namespace freekv {
+
+struct RandomModelSpec {
+  ModelConfig config;          // geometry, arch flags, dtype; vocab is taken from the tokenizer
+  std::string tokenizer_json;  // contents of tokenizer.json; its vocabulary size sets config.vocab
+  uint64_t seed = 0;
+  int shards = 1;              // > 1: model-0000i-of-0000n.safetensors + model.safetensors.index.json
+};
+
+// Writes config.json, the safetensors, tokenizer.json, tokenizer_config.json and
+// generation_config.json into out_dir (created if missing).
+absl::Status write_random_model(const RandomModelSpec& spec, const std::string& out_dir);
+
+}  // namespace freekv

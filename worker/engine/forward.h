@@ -1,0 +1,44 @@
+// One forward step of the model over a batch of sequences, each contributing any number of new
+// tokens (a prefill chunk or a single decode token). Rows of all sequences go through the matrix
+// products together, so a decode batch reads the weights once; attention runs per sequence over its
+// own paged KV, after the new tokens' K/V have been written into it.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "common/thread_pool.h"
+#include "worker/engine/weights.h"
+#include "worker/kv/kv_cache.h"
+
+namespace freekv {
+
+struct StepInput {
+  SequenceKv* kv;             // its n_tokens() is the position of tokens[0]
+  const int32_t* tokens;      // [n_tokens] ids (< vocab, checked by the caller)
+  int64_t n_tokens;
+  bool all_logits;            // logits for every new token (true) or only the last one
+};
+
+class ForwardPass {
+ public:
+  ForwardPass(const ModelWeights& weights, ThreadPool& pool) : w_(weights), pool_(pool) {}
+
+  // Appends every input's tokens to its KV and writes logits: for each input in order, n_tokens rows
+  // (all_logits) or one row, each [vocab] fp32, into *logits (resized). Fails with
+  // RESOURCE_EXHAUSTED, before any K/V is written, when the KV pool cannot hold the new tokens (pages
+  // already reserved for earlier inputs stay with their sequences and serve their next tokens).
+  absl::Status step(const std::vector<StepInput>& inputs, std::vector<float>* logits);
+
+ private:
+  void attention_layer(const std::vector<StepInput>& inputs, int64_t layer);
+
+  const ModelWeights& w_;
+  ThreadPool& pool_;
+  // Activations of the current step, reused across steps: [rows, dim] fp32.
+  std::vector<float> x_, xn_, q_, k_, v_, attn_, gate_, up_, tmp_;
+  std::vector<int32_t> positions_;
+  std::vector<const void*> chunk_ptrs_;
+};
+
+}  // namespace freekv
