@@ -1,0 +1,166 @@
+// Composition tests of the CPU engine (DESIGN §6, layer 2): paging, chunking, batching and incremental
+// decode must not change the numbers; bad requests and a full KV pool give clear errors.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <numeric>
+
+#include "test_models.h"
+#include "worker/engine/generate.h"
+
+namespace freekv {
+namespace {
+
+const TinyModel kGqa = {"gqa4", ModelArch::kLlama, 2, 128, 8, 2, 64, 256};
+
+std::unique_ptr<Engine> load(const TinyModel& m, int64_t page_tokens, int64_t prefill_chunk, uint64_t kv_memory = 1ull << 30) {
+  EngineOptions o;
+  o.threads = 2;
+  o.page_tokens = page_tokens;
+  o.prefill_chunk = prefill_chunk;
+  o.kv_memory = kv_memory;
+  auto e = Engine::load(tiny_model_dir(m), o);
+  EXPECT_TRUE(e.ok()) << e.status();
+  return std::move(*e);
+}
+
+std::vector<int32_t> test_prompt(int n, int vocab) {
+  std::vector<int32_t> p(static_cast<size_t>(n));
+  for (int i = 0; i < n; ++i) p[size_t(i)] = int32_t((i * 7919 + 13) % vocab);
+  return p;
+}
+
+// All-position logits of prompt + greedy continuation.
+GenerateResult run(Engine& e, const std::vector<int32_t>& prompt, int max_tokens) {
+  GenerateRequest r;
+  r.prompt = prompt;
+  r.max_tokens = max_tokens;
+  r.ignore_eos = true;
+  r.keep_logits = true;
+  auto out = e.generate(r, nullptr);
+  EXPECT_TRUE(out.ok()) << out.status();
+  return *out;
+}
+
+double max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {
+  EXPECT_EQ(a.size(), b.size());
+  double m = 0;
+  for (size_t i = 0; i < std::min(a.size(), b.size()); ++i) m = std::max(m, double(std::fabs(a[i] - b[i])));
+  return m;
+}
+
+TEST(Engine, PagingAndChunkingDoNotChangeLogits) {
+  auto contiguous = load(kGqa, 4096, 4096);
+  auto paged = load(kGqa, 4, 7);  // 4-token pages, 7-token prefill chunks: boundaries everywhere
+  const auto prompt = test_prompt(45, contiguous->weights().config.vocab);
+  GenerateResult a = run(*contiguous, prompt, 10), b = run(*paged, prompt, 10);
+  EXPECT_EQ(a.tokens, b.tokens);
+  const double diff = max_abs_diff(a.logits, b.logits);
+  std::printf("paged (4-token pages, 7-token chunks) vs contiguous: max abs logit diff %.3g\n", diff);
+  EXPECT_LT(diff, 1e-3);
+}
+
+TEST(Engine, IncrementalDecodeEqualsPrefillOfTheWholeSequence) {
+  auto e = load(kGqa, 8, 16);
+  const auto prompt = test_prompt(20, e->weights().config.vocab);
+  GenerateResult gen = run(*e, prompt, 8);
+  // Prefill prompt + generated[:-1] in one go: its last 8 rows are what decode sampled from.
+  std::vector<int32_t> full = prompt;
+  full.insert(full.end(), gen.tokens.begin(), gen.tokens.end() - 1);
+  GenerateResult whole = run(*e, full, 1);
+  const int64_t V = e->weights().config.vocab;
+  std::vector<float> decode_rows(gen.logits.end() - 8 * V, gen.logits.end());
+  std::vector<float> prefill_rows(whole.logits.begin() + (int64_t(full.size()) - 8) * V,
+                                  whole.logits.begin() + int64_t(full.size()) * V);
+  const double diff = max_abs_diff(decode_rows, prefill_rows);
+  std::printf("decode vs prefill logits: max abs diff %.3g\n", diff);
+  EXPECT_LT(diff, 1e-3);
+}
+
+TEST(Engine, BatchedStepEqualsSeparateSteps) {
+  auto e = load(kGqa, 8, 64);
+  const int64_t V = e->weights().config.vocab;
+  const auto p1 = test_prompt(13, int(V)), p2 = test_prompt(29, int(V - 5));
+  SequenceKv a(&e->kv_pool()), b(&e->kv_pool()), a2(&e->kv_pool()), b2(&e->kv_pool());
+  std::vector<float> together, alone1, alone2;
+  ASSERT_TRUE(e->forward().step({{&a, p1.data(), 13, true}, {&b, p2.data(), 29, true}}, &together).ok());
+  ASSERT_TRUE(e->forward().step({{&a2, p1.data(), 13, true}}, &alone1).ok());
+  ASSERT_TRUE(e->forward().step({{&b2, p2.data(), 29, true}}, &alone2).ok());
+  alone1.insert(alone1.end(), alone2.begin(), alone2.end());
+  EXPECT_LT(max_abs_diff(together, alone1), 1e-4);
+  // One decode token each, ragged lengths (13 and 29 tokens of context).
+  const int32_t t1 = 5, t2 = 9;
+  ASSERT_TRUE(e->forward().step({{&a, &t1, 1, false}, {&b, &t2, 1, false}}, &together).ok());
+  ASSERT_TRUE(e->forward().step({{&a2, &t1, 1, false}}, &alone1).ok());
+  ASSERT_TRUE(e->forward().step({{&b2, &t2, 1, false}}, &alone2).ok());
+  alone1.insert(alone1.end(), alone2.begin(), alone2.end());
+  EXPECT_LT(max_abs_diff(together, alone1), 1e-4);
+}
+
+TEST(Engine, RequestsAreValidatedWithClearMessages) {
+  auto e = load(kGqa, 32, 512);
+  GenerateRequest r;
+  r.max_tokens = 4;
+  auto empty = e->generate(r, nullptr);
+  EXPECT_EQ(empty.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(empty.status().message().find("prompt is empty"), std::string::npos);
+  r.prompt = {1, 2, 3};
+  r.max_tokens = 5000;
+  auto too_long = e->generate(r, nullptr);
+  EXPECT_EQ(too_long.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(too_long.status().message().find("max_position_embeddings"), std::string::npos);
+  r.max_tokens = 4;
+  r.prompt = {1, 999999};
+  EXPECT_EQ(e->generate(r, nullptr).status().code(), absl::StatusCode::kInvalidArgument);
+  r.prompt = {1, 2};
+  r.sampling.temperature = -1;
+  auto bad_t = e->generate(r, nullptr);
+  EXPECT_NE(bad_t.status().message().find("temperature"), std::string::npos);
+  r.sampling.temperature = 1;
+  r.sampling.top_p = 0;
+  EXPECT_NE(e->generate(r, nullptr).status().message().find("top_p"), std::string::npos);
+}
+
+TEST(Engine, FullKvPoolFailsOnlyTheRequestThatAsked) {
+  // Room for 4 pages of 8 tokens per layer: a 20-token sequence fits, a second 20-token one does not.
+  const TinyModel& m = kGqa;
+  KvGeometry g{m.layers, m.kv_heads, m.head_dim, 8, DType::kBF16};
+  auto e = load(m, 8, 64, 4 * m.layers * g.block_bytes());
+  const auto prompt = test_prompt(20, e->weights().config.vocab);
+  SequenceKv first(&e->kv_pool()), second(&e->kv_pool());
+  std::vector<float> logits;
+  ASSERT_TRUE(e->forward().step({{&first, prompt.data(), 20, false}}, &logits).ok());
+  const std::vector<float> before = logits;
+  absl::Status full = e->forward().step({{&second, prompt.data(), 20, false}}, &logits);
+  EXPECT_EQ(full.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_NE(full.message().find("--kv-memory"), std::string::npos) << full.message();
+  EXPECT_EQ(second.n_tokens(), 0);
+  // The first sequence still decodes, and its earlier pages were untouched.
+  const int32_t next = 3;
+  EXPECT_TRUE(e->forward().step({{&first, &next, 1, false}}, &logits).ok());
+  EXPECT_EQ(first.n_tokens(), 21);
+}
+
+TEST(Engine, MissingModelDirectoryNamesTheFile) {
+  auto e = Engine::load("/nonexistent/model", EngineOptions{});
+  ASSERT_FALSE(e.ok());
+  EXPECT_EQ(e.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_NE(e.status().message().find("/nonexistent/model/config.json"), std::string::npos) << e.status();
+}
+
+TEST(Engine, EveryArchitectureGenerates) {
+  const TinyModel models[] = {
+      {"qwen2", ModelArch::kQwen2, 2, 96, 4, 2, 64, 192},
+      {"qwen3", ModelArch::kQwen3, 2, 96, 4, 2, 128, 192},
+      {"mistral", ModelArch::kMistral, 2, 96, 7, 1, 64, 192, true},
+  };
+  for (const TinyModel& m : models) {
+    auto e = load(m, 16, 32);
+    GenerateResult r = run(*e, test_prompt(40, e->weights().config.vocab), 6);
+    EXPECT_EQ(r.tokens.size(), 6u) << m.name;
+    for (float x : r.logits) ASSERT_TRUE(std::isfinite(x)) << m.name;
+  }
+}
+
+}  // namespace
+}  // namespace freekv
