@@ -89,6 +89,7 @@ absl::Status write_random_model(const RandomModelSpec& spec, const std::string& 
       ts.push_back(random_tensor(rng, p + "self_attn.k_norm.weight", c.dtype, {hd}, 1.f, 0.1f));
     }
     ts.push_back(random_tensor(rng, p + "self_attn.o_proj.weight", c.dtype, {h, q_dim}, 0.f, out_proj));
+    if (c.o_bias) ts.push_back(random_tensor(rng, p + "self_attn.o_proj.bias", c.dtype, {h}, 0.f, 0.1f));
     ts.push_back(random_tensor(rng, p + "post_attention_layernorm.weight", c.dtype, {h}, 1.f, 0.1f));
     ts.push_back(random_tensor(rng, p + "mlp.gate_proj.weight", c.dtype, {c.intermediate, h}, 0.f, proj));
     ts.push_back(random_tensor(rng, p + "mlp.up_proj.weight", c.dtype, {c.intermediate, h}, 0.f, proj));

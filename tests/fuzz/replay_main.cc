@@ -35,7 +35,10 @@ static std::string mutate(std::string s, std::mt19937_64& rng) {
         }
         break;
       default:
-        if (!s.empty()) s[rng() % s.size()] = "\"{}[]:,0-9\\\xff\x00"[rng() % 15];
+        if (!s.empty()) {
+          static const char kSyntax[] = {'"', '{', '}', '[', ']', ':', ',', '0', '-', '9', '\\', '\xff', '\0'};
+          s[rng() % s.size()] = kSyntax[rng() % sizeof(kSyntax)];
+        }
         break;
     }
   }

@@ -52,7 +52,7 @@ absl::Status ForwardPass::step(const std::vector<StepInput>& inputs, std::vector
     rope_apply(q_.data(), positions_.data(), w_.rope_inv_freq.data(), rows, c.n_heads, hd);
     rope_apply(k_.data(), positions_.data(), w_.rope_inv_freq.data(), rows, c.n_kv_heads, hd);
     attention_layer(inputs, l);
-    matmul(attn_.data(), L.wo.data, L.wo.dtype, nullptr, xn_.data(), rows, q_dim, h, pool_);
+    matmul(attn_.data(), L.wo.data, L.wo.dtype, L.bo.empty() ? nullptr : L.bo.data(), xn_.data(), rows, q_dim, h, pool_);
     add_inplace(x_.data(), xn_.data(), rows * h);
 
     rmsnorm(x_.data(), L.mlp_norm.data, L.mlp_norm.dtype, eps, xn_.data(), rows, h);

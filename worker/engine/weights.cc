@@ -94,6 +94,9 @@ absl::StatusOr<std::unique_ptr<ModelWeights>> load_model_weights(const std::stri
       FREEKV_ASSIGN_OR_RETURN(L.bk, ld.bias(p + "self_attn.k_proj.bias", kv_dim));
       FREEKV_ASSIGN_OR_RETURN(L.bv, ld.bias(p + "self_attn.v_proj.bias", kv_dim));
     }
+    if (c.o_bias) {
+      FREEKV_ASSIGN_OR_RETURN(L.bo, ld.bias(p + "self_attn.o_proj.bias", h));
+    }
     if (c.qk_norm) {
       FREEKV_ASSIGN_OR_RETURN(L.q_norm, ld.weight(p + "self_attn.q_norm.weight", {hd}));
       FREEKV_ASSIGN_OR_RETURN(L.k_norm, ld.weight(p + "self_attn.k_norm.weight", {hd}));

@@ -23,6 +23,7 @@ struct LayerWeights {
   WeightRef attn_norm;                  // [hidden]
   WeightRef wq, wk, wv, wo;             // [heads·hd, hidden], [kv·hd, hidden] ×2, [hidden, heads·hd]
   std::vector<float> bq, bk, bv;        // [heads·hd], [kv·hd] ×2; empty without qkv bias
+  std::vector<float> bo;                // [hidden]; empty unless attention_bias biases o_proj
   WeightRef q_norm, k_norm;             // [hd]; data null unless Qwen3
   WeightRef mlp_norm;                   // [hidden]
   WeightRef w_gate, w_up, w_down;       // [inter, hidden] ×2, [hidden, inter]

@@ -2,6 +2,13 @@
 // Supported architectures: LlamaForCausalLM (rope scaling none | linear | llama3), Qwen2ForCausalLM
 // (bias on the q/k/v projections), Qwen3ForCausalLM (RMSNorm on q and k per head),
 // MistralForCausalLM. Anything else is refused with a message naming what is unsupported.
+//
+// Keys that are absent (or null) take the default of the architecture's Hugging Face config class, so
+// a checkpoint means here what it means in transformers (config.cc lists them per architecture).
+// Keys that change the computation in a way freekv does not implement (another activation, MLP
+// biases, yarn/dynamic RoPE, quantization) are refused rather than ignored. A sliding window
+// (Mistral, Qwen2) is accepted and not applied: freekv attends the full context through its budget.
+// All errors are INVALID_ARGUMENT (NOT_FOUND for a missing file) and name the file and the key.
 #pragma once
 
 #include <string>
@@ -22,6 +29,8 @@ struct RopeScaling {
   double low_freq_factor = 1.0;               // llama3
   double high_freq_factor = 4.0;              // llama3
   int original_max_position_embeddings = 8192;  // llama3
+
+  bool operator==(const RopeScaling&) const = default;
 };
 
 struct ModelConfig {
@@ -39,11 +48,14 @@ struct ModelConfig {
   double rope_theta = 10000.0;    // rope_theta
   RopeScaling rope_scaling;
   bool tie_embeddings = false;    // tie_word_embeddings
-  bool qkv_bias = false;          // Qwen2 (and attention_bias: true on Llama)
+  bool qkv_bias = false;          // Qwen2 (and attention_bias: true on Llama, Qwen3)
+  bool o_bias = false;            // attention_bias: true on Llama/Qwen3 also biases o_proj (HF)
   bool qk_norm = false;           // Qwen3
   DType dtype = DType::kBF16;     // torch_dtype: the weights' storage type
   std::vector<int> eos_token_ids; // eos_token_id (int or list); may be empty
   int bos_token_id = -1;          // -1 when absent
+
+  bool operator==(const ModelConfig&) const = default;
 };
 
 // source names the file in error messages.

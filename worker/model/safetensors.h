@@ -6,7 +6,13 @@
 // The parser rejects (with the file and tensor named): a header length beyond the file, JSON that is
 // not an object, unknown keys' wrong types, unknown dtypes, negative or overflowing shapes, offsets
 // out of the data region, begin > end, byte counts that differ from shape × dtype size, and tensors
-// that overlap. It never reads outside the mapping.
+// that overlap. It never reads outside the mapping. Gaps between tensors and trailing bytes are
+// accepted (harmless; the Rust reference rejects them). A header is at most 100 MB.
+//
+// A model directory holds model.safetensors.index.json (preferred when present, as in
+// tests/reference/forward.py) or model.safetensors. With an index, every tensor of every listed
+// shard must be mapped to that shard, and every mapped tensor must be in its shard; a name held
+// by two shards is an error.
 #pragma once
 
 #include <cstdint>
@@ -56,6 +62,7 @@ class TensorStore {
   std::string file_of(const std::string& name) const;
 
  private:
+  std::string dir_;  // for error messages
   std::vector<std::unique_ptr<MappedFile>> files_;
   std::map<std::string, std::pair<TensorView, size_t>> tensors_;  // name -> (view, file index)
 };
@@ -63,6 +70,7 @@ class TensorStore {
 // Maps StDType to the engine DType; error for non-weight types.
 absl::StatusOr<DType> weight_dtype(StDType t);
 std::string_view st_dtype_name(StDType t);  // "BF16", ...
+size_t st_dtype_size(StDType t);            // bytes per element (BOOL: 1)
 
 struct TensorToWrite {
   std::string name;
@@ -71,7 +79,10 @@ struct TensorToWrite {
   std::string bytes;  // [prod(shape) * dtype_size(dtype)]
 };
 
-// Writes one safetensors file (tensors sorted by name, 8-byte aligned data).
+// Writes one safetensors file, deterministically: header keys sorted by name, header padded with
+// spaces to a multiple of 8 so the data region starts 8-byte aligned, and data packed without gaps
+// (Hugging Face's loader rejects gaps) in order of element size, largest first, then name, so every
+// tensor starts aligned to its element size. Written to path.tmp and renamed into place.
 absl::Status write_safetensors(const std::string& path, const std::vector<TensorToWrite>& tensors,
                                const std::map<std::string, std::string>& metadata);
 
