@@ -4,6 +4,17 @@
 // not) by longest match, NFC-normalise when the file says so, pre-tokenize (regex Split + ByteLevel),
 // map bytes to the byte-level alphabet, apply BPE merges by rank, then the post-processor's special
 // tokens (e.g. Llama 3's <|begin_of_text|>) when add_special is set.
+//
+// Choices (details in bpe_tokenizer.h and the component headers):
+//  - Text is UTF-8. Invalid input is not an error: each maximal invalid subpart is encoded as U+FFFD,
+//    which is what Hugging Face sees after a lossy conversion to a Rust &str / JS string.
+//  - Supported components: normalizer NFC/NFD/NFKC/NFKD/Sequence; pre_tokenizer Split (Isolated or
+//    Removed), ByteLevel, Sequence; model BPE (string or pair merges, ignore_merges, unk/fuse_unk);
+//    post_processor TemplateProcessing, ByteLevel, Sequence; decoder ByteLevel. Anything else is an
+//    INVALID_ARGUMENT naming the component type, the JSON path and the file.
+//  - Checked against @huggingface/tokenizers on the real Llama 3 and Qwen3 files (tests/tokenizer).
+//  - A loaded Tokenizer never changes (its BPE word cache is internally locked): all methods may be
+//    called from many threads at once.
 #pragma once
 
 #include <cstdint>
@@ -57,8 +68,10 @@ class StreamingDetokenizer {
 };
 
 // A deterministic byte-level BPE tokenizer.json trained on a small built-in English and code corpus:
-// 256 byte tokens, then merges up to `vocab_size - n_special` (or fewer if the corpus runs out), then
-// the special tokens <|begin_of_text|>, <|end_of_text|>. Used by `freekv mkmodel` for random models.
+// 256 byte tokens, then merges up to `vocab_size - 2` tokens, then the special tokens
+// <|begin_of_text|>, <|end_of_text|> (ids vocab_size - 2 and vocab_size - 1). When the corpus runs out
+// (about 2.15k tokens), made-up words extend it, so the vocabulary is always exactly vocab_size.
+// vocab_size must lie in [264, 262144]. Used by `freekv mkmodel` for random models.
 absl::StatusOr<std::string> make_bpe_tokenizer_json(int vocab_size);
 
 }  // namespace freekv
