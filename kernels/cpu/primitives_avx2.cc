@@ -2,6 +2,8 @@
 // avx2_primitives() checks the CPU before handing any of it out.
 #include <immintrin.h>
 
+#include <vector>
+
 #include "kernels/cpu/primitives.h"
 
 namespace freekv {
@@ -61,6 +63,71 @@ void matvec_rows(const float* x, const void* w, int64_t k, int64_t rows, float* 
   for (; r < rows; ++r) matvec_tile<T, N, 1>(x, w, k, r, y, ldy);
 }
 
+// bf16 weights without widening shuffles: 16 bf16 loaded as eight 32-bit lanes hold the even elements
+// in their low halves and the odd ones in their high halves, so a shift gives the even elements as
+// fp32 and a mask the odd ones (two cheap ALU ops per 16 weights instead of two cross-lane converts
+// per 8). x is de-interleaved to match once per call: xp[16b + j] = x[16b + 2j], xp[16b + 8 + j] =
+// x[16b + 2j + 1]. This keeps a core's decode matvec bound by memory, not by the widening.
+template <int N, int R>
+void matvec_bf16_tile(const float* xp, const float* x, const void* w, int64_t k, int64_t r0, float* y,
+                      int64_t ldy) {
+  __m256 acc[R][N];
+  for (int r = 0; r < R; ++r)
+    for (int j = 0; j < N; ++j) acc[r][j] = _mm256_setzero_ps();
+  const int64_t k16 = k & ~int64_t(15);
+  const __m256i hi_mask = _mm256_set1_epi32(int(0xffff0000u));
+  for (int64_t i = 0; i < k16; i += 16) {
+    for (int r = 0; r < R; ++r) {
+      const __m256i wv = _mm256_loadu_si256(
+          reinterpret_cast<const __m256i*>(static_cast<const uint16_t*>(w) + (r0 + r) * k + i));
+      const __m256 even = _mm256_castsi256_ps(_mm256_slli_epi32(wv, 16));
+      const __m256 odd = _mm256_castsi256_ps(_mm256_and_si256(wv, hi_mask));
+      for (int j = 0; j < N; ++j) {
+        acc[r][j] = _mm256_fmadd_ps(even, _mm256_loadu_ps(xp + j * k + i), acc[r][j]);
+        acc[r][j] = _mm256_fmadd_ps(odd, _mm256_loadu_ps(xp + j * k + i + 8), acc[r][j]);
+      }
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    for (int j = 0; j < N; ++j) {
+      float s = hsum(acc[r][j]);
+      for (int64_t i = k16; i < k; ++i) s += x[j * k + i] * load_as_f32(w, DType::kBF16, size_t((r0 + r) * k + i));
+      y[j * ldy + r0 + r] = s;
+    }
+  }
+}
+
+template <int N, int R>
+void matvec_bf16_rows(const float* xp, const float* x, const void* w, int64_t k, int64_t rows, float* y, int64_t ldy) {
+  int64_t r = 0;
+  for (; r + R <= rows; r += R) matvec_bf16_tile<N, R>(xp, x, w, k, r, y, ldy);
+  for (; r < rows; ++r) matvec_bf16_tile<N, 1>(xp, x, w, k, r, y, ldy);
+}
+
+void matvec_bf16(const float* x, int64_t n, const void* w, int64_t k, int64_t rows, float* y, int64_t ldy) {
+  thread_local std::vector<float> xp;
+  xp.resize(size_t(n * k));
+  const int64_t k16 = k & ~int64_t(15);
+  for (int64_t j = 0; j < n; ++j) {
+    for (int64_t i = 0; i < k16; i += 16) {
+      for (int64_t e = 0; e < 8; ++e) {
+        xp[size_t(j * k + i + e)] = x[j * k + i + 2 * e];
+        xp[size_t(j * k + i + 8 + e)] = x[j * k + i + 2 * e + 1];
+      }
+    }
+  }
+  switch (n) {
+    case 1: matvec_bf16_rows<1, 4>(xp.data(), x, w, k, rows, y, ldy); break;
+    case 2: matvec_bf16_rows<2, 4>(xp.data(), x, w, k, rows, y, ldy); break;
+    case 3: matvec_bf16_rows<3, 2>(xp.data(), x, w, k, rows, y, ldy); break;
+    case 4: matvec_bf16_rows<4, 2>(xp.data(), x, w, k, rows, y, ldy); break;
+    case 5: matvec_bf16_rows<5, 1>(xp.data(), x, w, k, rows, y, ldy); break;
+    case 6: matvec_bf16_rows<6, 1>(xp.data(), x, w, k, rows, y, ldy); break;
+    case 7: matvec_bf16_rows<7, 1>(xp.data(), x, w, k, rows, y, ldy); break;
+    default: matvec_bf16_rows<8, 1>(xp.data(), x, w, k, rows, y, ldy); break;
+  }
+}
+
 template <DType T>
 void matvec_typed(const float* x, int64_t n, const void* w, int64_t k, int64_t rows, float* y, int64_t ldy) {
   // Accumulator budget: R·N ≤ 8 of the 16 ymm registers.
@@ -81,7 +148,7 @@ void matvec_avx2(const float* x, int64_t n, const void* w, DType w_dtype, int64_
   switch (w_dtype) {
     case DType::kF32: matvec_typed<DType::kF32>(x, n, w, k, rows, y, ldy); break;
     case DType::kF16: matvec_typed<DType::kF16>(x, n, w, k, rows, y, ldy); break;
-    case DType::kBF16: matvec_typed<DType::kBF16>(x, n, w, k, rows, y, ldy); break;
+    case DType::kBF16: matvec_bf16(x, n, w, k, rows, y, ldy); break;
   }
 }
 
