@@ -1,0 +1,238 @@
+// freekv-kvstore: the host KV-memory server (DESIGN §1). One per host; workers attach to it over a
+// unix socket and exchange KV pages with it through shared memory.
+//
+//   freekv-kvstore --listen unix:/run/freekv/kvstore.sock --pool-name freekv-pool --pool-size 8GiB
+//   freekv-kvstore --listen unix:/run/freekv/kvstore.sock --stats      # health, pool stats, sessions (JSON)
+//   freekv-kvstore --pool-name freekv-pool --remove-pool               # delete the segment (loses sessions)
+//
+// SIGINT/SIGTERM stop it cleanly. The pool segment outlives the process: starting again with the same
+// --pool-name reattaches every session and committed page.
+#include <glog/logging.h>
+#include <grpcpp/generic/generic_stub.h>
+#include <grpcpp/grpcpp.h>
+#include <google/protobuf/util/json_util.h>
+#include <signal.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <vector>
+#include <future>
+#include <iostream>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
+#include "absl/strings/match.h"
+#include "common/units.h"
+#include "freekv/v1/kvstore.grpc.pb.h"
+#include "kvstore/server.h"
+
+ABSL_FLAG(std::string, listen, "unix:/tmp/freekv-kvstore.sock",
+          "Where to serve the control API: unix:PATH (unix sockets only: workers must share this host's "
+          "memory). The socket file is created with mode 0600; a stale socket left by a crash is replaced.");
+ABSL_FLAG(std::string, pool_name, "freekv-pool",
+          "Name of the KV pool's shared-memory segment, /dev/shm/NAME (letters, digits, '.', '_', '-'). "
+          "If it exists it is reattached: sessions and committed pages survive restarts.");
+ABSL_FLAG(std::string, pool_size, "4GiB",
+          "Size of the pool segment, with units (8GiB, 512MiB). Must equal the size of an existing segment.");
+ABSL_FLAG(std::string, block_size, "128KiB",
+          "Bytes of one pool block = one (session, layer, page) of n_kv_heads × 2 × page_tokens × head_dim × "
+          "dtype bytes (128 KiB fits 8 KV heads × 32 tokens × 128 dims in bf16). A multiple of 4KiB; sessions "
+          "whose page is larger are refused. Must equal the block size of an existing segment.");
+ABSL_FLAG(int32_t, max_sessions, 1024,
+          "Session slots in the pool (about 10 KiB of the segment each). Must equal an existing segment's.");
+ABSL_FLAG(bool, mlock, true,
+          "Lock the pool in memory (mlock). If the memlock limit forbids it, a warning is logged and the pool "
+          "stays swappable; raise the limit with `ulimit -l unlimited` or LimitMEMLOCK=infinity.");
+ABSL_FLAG(int32_t, gather_threads, 1,
+          "Threads copying the chunks of one recall buffer, per attached worker (1 = the worker's channel "
+          "thread alone).");
+ABSL_FLAG(int32_t, staging_pairs, 4,
+          "Default staging pairs per worker = recalls one worker may have in flight (one per layer in flight); "
+          "a worker may ask for another number when it attaches.");
+ABSL_FLAG(std::string, staging_buffer, "1MiB",
+          "Default bytes of each of the two buffers of a staging pair (a multiple of 4KiB; 1MiB = 64 chunks "
+          "of 16KiB).");
+ABSL_FLAG(int32_t, max_recall_items, 4096, "Default maximum items (kv_head, page) of one recall.");
+ABSL_FLAG(std::string, max_worker_staging, "256MiB",
+          "Most staging memory (pairs × 2 × buffer) one worker may ask for when it attaches.");
+ABSL_FLAG(int32_t, max_workers, 64, "Most workers attached at once.");
+ABSL_FLAG(bool, cuda_register, true,
+          "Where built with CUDA: pin the pool with cudaHostRegister (skipped with a log line when no GPU is "
+          "visible). Untested on a GPU so far.");
+ABSL_FLAG(bool, stats, false,
+          "Do not serve: connect to --listen, print health, pool stats and sessions as JSON, and exit "
+          "(0 when the kvstore answers and is SERVING, 1 otherwise).");
+ABSL_FLAG(bool, remove_pool, false,
+          "Do not serve: delete the segment /dev/shm/<--pool-name> (every session in it is lost) and exit. "
+          "Refused while a kvstore holds the pool.");
+
+namespace {
+
+using freekv::kvstore::KvstoreServer;
+using freekv::kvstore::ServerOptions;
+
+int fail(const std::string& what, const absl::Status& s) {
+  std::fprintf(stderr, "freekv-kvstore: %s%s\n", what.c_str(), std::string(s.message()).c_str());
+  return 1;
+}
+
+std::string to_json(const google::protobuf::Message& m) {
+  std::string out;
+  google::protobuf::util::JsonPrintOptions o;
+  o.add_whitespace = true;
+  o.always_print_primitive_fields = true;
+  o.preserve_proto_field_names = true;
+  (void)google::protobuf::util::MessageToJsonString(m, &out, o);
+  while (!out.empty() && out.back() == '\n') out.pop_back();
+  return out;
+}
+
+// grpc.health.v1.Health/Check through a generic stub (no generated health stubs on Debian). The
+// request HealthCheckRequest{service: ""} encodes as zero bytes; the response's field 1 is the status.
+std::string health_status(const std::shared_ptr<grpc::Channel>& channel) {
+  grpc::GenericStub stub(channel);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(3));
+  grpc::ByteBuffer request, response;
+  grpc::Slice empty("");
+  request = grpc::ByteBuffer(&empty, 1);
+  std::promise<grpc::Status> done;
+  stub.UnaryCall(&ctx, "/grpc.health.v1.Health/Check", grpc::StubOptions(), &request, &response,
+                 [&](grpc::Status s) { done.set_value(s); });
+  grpc::Status s = done.get_future().get();
+  if (!s.ok()) return "UNREACHABLE: " + s.error_message();
+  std::vector<grpc::Slice> slices;
+  (void)response.Dump(&slices);
+  std::string bytes;
+  for (const auto& sl : slices) bytes.append(reinterpret_cast<const char*>(sl.begin()), sl.size());
+  if (bytes.size() >= 2 && bytes[0] == 0x08) {
+    switch (bytes[1]) {
+      case 1: return "SERVING";
+      case 2: return "NOT_SERVING";
+      case 3: return "SERVICE_UNKNOWN";
+    }
+  }
+  return "UNKNOWN";
+}
+
+int run_stats(const std::string& listen) {
+  auto path = freekv::kvstore::unix_socket_path(listen);
+  if (!path.ok()) return fail("", path.status());
+  auto channel = grpc::CreateChannel("unix:" + *path, grpc::InsecureChannelCredentials());
+  const std::string health = health_status(channel);
+  auto stub = freekv::v1::KvStore::NewStub(channel);
+  freekv::v1::GetPoolStatsResponse stats;
+  freekv::v1::ListSessionsResponse sessions;
+  {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(3));
+    grpc::Status s = stub->GetPoolStats(&ctx, freekv::v1::GetPoolStatsRequest(), &stats);
+    if (!s.ok()) {
+      std::printf("{\n  \"health\": \"%s\",\n  \"error\": \"GetPoolStats: %s\"\n}\n", health.c_str(),
+                  s.error_message().c_str());
+      return 1;
+    }
+  }
+  {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(3));
+    (void)stub->ListSessions(&ctx, freekv::v1::ListSessionsRequest(), &sessions);
+  }
+  std::printf("{\n\"health\": \"%s\",\n\"pool\": %s,\n\"sessions\": %s\n}\n", health.c_str(),
+              to_json(stats.stats()).c_str(), to_json(sessions).c_str());
+  return health == "SERVING" ? 0 : 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "the freekv host KV-memory server.\n\n"
+      "Owns the host KV pool (a shared-memory segment of fixed-size blocks with the sessions' page tables and\n"
+      "token ids inside it), serves the gRPC control API (freekv.v1.KvStore, grpc.health.v1.Health,\n"
+      "reflection) on a unix socket, and moves pages to and from workers through shared memory.\n\n"
+      "  freekv-kvstore --listen unix:/tmp/kv.sock --pool-name freekv-pool --pool-size 8GiB\n"
+      "  freekv-kvstore --listen unix:/tmp/kv.sock --stats\n"
+      "  freekv-kvstore --pool-name freekv-pool --remove-pool\n\n"
+      "Flags may be written with dashes or underscores (--pool-name = --pool_name).");
+  // --help lists this file's flags (absl would otherwise look for a file named after the binary).
+  absl::FlagsUsageConfig usage;
+  usage.contains_help_flags = [](absl::string_view file) { return absl::EndsWith(file, "kvstore/main.cc"); };
+  usage.contains_helpshort_flags = usage.contains_help_flags;
+  absl::SetFlagsUsageConfig(usage);
+  // Flags are spelled with dashes in docs (--pool-name); absl names use underscores. Accept both.
+  std::vector<std::string> args(argv, argv + argc);
+  for (size_t i = 1; i < args.size(); ++i) {
+    std::string& a = args[i];
+    if (a == "--") break;
+    if (a.size() > 2 && a[0] == '-' && a[1] == '-') {
+      const size_t end = std::min(a.find('='), a.size());
+      std::replace(a.begin() + 2, a.begin() + long(end), '-', '_');
+    }
+  }
+  std::vector<char*> argv2;
+  for (std::string& a : args) argv2.push_back(a.data());
+  argv2.push_back(nullptr);
+  absl::ParseCommandLine(argc, argv2.data());
+  FLAGS_logtostderr = true;
+  google::InitGoogleLogging(argv[0]);
+
+  if (absl::GetFlag(FLAGS_stats)) return run_stats(absl::GetFlag(FLAGS_listen));
+
+  const std::string pool_name = absl::GetFlag(FLAGS_pool_name);
+  if (absl::GetFlag(FLAGS_remove_pool)) {
+    auto shm = freekv::SharedMemory::open(pool_name, true);
+    if (!shm.ok()) return fail("", shm.status());
+    if (absl::Status s = (*shm)->lock_exclusive(); !s.ok()) return fail("", s);
+    if (absl::Status s = freekv::SharedMemory::unlink(pool_name); !s.ok()) return fail("", s);
+    std::printf("removed /dev/shm/%s\n", pool_name.c_str());
+    return 0;
+  }
+
+  ServerOptions o;
+  o.listen = absl::GetFlag(FLAGS_listen);
+  o.pool.name = pool_name;
+  o.pool.mlock = absl::GetFlag(FLAGS_mlock);
+  o.pool.max_sessions = uint32_t(std::max(0, absl::GetFlag(FLAGS_max_sessions)));
+  auto size = [](const char* flag, const std::string& v) -> absl::StatusOr<uint64_t> {
+    auto r = freekv::parse_size(v);
+    if (!r.ok()) return absl::InvalidArgumentError(absl::StrCat("--", flag, ": ", std::string(r.status().message())));
+    return r;
+  };
+  auto pool_size = size("pool-size", absl::GetFlag(FLAGS_pool_size));
+  auto block_size = size("block-size", absl::GetFlag(FLAGS_block_size));
+  auto staging_buffer = size("staging-buffer", absl::GetFlag(FLAGS_staging_buffer));
+  auto max_staging = size("max-worker-staging", absl::GetFlag(FLAGS_max_worker_staging));
+  for (const auto* r : {&pool_size, &block_size, &staging_buffer, &max_staging}) {
+    if (!r->ok()) return fail("", r->status());
+  }
+  o.pool.pool_bytes = *pool_size;
+  o.pool.block_bytes = *block_size;
+  o.default_staging_buffer_bytes = *staging_buffer;
+  o.max_worker_staging_bytes = *max_staging;
+  o.default_staging_pairs = uint32_t(std::max(1, absl::GetFlag(FLAGS_staging_pairs)));
+  o.default_max_recall_items = uint32_t(std::max(1, absl::GetFlag(FLAGS_max_recall_items)));
+  o.max_workers = uint32_t(std::max(1, absl::GetFlag(FLAGS_max_workers)));
+  o.gather_threads = absl::GetFlag(FLAGS_gather_threads);
+  o.cuda_register = absl::GetFlag(FLAGS_cuda_register);
+
+  // Every thread inherits this mask; the main thread takes the signals with sigwait.
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGINT);
+  sigaddset(&sigs, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  auto server = KvstoreServer::start(o);
+  if (!server.ok()) return fail("cannot start: ", server.status());
+  std::fprintf(stderr, "freekv-kvstore: listening on unix:%s, pool /dev/shm/%s\n", (*server)->socket_path().c_str(),
+               pool_name.c_str());
+  int sig = 0;
+  sigwait(&sigs, &sig);
+  LOG(INFO) << "signal " << sig << ": shutting down";
+  (*server)->shutdown();
+  return 0;
+}

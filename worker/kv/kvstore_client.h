@@ -1,0 +1,209 @@
+// The worker's side of freekv-kvstore: session control over gRPC and the shared-memory data plane
+// (common/dataplane.h) for offload, token ids and recall.
+//
+// connect() attaches this process as one worker: the kvstore creates a data-plane channel for it and
+// the client maps the pool (metadata read-only, blocks read-write) and the channel. The attachment
+// lives as long as the client: when the process exits or crashes, the kvstore returns the blocks it had
+// allocated but not committed; its sessions and committed pages stay.
+//
+// Offload: page_for_write() gives a pointer into the pool block of (session, layer, page), laid out
+// [n_kv_heads][K|V][page_tokens][head_dim] in the session dtype; write the whole page there (memcpy on
+// CPU, a D2H copy on CUDA), then commit_page(). A page is durable — it survives worker and kvstore
+// crashes and restarts — from the moment commit_page() returns. Committing a page again replaces it.
+//
+// Recall: post_recall() asks for the chunks of (kv_head, logical page) items of one layer and returns a
+// ticket; wait_recall(ticket, consume) calls consume(item_index, chunk) once per item, in item order,
+// where chunk points at [2 (K, V)][page_tokens][head_dim] (chunk_bytes() bytes) in a staging buffer that
+// is valid only during the call. The kvstore gathers into one buffer of the recall's staging pair while
+// consume() runs over the other (double buffering). Each recall in flight owns one staging pair, so up
+// to staging_pairs() recalls (one per layer in flight) may be posted before waiting, and waited in any
+// order; posting more is FAILED_PRECONDITION. Every posted recall must be waited for: its pair stays
+// taken until then. Every request carries a sequence number that its completion echoes, so a wait is
+// never satisfied by another request's completion.
+//
+// The attachment does not survive a kvstore restart: once the kvstore is gone every call returns
+// UNAVAILABLE; connect a new client (sessions and committed pages are still there).
+//
+// Threading: thread-compatible. One client is used by one thread at a time (the worker's step loop);
+// give each thread of control its own client. Errors follow DESIGN §5: NOT_FOUND (unknown or closed
+// session), INVALID_ARGUMENT (bad geometry, out-of-range layer/page/head, uncommitted page in a recall),
+// RESOURCE_EXHAUSTED (pool full: only this request fails), UNAVAILABLE (kvstore gone),
+// DEADLINE_EXCEEDED (no answer within Options::timeout).
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <deque>
+#include <vector>
+
+#include "common/dataplane.h"
+#include "common/shm.h"
+#include "common/status.h"
+
+namespace freekv {
+
+using KvSessionGeometry = dp::SessionGeometry;  // layers, kv heads, head dim, page tokens, dtype
+
+// Data-plane handle of an open session (from open_session); stale once the session is closed.
+struct SessionRef {
+  uint32_t slot = 0;
+  uint64_t generation = 0;
+};
+
+struct KvSessionInfo {
+  std::string id;
+  KvSessionGeometry geometry;
+  SessionRef ref;
+  bool created = false;       // open_session created it
+  uint64_t n_tokens = 0;      // token ids stored
+  uint64_t committed_pages = 0;
+  uint64_t max_pages_per_layer = 0;
+};
+
+struct KvLayerStats {
+  uint64_t pages = 0;         // committed pages of the layer
+  uint64_t bytes = 0;
+  int64_t highest_page = -1;  // highest committed logical page
+};
+
+struct KvSessionStats {
+  uint64_t n_tokens = 0;
+  uint64_t committed_pages = 0;
+  uint64_t bytes = 0;
+  int64_t last_use_unix_ms = 0;
+  std::vector<KvLayerStats> layers;
+};
+
+struct KvPoolStats {
+  uint64_t blocks_total = 0, blocks_used = 0, blocks_free = 0, blocks_data = 0, blocks_metadata = 0,
+           blocks_pending = 0;
+  uint64_t block_bytes = 0;
+  uint32_t sessions = 0, workers = 0;
+  uint64_t bytes_recalled_total = 0, recalls_total = 0, recall_errors_total = 0;
+  double recall_gbps_last_minute = 0;
+  uint64_t pool_starts = 0;
+};
+
+struct RecallItem {
+  uint32_t kv_head = 0;
+  uint32_t page = 0;  // logical page of the recall's layer
+};
+
+enum class RecallMode {
+  kDoubleBuffered,  // gather into one buffer while the other is consumed (the normal path)
+  kSingleBuffered,  // one buffer, no overlap (a baseline for the benchmark)
+};
+
+class KvstoreClient {
+ public:
+  struct Options {
+    std::string worker_name;               // shows in the kvstore's logs
+    uint32_t staging_pairs = 0;            // recalls in flight at once; 0 = the kvstore's default (4)
+    uint64_t staging_buffer_bytes = 0;     // each of a pair's two buffers; 0 = default (1 MiB)
+    uint32_t max_recall_items = 0;         // items per recall; 0 = default (4096)
+    int64_t timeout_ms = 30000;            // longest wait for one completion
+  };
+
+  // Connects to the kvstore on `unix_socket_path` (a path; "unix:" prefix optional) and attaches.
+  static absl::StatusOr<std::unique_ptr<KvstoreClient>> connect(const std::string& unix_socket_path,
+                                                                const Options& options);
+  static absl::StatusOr<std::unique_ptr<KvstoreClient>> connect(const std::string& unix_socket_path) {
+    return connect(unix_socket_path, Options());
+  }
+  ~KvstoreClient();  // detaches (uncommitted pages are returned to the pool)
+  KvstoreClient(const KvstoreClient&) = delete;
+  KvstoreClient& operator=(const KvstoreClient&) = delete;
+
+  // ---- sessions (gRPC) ----
+  // Creates (create_if_missing) or attaches to a session. Attaching with another geometry is
+  // INVALID_ARGUMENT; a missing session without create_if_missing is NOT_FOUND.
+  absl::StatusOr<KvSessionInfo> open_session(const std::string& session_id, const KvSessionGeometry& g,
+                                             bool create_if_missing);
+  // Frees every page and token id of the session.
+  absl::Status close_session(const std::string& session_id);
+  absl::StatusOr<KvSessionStats> session_stats(const std::string& session_id);
+  absl::StatusOr<KvPoolStats> pool_stats();
+
+  // ---- offload (data plane) ----
+  // Writable pool block of (session, layer, page): page_bytes() = n_kv_heads·2·page_tokens·head_dim·dtype.
+  // Asking again for a page not yet committed returns the same block.
+  absl::StatusOr<uint8_t*> page_for_write(SessionRef s, int layer, int64_t page);
+  // Same for pages [first_page, first_page + n) of one layer, in one round trip (n ≤ 16).
+  absl::StatusOr<std::vector<uint8_t*>> pages_for_write(SessionRef s, int layer, int64_t first_page, int n);
+  // Publishes written pages; durable once this returns.
+  absl::Status commit_page(SessionRef s, int layer, int64_t page) { return commit_pages(s, layer, page, 1); }
+  absl::Status commit_pages(SessionRef s, int layer, int64_t first_page, int n);
+  // Gives back pages obtained with page_for_write and not committed.
+  absl::Status discard_pages(SessionRef s, int layer, int64_t first_page, int n);
+
+  // ---- token ids ----
+  // Appends ids (≥ 0) to the session's stored token ids (all or nothing per call).
+  absl::Status append_tokens(SessionRef s, const int32_t* ids, int64_t n);
+  // Every stored token id of the session, read from the pool (for a worker taking over a session).
+  absl::StatusOr<std::vector<int32_t>> tokens(SessionRef s) const;
+
+  // ---- recall (data plane) ----
+  // Posts a recall of `items` of `layer`; returns its ticket. Items are validated by the kvstore: an
+  // uncommitted page, a page or head out of range, or an unknown session makes wait_recall fail with a
+  // message naming the item (nothing is copied then).
+  absl::StatusOr<uint64_t> post_recall(SessionRef s, int layer, const std::vector<RecallItem>& items,
+                                       RecallMode mode = RecallMode::kDoubleBuffered);
+  // Waits for the recall and hands every chunk to consume(item_index, chunk) in item order.
+  absl::Status wait_recall(uint64_t ticket, const std::function<void(int64_t item, const uint8_t* chunk)>& consume);
+
+  // ---- direct reads (CPU) ----
+  // The committed block of (session, layer, page) in the mapped pool, or nullptr when the page is not
+  // committed (or the session is closed). Valid until the page is replaced or the session closed.
+  const uint8_t* committed_page(SessionRef s, int layer, int64_t page) const;
+
+  uint32_t staging_pairs() const { return n_pairs_; }
+  uint64_t staging_buffer_bytes() const { return buffer_bytes_; }
+  uint32_t max_recall_items() const { return max_items_; }
+  uint32_t worker_id() const { return worker_id_; }
+  uint64_t pool_block_bytes() const;
+
+  class Impl;  // gRPC state (keeps generated headers out of this one)
+
+ private:
+  struct Ticket {
+    uint32_t pair = 0;
+    uint32_t n_items = 0;
+    uint32_t next_item = 0;
+    uint64_t chunk_bytes = 0;
+    std::deque<dp::Completion> stash;  // completions that arrived while waiting for another request
+  };
+
+  KvstoreClient();
+  absl::Status attach(const std::string& path, const Options& options);
+  // Sends a request (assigns its seq) and returns the seq.
+  absl::StatusOr<uint64_t> send(dp::Request r);
+  // The next completion for `seq`; completions of other tickets are stashed.
+  absl::StatusOr<dp::Completion> next_completion(uint64_t seq, Ticket* ticket);
+  absl::StatusOr<dp::Completion> call(dp::Request r);
+  absl::Status channel_state_error() const;
+  const dp::SessionEntry* live_entry(SessionRef s) const;
+  uint8_t* staging(uint32_t pair, uint32_t buffer) const;
+
+  std::unique_ptr<Impl> impl_;
+  std::unique_ptr<SharedMemory> pool_;
+  std::unique_ptr<SharedMemory> channel_;
+  const dp::PoolHeader* pool_hdr_ = nullptr;
+  dp::ChannelHeader* ch_hdr_ = nullptr;
+  dp::RequestRing requests_;
+  dp::CompletionRing completions_;
+  uint32_t n_pairs_ = 0, max_items_ = 0, worker_id_ = 0;
+  uint64_t buffer_bytes_ = 0;
+  int64_t timeout_ns_ = 0;
+  uint64_t next_seq_ = 1;
+  std::vector<bool> pair_busy_;
+  std::unordered_map<uint64_t, Ticket> tickets_;
+  std::atomic<bool> kvstore_gone_{false};
+  std::thread watcher_;
+};
+
+}  // namespace freekv
