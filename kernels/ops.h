@@ -61,6 +61,24 @@ void attention_paged(const float* q, int64_t n_q, int64_t n_heads, const PagedKv
 void attention_paged_reference(const float* q, int64_t n_q, int64_t n_heads, const PagedKv& kv,
                                float scale, int64_t causal_base, float* out);
 
+// ---- retrieval (FreeKV §3): page digests, bound scores, query similarity ----
+
+// How a page's keys are summarised per KV head and dimension: Quest's element-wise max/min, or
+// ArkVale's bounding box centre ± mean absolute deviation (c = (max + min) / 2, r = mean |k − c|).
+enum class DigestKind : uint8_t { kMinMax, kCenterMad };
+
+// keys: [n_tokens, head_dim] in dtype (the K half of one chunk); upper, lower: [head_dim] fp32.
+void page_digest(const void* keys, DType dtype, int64_t n_tokens, int64_t head_dim, DigestKind kind,
+                 float* upper, float* lower);
+
+// Upper bound of q·k over a page: scores[g, j] = Σ_i max(q[g, i]·U[j, i], q[g, i]·L[j, i]), in fp32.
+// q: [group, head_dim]; digests: [n_pages, 2 (U, L), head_dim]; scores: [group, n_pages].
+void bound_scores(const float* q, int64_t group, const float* digests, int64_t n_pages, int64_t head_dim,
+                  float* scores);
+
+// Cosine similarity of a[n] and b[n] (0 when either is zero).
+float cosine_similarity(const float* a, const float* b, int64_t n);
+
 // The plain twin of matmul: one fp32 dot product per output, no SIMD, no BLAS.
 void matmul_reference(const float* x, const void* w, DType w_dtype, const float* bias, float* y,
                       int64_t n, int64_t k, int64_t m);

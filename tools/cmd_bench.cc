@@ -62,8 +62,10 @@ std::string machine_description() {
   return absl::StrCat(model, ", ", std::thread::hardware_concurrency(), " hardware threads");
 }
 
-// Gives `kv` `n` tokens of random K/V in every layer and head.
-absl::Status synthesize_kv(SequenceKv& kv, int64_t n, std::mt19937& rng) {
+// Gives the sequence `n` tokens of random K/V in every layer and head (offloaded and digested like
+// any other page).
+absl::Status synthesize_kv(Sequence& seq, int64_t n, int32_t vocab, std::mt19937& rng) {
+  TieredKv& kv = seq.kv();
   FREEKV_RETURN_IF_ERROR(kv.reserve(n));
   const KvGeometry& g = kv.geometry();
   std::vector<float> row(static_cast<size_t>(g.head_dim));
@@ -79,8 +81,9 @@ absl::Status synthesize_kv(SequenceKv& kv, int64_t n, std::mt19937& rng) {
       }
     }
   }
-  kv.commit(n);
-  return absl::OkStatus();
+  std::vector<int32_t> ids(static_cast<size_t>(n));
+  for (auto& id : ids) id = int32_t(rng() % uint32_t(vocab));
+  return kv.commit(ids.data(), n);
 }
 
 struct CaseResult {
@@ -94,10 +97,11 @@ absl::StatusOr<CaseResult> run_case(Engine& engine, int64_t context, int64_t bat
                                     int64_t decode_steps, double copy_bw) {
   const ModelConfig& c = engine.weights().config;
   std::mt19937 rng(1234);
-  std::vector<std::unique_ptr<SequenceKv>> seqs;
+  std::vector<std::unique_ptr<Sequence>> seqs;
   for (int64_t b = 0; b < batch; ++b) {
-    seqs.push_back(std::make_unique<SequenceKv>(&engine.kv_pool()));
-    FREEKV_RETURN_IF_ERROR(synthesize_kv(*seqs.back(), context - prefill_tokens, rng));
+    FREEKV_ASSIGN_OR_RETURN(auto seq, engine.new_sequence(absl::StrCat("bench-", context, "-", batch, "-", b)));
+    seqs.push_back(std::move(seq));
+    FREEKV_RETURN_IF_ERROR(synthesize_kv(*seqs.back(), context - prefill_tokens, c.vocab, rng));
   }
   std::uniform_int_distribution<int32_t> tok(0, c.vocab - 1);
   std::vector<std::vector<int32_t>> prompt(size_t(batch), std::vector<int32_t>(static_cast<size_t>(prefill_tokens)));

@@ -12,6 +12,25 @@
 
 namespace freekv {
 
+nlohmann::json recall_stats_json(const RecallStats& s) {
+  return {{"pages_recalled", s.pages_recalled},
+          {"bytes_recalled", s.bytes_recalled},
+          {"sync_recalls", s.sync_recalls},
+          {"async_recalls", s.async_recalls},
+          {"recall_wait_seconds", s.recall_wait_seconds},
+          {"correction_checks", s.correction_checks},
+          {"correction_triggers", s.correction_triggers},
+          {"correction_rate", s.correction_checks > 0 ? double(s.correction_triggers) / double(s.correction_checks) : 0.0},
+          {"selection_steps", s.selection_steps}};
+}
+
+nlohmann::json retrieval_stats_json(const RetrievalConfig& config, const GenerateStats& st) {
+  nlohmann::json j = recall_stats_json(st.retrieval);
+  j["policy"] = policy_name(config.policy);
+  for (const RecallStats& layer : st.retrieval_per_layer) j["per_layer"].push_back(recall_stats_json(layer));
+  return j;
+}
+
 int cmd_run(int argc, char** argv) {
   std::string model = FREEKV_DEFAULT_MODEL_DIR, prompt, prompt_file, dump_logits;
   int64_t max_tokens = 64, top_k = 0, seed = 0;
@@ -47,6 +66,8 @@ int cmd_run(int argc, char** argv) {
   }
   auto options = engine_flags.to_options();
   if (!options.ok()) return report_error("run", options.status());
+  auto kvstore = engine_flags.start_kvstore(&*options);
+  if (!kvstore.ok()) return report_error("run", kvstore.status());
   auto engine = Engine::load(model, *options);
   if (!engine.ok()) return report_error("run", engine.status());
 
@@ -86,6 +107,7 @@ int cmd_run(int argc, char** argv) {
                    {"time_to_first_token_seconds", st.prefill_seconds},
                    {"prefill_tokens_per_second", prefill_tps},
                    {"decode_tokens_per_second", decode_tps}};
+    j["retrieval"] = retrieval_stats_json(options->retrieval, st);
     std::cout << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
   } else {
     std::printf("\n");

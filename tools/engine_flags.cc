@@ -1,5 +1,7 @@
 #include "tools/engine_flags.h"
 
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
 #include "common/units.h"
 
 namespace freekv {
@@ -9,7 +11,20 @@ void EngineFlags::add_to(ArgParser& p) {
   p.add_string("kv-dtype", &kv_dtype, "storage type of KV pages: bf16 or f16");
   p.add_int("page-tokens", &page_tokens, "tokens per KV page");
   p.add_int("prefill-chunk", &prefill_chunk, "prompt tokens processed per prefill step");
-  p.add_string("kv-memory", &kv_memory, "memory for KV pages, with units (e.g. 8GiB)");
+  p.add_string("kv-memory", &kv_memory, "memory for local KV pages, with units (e.g. 8GiB)");
+  p.add_string("policy", &policy, "retrieval policy: full, streaming, quest, arkvale or freekv");
+  p.add_int("budget", &budget, "tokens attended per KV head once the context outgrows it (whole pages)");
+  p.add_int("sink", &sink, "first tokens always attended");
+  p.add_int("recent", &recent, "last tokens always attended (the partial page included)");
+  p.add_double("correction-threshold", &correction_threshold,
+               "freekv: re-select a KV head when its queries' cosine with the previous step falls below this (1 = always)");
+  p.add_string("gqa-score", &gqa_score, "combine a KV head's query heads by avg (raw scores) or avgsm (softmaxed)");
+  p.add_string("digest", &digest, "page digest: minmax (Quest) or center-mad (ArkVale)");
+  p.add_string("dense-layers", &dense_layers, "comma-separated layers that always attend the full context");
+  p.add_string("kvstore", &kvstore, "kvstore socket path, 'spawn' (private one), 'none', or 'auto' (spawn when the policy offloads)");
+  p.add_string("kvstore-pool", &kvstore_pool, "pool size of a spawned kvstore");
+  p.add_string("kvstore-block", &kvstore_block, "block size of a spawned kvstore (>= one page of all KV heads)");
+  p.add_int("max-batch", &max_batch, "most sequences stepped together (sizes the recall staging)");
 }
 
 absl::StatusOr<EngineOptions> EngineFlags::to_options() const {
@@ -22,7 +37,34 @@ absl::StatusOr<EngineOptions> EngineFlags::to_options() const {
   o.page_tokens = page_tokens;
   o.prefill_chunk = prefill_chunk;
   FREEKV_ASSIGN_OR_RETURN(o.kv_memory, parse_size(kv_memory));
+  FREEKV_ASSIGN_OR_RETURN(o.retrieval.policy, parse_policy(policy));
+  o.retrieval.budget = budget;
+  o.retrieval.sink = sink;
+  o.retrieval.recent = recent;
+  o.retrieval.correction_threshold = correction_threshold;
+  FREEKV_ASSIGN_OR_RETURN(o.retrieval.gqa_score, parse_gqa_score(gqa_score));
+  FREEKV_ASSIGN_OR_RETURN(o.retrieval.digest, parse_digest(digest));
+  for (auto part : absl::StrSplit(dense_layers, ',', absl::SkipEmpty())) {
+    int layer;
+    if (!absl::SimpleAtoi(std::string(part), &layer)) {
+      return absl::InvalidArgumentError(absl::StrCat("--dense-layers wants comma-separated layer numbers, got '", dense_layers, "'"));
+    }
+    o.retrieval.dense_layers.push_back(layer);
+  }
+  if (max_batch < 1) return absl::InvalidArgumentError("--max-batch must be >= 1");
+  o.max_batch = int(max_batch);
   return o;
+}
+
+absl::StatusOr<std::unique_ptr<KvstoreProcess>> EngineFlags::start_kvstore(EngineOptions* options) const {
+  const bool spawn = kvstore == "spawn" || (kvstore == "auto" && options->retrieval.offloaded());
+  if (!spawn) {
+    if (kvstore != "auto" && kvstore != "none") options->kvstore_socket = kvstore;
+    return std::unique_ptr<KvstoreProcess>();
+  }
+  FREEKV_ASSIGN_OR_RETURN(auto process, KvstoreProcess::start(kvstore_pool, kvstore_block));
+  options->kvstore_socket = process->socket_path();
+  return process;
 }
 
 }  // namespace freekv

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "tools/cli_args.h"
+#include "tools/kvstore_process.h"
 #include "worker/engine/generate.h"
 
 namespace freekv {
@@ -15,9 +16,21 @@ struct EngineFlags {
   int64_t page_tokens = 32;
   int64_t prefill_chunk = 512;
   std::string kv_memory = "16GiB";
+  // Retrieval (DESIGN §3).
+  std::string policy = "full";
+  int64_t budget = 2048, sink = 512, recent = 512;
+  double correction_threshold = 0.9;
+  std::string gqa_score = "avgsm", digest = "minmax", dense_layers;
+  // Where pages are offloaded: a kvstore socket, "spawn" (a private kvstore for this command), or
+  // "none". The default, "auto", spawns one for the policies that offload (arkvale, freekv).
+  std::string kvstore = "auto";
+  std::string kvstore_pool = "8GiB", kvstore_block = "128KiB";
+  int64_t max_batch = 4;
 
   void add_to(ArgParser& parser);
   absl::StatusOr<EngineOptions> to_options() const;
+  // Starts the private kvstore when the flags ask for one and points options at it.
+  absl::StatusOr<std::unique_ptr<KvstoreProcess>> start_kvstore(EngineOptions* options) const;
 };
 
 }  // namespace freekv

@@ -24,6 +24,9 @@ struct CpuPrimitives {
   // acc[d] = acc[d] · decay + Σ_t p[t] · values[t, d]. values: fp32 [n_values, d].
   void (*accumulate)(const float* p, const float* values, int64_t n_values, int64_t d, float decay,
                      float* acc);
+  // out[j] = Σ_i max(q[i]·digests[j, 0, i], q[i]·digests[j, 1, i]) for j < n_pages.
+  // digests: fp32 [n_pages, 2, d].
+  void (*bound_scores)(const float* q, const float* digests, int64_t n_pages, int64_t d, float* out);
 };
 
 const CpuPrimitives& cpu_primitives();

@@ -2,6 +2,7 @@
 // avx2_primitives() checks the CPU before handing any of it out.
 #include <immintrin.h>
 
+#include <algorithm>
 #include <vector>
 
 #include "kernels/cpu/primitives.h"
@@ -263,7 +264,25 @@ void accumulate_avx2(const float* p, const float* values, int64_t n_values, int6
   }
 }
 
-const CpuPrimitives kAvx2 = {"avx2", matvec_avx2, to_f32_avx2, from_f32_avx2, scores_avx2, accumulate_avx2};
+void bound_scores_avx2(const float* q, const float* digests, int64_t n_pages, int64_t d, float* out) {
+  const int64_t d8 = d & ~int64_t(7);
+  for (int64_t j = 0; j < n_pages; ++j) {
+    const float* u = digests + j * 2 * d;
+    const float* l = u + d;
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < d8; i += 8) {
+      const __m256 qv = _mm256_loadu_ps(q + i);
+      acc = _mm256_add_ps(acc, _mm256_max_ps(_mm256_mul_ps(qv, _mm256_loadu_ps(u + i)),
+                                             _mm256_mul_ps(qv, _mm256_loadu_ps(l + i))));
+    }
+    float s = hsum(acc);
+    for (int64_t i = d8; i < d; ++i) s += std::max(q[i] * u[i], q[i] * l[i]);
+    out[j] = s;
+  }
+}
+
+const CpuPrimitives kAvx2 = {"avx2", matvec_avx2, to_f32_avx2, from_f32_avx2, scores_avx2, accumulate_avx2,
+                             bound_scores_avx2};
 
 }  // namespace
 

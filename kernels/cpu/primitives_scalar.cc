@@ -1,5 +1,7 @@
 // The scalar primitives: the slow twins every SIMD path is compared with, and the fallback on CPUs
 // without AVX2.
+#include <algorithm>
+
 #include "kernels/cpu/primitives.h"
 
 namespace freekv {
@@ -40,8 +42,18 @@ void accumulate_scalar(const float* p, const float* values, int64_t n_values, in
   }
 }
 
+void bound_scores_scalar(const float* q, const float* digests, int64_t n_pages, int64_t d, float* out) {
+  for (int64_t j = 0; j < n_pages; ++j) {
+    const float* u = digests + j * 2 * d;
+    const float* l = u + d;
+    float acc = 0.f;
+    for (int64_t i = 0; i < d; ++i) acc += std::max(q[i] * u[i], q[i] * l[i]);
+    out[j] = acc;
+  }
+}
+
 const CpuPrimitives kScalar = {"scalar", matvec_scalar, to_f32_scalar, from_f32_scalar, scores_scalar,
-                               accumulate_scalar};
+                               accumulate_scalar, bound_scores_scalar};
 
 }  // namespace
 

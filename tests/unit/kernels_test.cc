@@ -194,3 +194,46 @@ TEST(RmsNorm, MatchesDefinition) {
 
 }  // namespace
 }  // namespace freekv
+
+namespace freekv {
+namespace {
+
+TEST(Retrieval, BoundScoresAvx2MatchesScalarAndBoundsEveryKey) {
+  std::mt19937 rng(6);
+  const int64_t d = 64, pt = 16, pages = 9;
+  auto keys = random_vec(size_t(pages * pt * d), rng);
+  std::string kb = to_dtype_bytes(keys, DType::kBF16);
+  std::vector<float> digests(size_t(pages * 2 * d));
+  for (int64_t j = 0; j < pages; ++j) {
+    page_digest(kb.data() + j * pt * d * 2, DType::kBF16, pt, d, DigestKind::kMinMax,
+                digests.data() + j * 2 * d, digests.data() + j * 2 * d + d);
+  }
+  auto q = random_vec(size_t(d), rng);
+  std::vector<float> s(static_cast<size_t>(pages)), ref(static_cast<size_t>(pages));
+  bound_scores(q.data(), 1, digests.data(), pages, d, s.data());
+  scalar_primitives().bound_scores(q.data(), digests.data(), pages, d, ref.data());
+  expect_close(s, ref, 1e-5f, "bound scores");
+  // Quest's bound: no key of a page scores above the page's bound.
+  for (int64_t j = 0; j < pages; ++j) {
+    for (int64_t t = 0; t < pt; ++t) {
+      float dot = 0.f;
+      for (int64_t i = 0; i < d; ++i) dot += q[size_t(i)] * bf16_to_f32(f32_to_bf16(keys[size_t((j * pt + t) * d + i)]));
+      EXPECT_LE(dot, s[size_t(j)] + 1e-4f) << "page " << j << " token " << t;
+    }
+  }
+}
+
+TEST(Retrieval, CenterMadDigestIsCentreAndMeanDeviation) {
+  // One dimension, keys 0, 2, 10: centre 5, mean |k - 5| = (5 + 3 + 5) / 3.
+  std::vector<float> k = {0.f, 2.f, 10.f};
+  float u, l;
+  page_digest(k.data(), DType::kF32, 3, 1, DigestKind::kCenterMad, &u, &l);
+  EXPECT_NEAR(u, 5.f + 13.f / 3, 1e-6);
+  EXPECT_NEAR(l, 5.f - 13.f / 3, 1e-6);
+  page_digest(k.data(), DType::kF32, 3, 1, DigestKind::kMinMax, &u, &l);
+  EXPECT_EQ(u, 10.f);
+  EXPECT_EQ(l, 0.f);
+}
+
+}  // namespace
+}  // namespace freekv

@@ -16,7 +16,7 @@ absl::Status ForwardPass::step(const std::vector<StepInput>& inputs, std::vector
 
   // Reserve every sequence's pages first, so a full pool fails the step before any KV is written.
   for (size_t i = 0; i < inputs.size(); ++i) {
-    absl::Status s = inputs[i].kv->reserve(inputs[i].n_tokens);
+    absl::Status s = inputs[i].seq->kv().reserve(inputs[i].n_tokens);
     if (!s.ok()) return s;
   }
 
@@ -33,7 +33,7 @@ absl::Status ForwardPass::step(const std::vector<StepInput>& inputs, std::vector
     int64_t r = 0;
     for (const StepInput& in : inputs) {
       embedding(w_.embed.data, w_.embed.dtype, in.tokens, in.n_tokens, h, x_.data() + r * h);
-      for (int64_t t = 0; t < in.n_tokens; ++t) positions_[size_t(r + t)] = int32_t(in.kv->n_tokens() + t);
+      for (int64_t t = 0; t < in.n_tokens; ++t) positions_[size_t(r + t)] = int32_t(in.seq->n_tokens() + t);
       r += in.n_tokens;
     }
   }
@@ -51,7 +51,7 @@ absl::Status ForwardPass::step(const std::vector<StepInput>& inputs, std::vector
     }
     rope_apply(q_.data(), positions_.data(), w_.rope_inv_freq.data(), rows, c.n_heads, hd);
     rope_apply(k_.data(), positions_.data(), w_.rope_inv_freq.data(), rows, c.n_kv_heads, hd);
-    attention_layer(inputs, l);
+    FREEKV_RETURN_IF_ERROR(attention_layer(inputs, l));
     matmul(attn_.data(), L.wo.data, L.wo.dtype, L.bo.empty() ? nullptr : L.bo.data(), xn_.data(), rows, q_dim, h, pool_);
     add_inplace(x_.data(), xn_.data(), rows * h);
 
@@ -62,7 +62,7 @@ absl::Status ForwardPass::step(const std::vector<StepInput>& inputs, std::vector
     matmul(gate_.data(), L.w_down.data, L.w_down.dtype, nullptr, xn_.data(), rows, inter, h, pool_);
     add_inplace(x_.data(), xn_.data(), rows * h);
   }
-  for (const StepInput& in : inputs) in.kv->commit(in.n_tokens);
+  for (const StepInput& in : inputs) FREEKV_RETURN_IF_ERROR(in.seq->kv().commit(in.tokens, in.n_tokens));
 
   // Logits only for the rows asked for: the vocabulary product is the largest one of the step.
   int64_t out_rows = 0;
@@ -84,15 +84,15 @@ absl::Status ForwardPass::step(const std::vector<StepInput>& inputs, std::vector
 }
 
 // Writes the new tokens' K/V into each sequence's pages, then attends each sequence's queries over
-// its whole KV (causal within the new tokens).
-void ForwardPass::attention_layer(const std::vector<StepInput>& inputs, int64_t layer) {
+// what its retrieval plan chose (causal within the new tokens).
+absl::Status ForwardPass::attention_layer(const std::vector<StepInput>& inputs, int64_t layer) {
   const ModelConfig& c = w_.config;
   const int64_t hd = c.head_dim, n_kv = c.n_kv_heads, q_dim = int64_t(c.n_heads) * hd;
   const CpuPrimitives& prim = cpu_primitives();
   const float scale = 1.f / std::sqrt(float(hd));
   int64_t r = 0;
   for (const StepInput& in : inputs) {
-    SequenceKv& kv = *in.kv;
+    TieredKv& kv = in.seq->kv();
     const int64_t pos0 = kv.n_tokens();
     const DType kv_dtype = kv.geometry().dtype;
     for (int64_t t = 0; t < in.n_tokens; ++t) {
@@ -103,10 +103,13 @@ void ForwardPass::attention_layer(const std::vector<StepInput>& inputs, int64_t 
         prim.from_f32(vrow, kv_dtype, kv.v_row(layer, head, pos0 + t), hd);
       }
     }
-    PagedKv view = kv.view(layer, pos0 + in.n_tokens, &chunk_ptrs_);
-    attention_paged(q_.data() + r * q_dim, in.n_tokens, c.n_heads, view, scale, pos0, attn_.data() + r * q_dim, pool_);
+    const float* q = q_.data() + r * q_dim;
+    FREEKV_ASSIGN_OR_RETURN(AttentionPlan plan, in.seq->retriever().plan(layer, q, in.n_tokens));
+    attention_paged(q, in.n_tokens, c.n_heads, plan.kv, scale, plan.causal_base, attn_.data() + r * q_dim, pool_);
+    FREEKV_RETURN_IF_ERROR(in.seq->retriever().after_attention(layer, q, in.n_tokens));
     r += in.n_tokens;
   }
+  return absl::OkStatus();
 }
 
 }  // namespace freekv

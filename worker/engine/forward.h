@@ -1,7 +1,8 @@
 // One forward step of the model over a batch of sequences, each contributing any number of new
 // tokens (a prefill chunk or a single decode token). Rows of all sequences go through the matrix
 // products together, so a decode batch reads the weights once; attention runs per sequence over its
-// own paged KV, after the new tokens' K/V have been written into it.
+// own paged KV, after the new tokens' K/V have been written into it, over the pages its retrieval
+// policy chooses (Retriever::plan), and offloads the pages the step completed (TieredKv::commit).
 #pragma once
 
 #include <cstdint>
@@ -9,12 +10,12 @@
 
 #include "common/thread_pool.h"
 #include "worker/engine/weights.h"
-#include "worker/kv/kv_cache.h"
+#include "worker/engine/sequence.h"
 
 namespace freekv {
 
 struct StepInput {
-  SequenceKv* kv;             // its n_tokens() is the position of tokens[0]
+  Sequence* seq;              // its n_tokens() is the position of tokens[0]
   const int32_t* tokens;      // [n_tokens] ids (< vocab, checked by the caller)
   int64_t n_tokens;
   bool all_logits;            // logits for every new token (true) or only the last one
@@ -28,17 +29,17 @@ class ForwardPass {
   // (all_logits) or one row, each [vocab] fp32, into *logits (resized). Fails with
   // RESOURCE_EXHAUSTED, before any K/V is written, when the KV pool cannot hold the new tokens (pages
   // already reserved for earlier inputs stay with their sequences and serve their next tokens).
+  // A failing recall or offload (kvstore gone) fails the step with the kvstore's status.
   absl::Status step(const std::vector<StepInput>& inputs, std::vector<float>* logits);
 
  private:
-  void attention_layer(const std::vector<StepInput>& inputs, int64_t layer);
+  absl::Status attention_layer(const std::vector<StepInput>& inputs, int64_t layer);
 
   const ModelWeights& w_;
   ThreadPool& pool_;
   // Activations of the current step, reused across steps: [rows, dim] fp32.
   std::vector<float> x_, xn_, q_, k_, v_, attn_, gate_, up_, tmp_;
   std::vector<int32_t> positions_;
-  std::vector<const void*> chunk_ptrs_;
 };
 
 }  // namespace freekv

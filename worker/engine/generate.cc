@@ -4,12 +4,10 @@
 #include <chrono>
 #include <filesystem>
 
+#include <unistd.h>
+
 namespace freekv {
 namespace {
-
-double seconds_since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
 
 }  // namespace
 
@@ -73,9 +71,72 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::load(const std::string& model_di
     return absl::InvalidArgumentError(absl::StrCat("KV memory of ", options.kv_memory, " bytes cannot hold one page (",
                                                    g.block_bytes(), " bytes)"));
   }
+  FREEKV_RETURN_IF_ERROR(validate_retrieval(options.retrieval, options.page_tokens, c.n_layers));
   e->kv_pool_ = std::make_unique<KvBlockPool>(g, options.kv_memory);
   e->forward_ = std::make_unique<ForwardPass>(*e->weights_, *e->threads_);
+  if (!options.kvstore_socket.empty()) {
+    KvstoreClient::Options ko;
+    ko.worker_name = "freekv-engine";
+    // freekv keeps one recall in flight per (sequence, layer): one staging pair each.
+    ko.staging_pairs = uint32_t(std::max(1, options.max_batch) * c.n_layers);
+    FREEKV_ASSIGN_OR_RETURN(e->kvstore_, KvstoreClient::connect(options.kvstore_socket, ko));
+  } else if (options.retrieval.offloaded()) {
+    return absl::InvalidArgumentError(absl::StrCat("policy ", policy_name(options.retrieval.policy),
+                                                   " offloads pages and needs a kvstore; give its socket (--kvstore)"));
+  }
   return e;
+}
+
+absl::StatusOr<std::unique_ptr<Sequence>> Engine::new_sequence(const std::string& session_id) {
+  KvStoreBinding binding;
+  if (kvstore_ != nullptr) {
+    const KvGeometry& g = kv_pool_->geometry();
+    KvSessionGeometry sg;
+    sg.n_layers = uint32_t(g.n_layers);
+    sg.n_kv_heads = uint32_t(g.n_kv_heads);
+    sg.head_dim = uint32_t(g.head_dim);
+    sg.page_tokens = uint32_t(g.page_tokens);
+    sg.dtype = g.dtype;
+    FREEKV_ASSIGN_OR_RETURN(KvSessionInfo info, kvstore_->open_session(session_id, sg, /*create_if_missing=*/true));
+    if (!info.created) {
+      return absl::AlreadyExistsError(absl::StrCat("kvstore session '", session_id, "' already exists"));
+    }
+    binding = {kvstore_.get(), info.ref};
+  }
+  return std::make_unique<Sequence>(kv_pool_.get(), binding, options_.retrieval, weights_->config.n_heads);
+}
+
+absl::StatusOr<std::unique_ptr<Sequence>> Engine::open_sequence(const std::string& session_id,
+                                                                 std::vector<int32_t>* replay) {
+  replay->clear();
+  if (kvstore_ == nullptr) {
+    return absl::FailedPreconditionError("sessions that outlive a request need a kvstore (--kvstore)");
+  }
+  const KvGeometry& g = kv_pool_->geometry();
+  KvSessionGeometry sg;
+  sg.n_layers = uint32_t(g.n_layers);
+  sg.n_kv_heads = uint32_t(g.n_kv_heads);
+  sg.head_dim = uint32_t(g.head_dim);
+  sg.page_tokens = uint32_t(g.page_tokens);
+  sg.dtype = g.dtype;
+  FREEKV_ASSIGN_OR_RETURN(KvSessionInfo info, kvstore_->open_session(session_id, sg, /*create_if_missing=*/true));
+  auto seq = std::make_unique<Sequence>(kv_pool_.get(), KvStoreBinding{kvstore_.get(), info.ref}, options_.retrieval,
+                                        weights_->config.n_heads);
+  if (info.created) return seq;
+  FREEKV_ASSIGN_OR_RETURN(KvSessionStats st, kvstore_->session_stats(session_id));
+  FREEKV_ASSIGN_OR_RETURN(std::vector<int32_t> ids, kvstore_->tokens(info.ref));
+  // Pages count only where every layer committed them (a worker may have died between layers).
+  int64_t pages = int64_t(ids.size()) / g.page_tokens;
+  for (const KvLayerStats& l : st.layers) pages = std::min<int64_t>(pages, l.highest_page + 1);
+  RecallStats attach_stats;
+  FREEKV_RETURN_IF_ERROR(seq->kv().attach(pages, int64_t(ids.size()), &attach_stats));
+  replay->assign(ids.begin() + pages * g.page_tokens, ids.end());
+  return seq;
+}
+
+absl::Status Engine::close_sequence_session(const std::string& session_id) {
+  if (kvstore_ == nullptr) return absl::OkStatus();
+  return kvstore_->close_session(session_id);
 }
 
 absl::Status Engine::validate(const GenerateRequest& r) const {
@@ -95,67 +156,60 @@ absl::Status Engine::validate(const GenerateRequest& r) const {
   return validate_sampling(r.sampling);
 }
 
+absl::StatusOr<std::unique_ptr<ActiveRequest>> Engine::start_request(const GenerateRequest& r,
+                                                                    std::function<void(std::string_view)> on_text) {
+  FREEKV_RETURN_IF_ERROR(validate(r));
+  const bool keep = !r.session_id.empty();
+  GenerateRequest full = r;
+  if (!keep) full.session_id = absl::StrCat("private-", getpid(), "-", ++private_sessions_);
+  std::vector<int32_t> replay;
+  absl::StatusOr<std::unique_ptr<Sequence>> seq = keep ? open_sequence(full.session_id, &replay) : new_sequence(full.session_id);
+  if (!seq.ok()) return seq.status();
+  // A continued session first replays what its pages do not hold yet.
+  full.prompt.insert(full.prompt.begin(), replay.begin(), replay.end());
+  const int64_t reused = (*seq)->n_tokens();
+  if (reused + int64_t(full.prompt.size()) + r.max_tokens > weights_->config.max_positions) {
+    const int64_t held = reused + int64_t(replay.size());
+    absl::Status closed = keep ? absl::OkStatus() : close_sequence_session(full.session_id);
+    (void)closed;
+    return absl::InvalidArgumentError(absl::StrCat("session '", full.session_id, "' holds ", held,
+                                                   " tokens; with this prompt and max tokens it would exceed the model's ",
+                                                   weights_->config.max_positions, " positions"));
+  }
+  auto active = std::make_unique<ActiveRequest>(weights_->config, *tokenizer_, options_.prefill_chunk, std::move(full),
+                                                std::move(*seq), std::move(on_text));
+  active->private_session = !keep;
+  active->result().stats.reused_tokens = reused;
+  active->result().stats.prompt_tokens = int64_t(r.prompt.size());
+  return active;
+}
+
+absl::StatusOr<GenerateResult> Engine::finish_request(std::unique_ptr<ActiveRequest> active) {
+  const bool keep = !active->private_session;
+  const std::string session = active->request().session_id;
+  absl::Status status = active->sequence().retriever().drain();
+  GenerateResult result = std::move(active->result());
+  // A kept session stores the last sampled token (it has no KV yet), so the next turn replays it.
+  if (status.ok() && keep && !result.tokens.empty()) status = active->sequence().kv().store_pending_token(result.tokens.back());
+  active.reset();  // local pages back to the pool before the kvstore forgets a private session
+  if (!keep) status.Update(close_sequence_session(session));
+  if (!status.ok()) return status;
+  return result;
+}
+
 absl::StatusOr<GenerateResult> Engine::generate(const GenerateRequest& r,
                                                 const std::function<void(std::string_view)>& on_text) {
-  FREEKV_RETURN_IF_ERROR(validate(r));
-  const ModelConfig& c = weights_->config;
-  const int64_t vocab = c.vocab;
-  GenerateResult out;
-  out.stats.prompt_tokens = int64_t(r.prompt.size());
-  SequenceKv kv(kv_pool_.get());
-  Sampler sampler(r.sampling);
-  StreamingDetokenizer detok(*tokenizer_);
-  StopStringFilter stops(r.stop_strings);
+  FREEKV_ASSIGN_OR_RETURN(std::unique_ptr<ActiveRequest> active, start_request(r, on_text));
   std::vector<float> logits;
-  auto emit = [&](const std::string& piece) {
-    if (piece.empty()) return;
-    out.text += piece;
-    if (on_text) on_text(piece);
-  };
-
-  auto t0 = std::chrono::steady_clock::now();
-  const int64_t P = int64_t(r.prompt.size());
-  for (int64_t start = 0; start < P; start += options_.prefill_chunk) {
-    const int64_t n = std::min(options_.prefill_chunk, P - start);
-    StepInput in{&kv, r.prompt.data() + start, n, r.keep_logits};
-    FREEKV_RETURN_IF_ERROR(forward_->step({in}, &logits));
-    if (r.keep_logits) out.logits.insert(out.logits.end(), logits.begin(), logits.end());
-  }
-  // The last row is the logits of the last prompt position: what the first token is sampled from.
-  std::vector<float> last(logits.end() - vocab, logits.end());
-  out.stats.prefill_seconds = seconds_since(t0);
-
-  auto t1 = std::chrono::steady_clock::now();
-  out.finish_reason = "length";
-  for (int64_t i = 0; i < r.max_tokens; ++i) {
-    if (i > 0) {
-      const int32_t prev = out.tokens.back();
-      StepInput in{&kv, &prev, 1, false};
-      FREEKV_RETURN_IF_ERROR(forward_->step({in}, &logits));
-      last.assign(logits.begin(), logits.end());
+  while (!active->finished()) {
+    absl::Status s = forward_->step({active->next_input()}, &logits);
+    if (!s.ok()) {
+      (void)finish_request(std::move(active));  // releases its pages and private session
+      return s;
     }
-    if (r.keep_logits) out.logits.insert(out.logits.end(), last.begin(), last.end());
-    const int32_t tok = sampler.sample(last.data(), vocab);
-    out.tokens.push_back(tok);
-    const bool eos = !r.ignore_eos && std::find(c.eos_token_ids.begin(), c.eos_token_ids.end(), tok) != c.eos_token_ids.end();
-    const bool stop_id = std::find(r.stop_ids.begin(), r.stop_ids.end(), tok) != r.stop_ids.end();
-    if (eos || stop_id) {
-      out.finish_reason = "stop";
-      break;
-    }
-    emit(stops.push(detok.push(tok)));
-    if (stops.stopped()) {
-      out.finish_reason = "stop";
-      break;
-    }
+    active->accept(logits.data());
   }
-  if (!stops.stopped()) {
-    emit(stops.push(detok.flush()));
-    emit(stops.flush());
-  }
-  out.stats.generated_tokens = int64_t(out.tokens.size());
-  out.stats.decode_seconds = seconds_since(t1);
-  return out;
+  return finish_request(std::move(active));
 }
 
 }  // namespace freekv

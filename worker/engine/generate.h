@@ -10,10 +10,14 @@
 #include <vector>
 
 #include "common/thread_pool.h"
+#include "worker/engine/active_request.h"
 #include "worker/engine/forward.h"
+#include "worker/engine/generate_types.h"
 #include "worker/engine/sampler.h"
+#include "worker/engine/sequence.h"
 #include "worker/engine/weights.h"
 #include "worker/kv/kv_cache.h"
+#include "worker/retrieval/config.h"
 #include "worker/tokenizer/tokenizer.h"
 
 namespace freekv {
@@ -23,43 +27,38 @@ struct EngineOptions {
   DType kv_dtype = DType::kBF16;          // storage of K/V pages
   int64_t page_tokens = 32;
   int64_t prefill_chunk = 512;            // prompt tokens per prefill step
-  uint64_t kv_memory = 16ull << 30;       // bytes of KV pages across all sequences
-};
-
-struct GenerateRequest {
-  std::vector<int32_t> prompt;            // token ids, non-empty
-  int64_t max_tokens = 128;
-  SamplingParams sampling;
-  std::vector<std::string> stop_strings;  // generation ends before the first occurrence
-  std::vector<int32_t> stop_ids;          // in addition to the model's end-of-sequence ids
-  bool ignore_eos = false;                // run to max_tokens whatever is sampled
-  bool keep_logits = false;               // fill GenerateResult::logits
-};
-
-struct GenerateStats {
-  int64_t prompt_tokens = 0;
-  int64_t generated_tokens = 0;
-  double prefill_seconds = 0;             // whole prompt, up to and including the first token's logits
-  double decode_seconds = 0;              // every later step
-};
-
-struct GenerateResult {
-  std::vector<int32_t> tokens;            // generated ids (a final end-of-sequence or stop id included)
-  std::string text;                       // their text, special tokens and the stop string excluded
-  std::string finish_reason;              // "length" | "stop"
-  GenerateStats stats;
-  // With keep_logits: [prompt + generated, vocab]: one row per prompt position, then for each generated
-  // token the row it was sampled from.
-  std::vector<float> logits;
+  uint64_t kv_memory = 16ull << 30;       // bytes of local KV pages across all sequences
+  RetrievalConfig retrieval;              // policy and budget
+  std::string kvstore_socket;             // freekv-kvstore's unix socket; empty = no offload
+  int max_batch = 4;                      // sequences stepped together (sizes the recall staging)
 };
 
 class Engine {
  public:
+  // Loads the model and tokenizer; connects to the kvstore when options.kvstore_socket is set.
   static absl::StatusOr<std::unique_ptr<Engine>> load(const std::string& model_dir, const EngineOptions& options);
+
+  // A new sequence under this engine's policy, bound to kvstore session `session_id` (created) when
+  // the engine has a kvstore. close_sequence_session() forgets the session's KV in the kvstore.
+  absl::StatusOr<std::unique_ptr<Sequence>> new_sequence(const std::string& session_id);
+
+  // Continues kvstore session `session_id` (created when missing): its committed pages become the
+  // sequence's KV and *replay receives the stored ids past the last committed page (the partial page
+  // and the last sampled token), which the caller must feed before anything new.
+  absl::StatusOr<std::unique_ptr<Sequence>> open_sequence(const std::string& session_id, std::vector<int32_t>* replay);
+  absl::Status close_sequence_session(const std::string& session_id);
+  KvstoreClient* kvstore() { return kvstore_.get(); }
 
   // on_text receives text as it becomes final (complete UTF-8, never part of a stop string).
   absl::StatusOr<GenerateResult> generate(const GenerateRequest& request,
                                           const std::function<void(std::string_view)>& on_text);
+
+  // The two ends of generate(), for a step loop that runs several requests together:
+  // start_request() validates, opens (or resumes) the request's sequence and returns it ready to step;
+  // finish_request() waits for its recalls, keeps or closes its kvstore session, and returns the result.
+  absl::StatusOr<std::unique_ptr<ActiveRequest>> start_request(const GenerateRequest& request,
+                                                              std::function<void(std::string_view)> on_text);
+  absl::StatusOr<GenerateResult> finish_request(std::unique_ptr<ActiveRequest> request);
 
   // INVALID_ARGUMENT naming the problem: empty prompt, ids outside the vocabulary, max_tokens < 1,
   // prompt + max_tokens beyond the model's positions, bad sampling values.
@@ -80,23 +79,8 @@ class Engine {
   std::unique_ptr<ThreadPool> threads_;
   std::unique_ptr<KvBlockPool> kv_pool_;
   std::unique_ptr<ForwardPass> forward_;
-};
-
-// Holds back generated text that might be the start of a stop string, and cuts at the first stop.
-class StopStringFilter {
- public:
-  explicit StopStringFilter(std::vector<std::string> stops) : stops_(std::move(stops)) {}
-  // Appends complete text; returns what can be shown now. After a stop string is seen, stopped() is
-  // true and nothing more is returned.
-  std::string push(std::string_view text);
-  // The held-back remainder at the end of generation (empty once stopped).
-  std::string flush();
-  bool stopped() const { return stopped_; }
-
- private:
-  std::vector<std::string> stops_;
-  std::string held_;
-  bool stopped_ = false;
+  std::unique_ptr<KvstoreClient> kvstore_;
+  uint64_t private_sessions_ = 0;
 };
 
 }  // namespace freekv

@@ -37,7 +37,27 @@ SequenceKv::SequenceKv(KvBlockPool* pool) : pool_(pool), pages_(size_t(pool->geo
 
 SequenceKv::~SequenceKv() {
   for (auto& layer : pages_)
-    for (int32_t b : layer) pool_->release(b);
+    for (int32_t b : layer)
+      if (b >= 0) pool_->release(b);
+}
+
+void SequenceKv::adopt_released(int64_t n_pages) {
+  for (auto& layer : pages_) layer.assign(size_t(n_pages), -1);
+  n_tokens_ = n_pages * pool_->geometry().page_tokens;
+}
+
+void SequenceKv::release(int64_t layer, int64_t page) {
+  int32_t& b = pages_[size_t(layer)][size_t(page)];
+  if (b >= 0) pool_->release(b);
+  b = -1;
+}
+
+absl::StatusOr<uint8_t*> SequenceKv::restore(int64_t layer, int64_t page) {
+  int32_t& b = pages_[size_t(layer)][size_t(page)];
+  if (b < 0) {
+    FREEKV_ASSIGN_OR_RETURN(b, pool_->alloc());
+  }
+  return pool_->block(b);
 }
 
 absl::Status SequenceKv::reserve(int64_t n) {

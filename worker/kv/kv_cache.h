@@ -63,6 +63,8 @@ class SequenceKv {
 
   // Makes room for tokens [n_tokens, n_tokens + n) in every layer; all or nothing.
   absl::Status reserve(int64_t n);
+  // Starts the table with n_pages full pages that live elsewhere (released), for a resumed session.
+  void adopt_released(int64_t n_pages);
   // Records that the reserved tokens now hold K/V in every layer.
   void commit(int64_t n) { n_tokens_ += n; }
 
@@ -70,7 +72,16 @@ class SequenceKv {
   uint8_t* k_row(int64_t layer, int64_t head, int64_t pos);
   uint8_t* v_row(int64_t layer, int64_t head, int64_t pos);
 
-  // The attention kernel's view of `layer` covering the first n_tokens tokens.
+  // Residency of single pages (offloaded policies keep only sinks and the window locally).
+  bool resident(int64_t layer, int64_t page) const { return pages_[size_t(layer)][size_t(page)] >= 0; }
+  // Frees the page's block; the page must already be safe elsewhere (offloaded) or be dropped.
+  void release(int64_t layer, int64_t page);
+  // Gives a released page a block again and returns it, for the caller to fill.
+  absl::StatusOr<uint8_t*> restore(int64_t layer, int64_t page);
+  // The block of a resident page: [n_kv_heads][2][page_tokens][head_dim].
+  uint8_t* block(int64_t layer, int64_t page) { return pool_->block(pages_[size_t(layer)][size_t(page)]); }
+
+  // The attention kernel's view of `layer` covering the first n_tokens tokens (all resident).
   // chunk_ptrs is the caller's storage for the [n_kv_heads × n_slots] chunk pointers.
   PagedKv view(int64_t layer, int64_t n_tokens, std::vector<const void*>* chunk_ptrs);
 
@@ -78,7 +89,7 @@ class SequenceKv {
 
  private:
   KvBlockPool* pool_;
-  std::vector<std::vector<int32_t>> pages_;  // [layer][logical page] -> block
+  std::vector<std::vector<int32_t>> pages_;  // [layer][logical page] -> block, -1 when released
   int64_t n_tokens_ = 0;
 };
 

@@ -1,0 +1,29 @@
+// One sequence being generated: its KV across tiers and the retrieval that decides what it attends.
+// A sequence may be bound to a kvstore session (its pages are offloaded there and survive it).
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "worker/kv/tiered_kv.h"
+#include "worker/retrieval/retriever.h"
+
+namespace freekv {
+
+class Sequence {
+ public:
+  Sequence(KvBlockPool* pool, KvStoreBinding store, const RetrievalConfig& config, int64_t n_heads)
+      : kv_(pool, store, Retriever::selected_pages(config, pool->geometry().page_tokens), config.digest,
+            config.selects()),
+        retriever_(config, n_heads, &kv_) {}
+
+  TieredKv& kv() { return kv_; }
+  Retriever& retriever() { return retriever_; }
+  int64_t n_tokens() const { return kv_.n_tokens(); }
+
+ private:
+  TieredKv kv_;
+  Retriever retriever_;
+};
+
+}  // namespace freekv
