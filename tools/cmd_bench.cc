@@ -17,6 +17,7 @@
 #include <random>
 #include <sstream>
 #include <thread>
+#include <tuple>
 
 #include "absl/strings/str_split.h"
 #include "common/file_util.h"
@@ -91,6 +92,7 @@ struct CaseResult {
   double prefill_seconds = 0, prefill_tokens_per_second = 0;
   std::vector<double> decode_step_seconds;
   double decode_tokens_per_second = 0, bytes_per_step = 0, bandwidth_fraction = 0;
+  RecallStats retrieval;  // over the timed decode steps, all sequences
 };
 
 absl::StatusOr<CaseResult> run_case(Engine& engine, int64_t context, int64_t batch, int64_t prefill_tokens,
@@ -119,7 +121,11 @@ absl::StatusOr<CaseResult> run_case(Engine& engine, int64_t context, int64_t bat
     r.prefill_tokens_per_second = double(batch * prefill_tokens) / r.prefill_seconds;
   }
   std::vector<int32_t> next(static_cast<size_t>(batch));
+  std::vector<RecallStats> before(static_cast<size_t>(batch));
   for (int64_t s = 0; s <= decode_steps; ++s) {
+    if (s == 1) {  // step 0 (untimed) makes the first, synchronous selection
+      for (int64_t b = 0; b < batch; ++b) before[size_t(b)] = seqs[size_t(b)]->retriever().total_stats();
+    }
     std::vector<StepInput> in;
     for (int64_t b = 0; b < batch; ++b) {
       next[size_t(b)] = tok(rng);
@@ -129,12 +135,22 @@ absl::StatusOr<CaseResult> run_case(Engine& engine, int64_t context, int64_t bat
     FREEKV_RETURN_IF_ERROR(engine.forward().step(in, &logits));
     if (s > 0) r.decode_step_seconds.push_back(since(t0));  // step 0 warms caches and buffers
   }
+  for (int64_t b = 0; b < batch; ++b) {
+    r.retrieval += seqs[size_t(b)]->retriever().total_stats() - before[size_t(b)];
+  }
+  for (auto& seq : seqs) FREEKV_RETURN_IF_ERROR(seq->retriever().drain());
+  for (int64_t b = 0; b < batch; ++b) {
+    FREEKV_RETURN_IF_ERROR(engine.close_sequence_session(absl::StrCat("bench-", context, "-", batch, "-", b)));
+  }
   std::vector<double> sorted = r.decode_step_seconds;
   std::sort(sorted.begin(), sorted.end());
   const double median = sorted[sorted.size() / 2];
   r.decode_tokens_per_second = double(batch) / median;
   const KvGeometry& g = engine.kv_pool().geometry();
-  const double kv_bytes = double(batch) * double(context) * double(g.n_layers * g.n_kv_heads * g.head_dim * 2) *
+  // K/V bytes attention reads: the whole context under full, the budget under the other policies.
+  const RetrievalConfig& rc = engine.options().retrieval;
+  const int64_t attended = rc.policy == PolicyKind::kFull ? context : std::min(context, rc.budget);
+  const double kv_bytes = double(batch) * double(attended) * double(g.n_layers * g.n_kv_heads * g.head_dim * 2) *
                           double(dtype_size(g.dtype));
   r.bytes_per_step = double(engine.weights().weight_bytes) + kv_bytes;
   r.bandwidth_fraction = r.bytes_per_step / median / copy_bw;
@@ -153,17 +169,36 @@ std::string git_commit() {
 
 }  // namespace
 
+nlohmann::json case_json(const std::string& policy, const CaseResult& r, int64_t decode_steps) {
+  const RecallStats& st = r.retrieval;
+  const double steps = double(std::max<int64_t>(1, decode_steps));
+  return {{"policy", policy}, {"context", r.context}, {"batch", r.batch}, {"prefill_seconds", r.prefill_seconds},
+          {"prefill_tokens_per_second", r.prefill_tokens_per_second}, {"decode_step_seconds", r.decode_step_seconds},
+          {"decode_tokens_per_second", r.decode_tokens_per_second}, {"bytes_per_step", r.bytes_per_step},
+          {"bandwidth_fraction", r.bandwidth_fraction},
+          {"recall_bytes_per_step", double(st.bytes_recalled) / steps},
+          {"recall_pages_per_step", double(st.pages_recalled) / steps},
+          {"recall_wait_seconds_per_step", st.recall_wait_seconds / steps},
+          {"sync_recalls", st.sync_recalls}, {"async_recalls", st.async_recalls},
+          {"correction_checks", st.correction_checks}, {"correction_triggers", st.correction_triggers},
+          {"correction_rate", st.correction_checks > 0 ? double(st.correction_triggers) / double(st.correction_checks) : 0.0}};
+}
+
 int cmd_bench(int argc, char** argv) {
-  std::string model, contexts = "1024,8192,32768", batches = "1,4", out;
+  std::string model, contexts = "1024,8192,32768", batches = "1,4", policies = "full", out;
   int64_t prefill_tokens = 512, decode_steps = 8;
   EngineFlags engine_flags;
   engine_flags.kv_memory = "12GiB";
-  ArgParser p("freekv bench --model DIR [--contexts 1024,8192,32768] [--batches 1,4] [--out FILE.json]",
-              "Measures prefill and decode tokens/s and the fraction of copy-loop memory bandwidth a decode\n"
-              "step achieves. bench/run_cpu_bench.sh makes the Llama-3.2-1B-shaped model and records results.");
+  engine_flags.kvstore_pool = "6GiB";
+  engine_flags.kvstore_block = "64KiB";
+  ArgParser p("freekv bench --model DIR [--contexts 1024,8192,32768] [--batches 1,4] [--policies full,freekv] [--out FILE.json]",
+              "Measures prefill and decode tokens/s, the fraction of copy-loop memory bandwidth a decode step achieves,\n"
+              "and per retrieval policy the recall bytes, correction rate and recall wait of a step. bench/run_cpu_bench.sh\n"
+              "and bench/run_policy_bench.sh make the Llama-3.2-1B-shaped model and record results.");
   p.add_string("model", &model, "Hugging Face model directory", true);
   p.add_string("contexts", &contexts, "comma-separated context lengths (tokens before the timed step)");
   p.add_string("batches", &batches, "comma-separated batch sizes");
+  p.add_string("policies", &policies, "comma-separated retrieval policies to compare in this run");
   p.add_int("prefill-tokens", &prefill_tokens, "prompt tokens per sequence in the timed prefill chunk");
   p.add_int("decode-steps", &decode_steps, "timed decode steps per case (median reported)");
   p.add_string("out", &out, "also write the JSON here");
@@ -172,46 +207,72 @@ int cmd_bench(int argc, char** argv) {
   auto options = engine_flags.to_options();
   if (!options.ok()) return report_error("bench", options.status());
   options->prefill_chunk = prefill_tokens;
-  auto engine = Engine::load(model, *options);
-  if (!engine.ok()) return report_error("bench", engine.status());
-  Engine& e = **engine;
 
   std::vector<int64_t> ctx_list, batch_list;
   for (auto part : absl::StrSplit(contexts, ',')) ctx_list.push_back(std::stoll(std::string(part)));
   for (auto part : absl::StrSplit(batches, ',')) batch_list.push_back(std::stoll(std::string(part)));
+  for (int64_t ctx : ctx_list) {
+    if (ctx <= prefill_tokens) return report_error("bench", absl::InvalidArgumentError("each context must exceed --prefill-tokens"));
+  }
+  auto policy_list = parse_policy_list(policies);
+  if (!policy_list.ok()) return report_error("bench", policy_list.status());
+  auto kvstore = engine_flags.start_kvstore_for(*policy_list, &*options);
+  if (!kvstore.ok()) return report_error("bench", kvstore.status());
 
-  const double copy_bw = copy_bandwidth(e.threads(), size_t(1) << 29, 5);
-  std::fprintf(stderr, "copy-loop bandwidth: %.2f GB/s (read + write bytes)\n", copy_bw / 1e9);
   nlohmann::json j;
   j["machine"] = machine_description();
   j["commit"] = git_commit();
   j["simd"] = cpu_primitives().name;
-  j["threads"] = e.threads().size();
   j["model"] = model;
-  j["weight_bytes_per_step"] = e.weights().weight_bytes;
-  j["copy_bandwidth_bytes_per_second"] = copy_bw;
-  j["method"] = "decode: median of timed steps; bytes_per_step = weights + K/V read; KV of earlier tokens synthesized";
-  std::map<int64_t, double> decode_tps_b1;
-  for (int64_t batch : batch_list) {
-    for (int64_t ctx : ctx_list) {
-      if (ctx <= prefill_tokens) return report_error("bench", absl::InvalidArgumentError("each context must exceed --prefill-tokens"));
-      auto r = run_case(e, ctx, batch, prefill_tokens, decode_steps, copy_bw);
-      if (!r.ok()) return report_error("bench", r.status());
-      std::fprintf(stderr, "context %6lld batch %lld: prefill %8.1f tok/s, decode %7.2f tok/s (%.1f ms/step), %.1f%% of copy bandwidth\n",
-                   (long long)ctx, (long long)batch, r->prefill_tokens_per_second, r->decode_tokens_per_second,
-                   1e3 * double(batch) / r->decode_tokens_per_second, 100 * r->bandwidth_fraction);
-      j["cases"].push_back({{"context", ctx}, {"batch", batch}, {"prefill_seconds", r->prefill_seconds},
-                            {"prefill_tokens_per_second", r->prefill_tokens_per_second},
-                            {"decode_step_seconds", r->decode_step_seconds},
-                            {"decode_tokens_per_second", r->decode_tokens_per_second},
-                            {"bytes_per_step", r->bytes_per_step},
-                            {"bandwidth_fraction", r->bandwidth_fraction}});
-      if (batch == 1) decode_tps_b1[ctx] = r->decode_tokens_per_second;
+  j["method"] = "decode: median of timed steps after one untimed step; bytes_per_step = weights + K/V attended; "
+                "KV of earlier tokens synthesized (offloaded and digested like generated pages)";
+  j["retrieval"] = {{"budget", options->retrieval.budget}, {"sink", options->retrieval.sink},
+                    {"recent", options->retrieval.recent}, {"correction_threshold", options->retrieval.correction_threshold},
+                    {"page_tokens", options->page_tokens}};
+  double copy_bw = 0;
+  std::map<std::tuple<std::string, int64_t, int64_t>, CaseResult> results;
+  for (PolicyKind policy : *policy_list) {
+    const std::string name = policy_name(policy);
+    auto engine = Engine::load(model, engine_flags.for_policy(*options, policy));
+    if (!engine.ok()) return report_error("bench", engine.status());
+    Engine& e = **engine;
+    if (copy_bw == 0) {
+      copy_bw = copy_bandwidth(e.threads(), size_t(1) << 29, 5);
+      std::fprintf(stderr, "copy-loop bandwidth: %.2f GB/s (read + write bytes)\n", copy_bw / 1e9);
+      j["threads"] = e.threads().size();
+      j["weight_bytes_per_step"] = e.weights().weight_bytes;
+      j["copy_bandwidth_bytes_per_second"] = copy_bw;
+    }
+    for (int64_t batch : batch_list) {
+      for (int64_t ctx : ctx_list) {
+        auto r = run_case(e, ctx, batch, prefill_tokens, decode_steps, copy_bw);
+        if (!r.ok()) return report_error("bench", r.status());
+        const RecallStats& st = r->retrieval;
+        std::fprintf(stderr, "%-9s context %6lld batch %lld: prefill %8.1f tok/s, decode %7.2f tok/s (%.1f ms/step), "
+                     "%.1f%% of copy bandwidth, recall %.2f MB/step, corrections %lld/%lld\n",
+                     name.c_str(), (long long)ctx, (long long)batch, r->prefill_tokens_per_second, r->decode_tokens_per_second,
+                     1e3 * double(batch) / r->decode_tokens_per_second, 100 * r->bandwidth_fraction,
+                     double(st.bytes_recalled) / 1e6 / double(decode_steps), (long long)st.correction_triggers,
+                     (long long)st.correction_checks);
+        j["cases"].push_back(case_json(name, *r, decode_steps));
+        results[{name, ctx, batch}] = *r;
+      }
     }
   }
-  if (decode_tps_b1.count(1024) && decode_tps_b1.count(8192)) {
-    j["ratio_decode_8k_over_1k_batch1"] = decode_tps_b1[8192] / decode_tps_b1[1024];
+  // Ratios measured in this run.
+  auto tps = [&](const std::string& pol, int64_t ctx, int64_t b) -> double {
+    auto it = results.find({pol, ctx, b});
+    return it == results.end() ? 0.0 : it->second.decode_tokens_per_second;
+  };
+  for (int64_t ctx : ctx_list) {
+    for (int64_t b : batch_list) {
+      const std::string key = absl::StrCat("context_", ctx, "_batch_", b);
+      if (tps("freekv", ctx, b) > 0 && tps("full", ctx, b) > 0) j["ratios"][key]["freekv_over_full_tokens_per_second"] = tps("freekv", ctx, b) / tps("full", ctx, b);
+      if (tps("freekv", ctx, b) > 0 && tps("quest", ctx, b) > 0) j["ratios"][key]["freekv_over_quest_step_time"] = tps("quest", ctx, b) / tps("freekv", ctx, b);
+      if (tps("freekv", ctx, b) > 0 && tps("arkvale", ctx, b) > 0) j["ratios"][key]["freekv_over_arkvale_tokens_per_second"] = tps("freekv", ctx, b) / tps("arkvale", ctx, b);
+    }
   }
+  if (tps("full", 1024, 1) > 0 && tps("full", 8192, 1) > 0) j["ratio_decode_8k_over_1k_batch1"] = tps("full", 8192, 1) / tps("full", 1024, 1);
   const std::string text = j.dump(2);
   std::cout << text << "\n";
   if (!out.empty()) {

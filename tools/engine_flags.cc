@@ -68,3 +68,35 @@ absl::StatusOr<std::unique_ptr<KvstoreProcess>> EngineFlags::start_kvstore(Engin
 }
 
 }  // namespace freekv
+
+namespace freekv {
+
+absl::StatusOr<std::vector<PolicyKind>> parse_policy_list(const std::string& list) {
+  std::vector<PolicyKind> out;
+  for (auto part : absl::StrSplit(list, ',', absl::SkipEmpty())) {
+    FREEKV_ASSIGN_OR_RETURN(PolicyKind p, parse_policy(std::string(part)));
+    out.push_back(p);
+  }
+  if (out.empty()) return absl::InvalidArgumentError("name at least one policy");
+  return out;
+}
+
+absl::StatusOr<std::unique_ptr<KvstoreProcess>> EngineFlags::start_kvstore_for(const std::vector<PolicyKind>& policies,
+                                                                               EngineOptions* options) const {
+  const PolicyKind saved = options->retrieval.policy;
+  bool any_offload = false;
+  for (PolicyKind p : policies) any_offload |= p == PolicyKind::kArkvale || p == PolicyKind::kFreekv;
+  options->retrieval.policy = any_offload ? PolicyKind::kFreekv : PolicyKind::kFull;
+  auto process = start_kvstore(options);
+  options->retrieval.policy = saved;
+  return process;
+}
+
+EngineOptions EngineFlags::for_policy(const EngineOptions& shared, PolicyKind policy) const {
+  EngineOptions o = shared;
+  o.retrieval.policy = policy;
+  if (!o.retrieval.offloaded() && kvstore == "auto") o.kvstore_socket.clear();
+  return o;
+}
+
+}  // namespace freekv

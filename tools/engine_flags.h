@@ -31,6 +31,15 @@ struct EngineFlags {
   absl::StatusOr<EngineOptions> to_options() const;
   // Starts the private kvstore when the flags ask for one and points options at it.
   absl::StatusOr<std::unique_ptr<KvstoreProcess>> start_kvstore(EngineOptions* options) const;
+  // For a command comparing several policies: one kvstore for all of them when any offloads.
+  absl::StatusOr<std::unique_ptr<KvstoreProcess>> start_kvstore_for(const std::vector<PolicyKind>& policies,
+                                                                    EngineOptions* options) const;
+  // The options of one of those policies: the ones that do not offload run without the kvstore
+  // (unless one was named explicitly), so quest stays the no-offload speed bound.
+  EngineOptions for_policy(const EngineOptions& shared, PolicyKind policy) const;
 };
+
+// "full,freekv" -> the policies, or an error naming the unknown one.
+absl::StatusOr<std::vector<PolicyKind>> parse_policy_list(const std::string& list);
 
 }  // namespace freekv

@@ -18,6 +18,7 @@ const Command kCommands[] = {
     {"tokenize", freekv::cmd_tokenize, "print the token ids of stdin's text as a JSON array"},
     {"mkmodel", freekv::cmd_mkmodel, "write a deterministic random model in Hugging Face format"},
     {"bench", freekv::cmd_bench, "measure prefill and decode speed against memory bandwidth"},
+    {"eval", freekv::cmd_eval, "passkey, key-value and agreement tasks under each retrieval policy"},
 };
 
 void usage(FILE* out) {

@@ -27,6 +27,19 @@ RecallStats& RecallStats::operator+=(const RecallStats& o) {
   return *this;
 }
 
+RecallStats RecallStats::operator-(const RecallStats& o) const {
+  RecallStats d = *this;
+  d.pages_recalled -= o.pages_recalled;
+  d.bytes_recalled -= o.bytes_recalled;
+  d.sync_recalls -= o.sync_recalls;
+  d.async_recalls -= o.async_recalls;
+  d.recall_wait_seconds -= o.recall_wait_seconds;
+  d.correction_checks -= o.correction_checks;
+  d.correction_triggers -= o.correction_triggers;
+  d.selection_steps -= o.selection_steps;
+  return d;
+}
+
 TieredKv::TieredKv(KvBlockPool* pool, KvStoreBinding store, int64_t selected_slots, DigestKind digest, bool keep_digests)
     : local_(pool), store_(store), selected_slots_(selected_slots), digest_kind_(digest), keep_digests_(keep_digests) {
   const KvGeometry& g = pool->geometry();

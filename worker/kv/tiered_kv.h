@@ -33,6 +33,7 @@ struct RecallStats {
   int64_t selection_steps = 0;       // steps that attended a selected budget
 
   RecallStats& operator+=(const RecallStats& o);
+  RecallStats operator-(const RecallStats& o) const;  // the counts between two snapshots
 };
 
 struct SlotFill {
