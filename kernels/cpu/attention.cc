@@ -59,11 +59,12 @@ void attention_paged(const float* q, int64_t n_q, int64_t n_heads, const PagedKv
   std::vector<float> split_acc(static_cast<size_t>(n_splits > 1 ? kv.n_kv_heads * n_splits * group * d : 0));
 
   pool.parallel_for(n_units, [&](int64_t ub, int64_t ue, int) {
-    thread_local std::vector<float> k_tile, v_tile, scores, acc;
+    thread_local std::vector<float> k_tile, v_tile, scores, acc, decay;
     thread_local std::vector<Partial> state;
     k_tile.resize(size_t(kv.page_tokens * d));
     v_tile.resize(size_t(kv.page_tokens * d));
-    scores.resize(size_t(kv.page_tokens));
+    scores.resize(size_t(kv.page_tokens * group));  // [group][page_tokens] for one query
+    decay.resize(size_t(group));
     for (int64_t u = ub; u < ue; ++u) {
       const int64_t split = u % n_splits, qb = (u / n_splits) % n_qblocks, h = u / (n_splits * n_qblocks);
       const int64_t i0 = qb * kQueryBlock, i1 = std::min(n_q, i0 + kQueryBlock);
@@ -75,6 +76,23 @@ void attention_paged(const float* q, int64_t n_q, int64_t n_heads, const PagedKv
         const int64_t most = visible_tokens(kv, s, causal_base, i1 - 1);
         if (most <= 0) continue;
         const uint8_t* chunk = chunk_k(kv, h, s);
+        if (i1 - i0 == 1) {
+          // One query (decode): read the chunk in its stored dtype, once for the whole group.
+          const float* qg = q + (i0 * n_heads + h * group) * d;
+          prim.scores_group(qg, group, chunk, kv.dtype, most, d, scale, scores.data());
+          for (int64_t g = 0; g < group; ++g) {
+            float* sg = scores.data() + g * most;
+            Partial& st = state[size_t(g)];
+            const float m_new = std::max(st.m, *std::max_element(sg, sg + most));
+            const float sum = prim.exp_shifted(sg, most, m_new);
+            decay[size_t(g)] = std::exp(st.m - m_new);  // exp(-inf) = 0 on the first page
+            st.l = st.l * decay[size_t(g)] + sum;
+            st.m = m_new;
+          }
+          prim.accumulate_group(scores.data(), group, chunk + half, kv.dtype, most, d, decay.data(), acc.data());
+          continue;
+        }
+        // Several queries (prefill): widen the chunk to fp32 once and reuse it for every query.
         prim.to_f32(chunk, kv.dtype, k_tile.data(), most * d);
         prim.to_f32(chunk + half, kv.dtype, v_tile.data(), most * d);
         for (int64_t i = i0; i < i1; ++i) {
@@ -85,17 +103,12 @@ void attention_paged(const float* q, int64_t n_q, int64_t n_heads, const PagedKv
             const float* qv = q + (i * n_heads + h * group + g) * d;
             prim.scores(qv, k_tile.data(), nt, d, scale, scores.data());
             Partial& st = state[size_t(row)];
-            float m_new = st.m;
-            for (int64_t t = 0; t < nt; ++t) m_new = std::max(m_new, scores[size_t(t)]);
-            float sum = 0.f;
-            for (int64_t t = 0; t < nt; ++t) {
-              scores[size_t(t)] = std::exp(scores[size_t(t)] - m_new);
-              sum += scores[size_t(t)];
-            }
-            const float decay = std::exp(st.m - m_new);  // exp(-inf) = 0 on the first page
-            st.l = st.l * decay + sum;
+            const float m_new = std::max(st.m, *std::max_element(scores.begin(), scores.begin() + nt));
+            const float sum = prim.exp_shifted(scores.data(), nt, m_new);
+            const float decay_row = std::exp(st.m - m_new);
+            st.l = st.l * decay_row + sum;
             st.m = m_new;
-            prim.accumulate(scores.data(), v_tile.data(), nt, d, decay, acc.data() + row * d);
+            prim.accumulate(scores.data(), v_tile.data(), nt, d, decay_row, acc.data() + row * d);
           }
         }
       }

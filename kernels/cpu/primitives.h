@@ -24,6 +24,17 @@ struct CpuPrimitives {
   // acc[d] = acc[d] · decay + Σ_t p[t] · values[t, d]. values: fp32 [n_values, d].
   void (*accumulate)(const float* p, const float* values, int64_t n_values, int64_t d, float decay,
                      float* acc);
+  // Decode attention over one chunk for a GQA group, reading K/V in their stored dtype once for all
+  // the group's query heads. out[g, t] = scale · q[g, :] · keys[t, :]; q: fp32 [group, d];
+  // keys: [n_keys, d] in dtype; out: fp32 [group, n_keys].
+  void (*scores_group)(const float* q, int64_t group, const void* keys, DType dtype, int64_t n_keys, int64_t d,
+                       float scale, float* out);
+  // acc[g, :] = acc[g, :] · decay[g] + Σ_t p[g, t] · values[t, :]; p: fp32 [group, n_values];
+  // values: [n_values, d] in dtype; decay: [group]; acc: fp32 [group, d].
+  void (*accumulate_group)(const float* p, int64_t group, const void* values, DType dtype, int64_t n_values,
+                           int64_t d, const float* decay, float* acc);
+  // x[i] = exp(x[i] - shift) for i < n; returns Σ x[i] (the softmax numerator and its sum).
+  float (*exp_shifted)(float* x, int64_t n, float shift);
   // out[j] = Σ_i max(q[i]·digests[j, 0, i], q[i]·digests[j, 1, i]) for j < n_pages.
   // digests: fp32 [n_pages, 2, d].
   void (*bound_scores)(const float* q, const float* digests, int64_t n_pages, int64_t d, float* out);

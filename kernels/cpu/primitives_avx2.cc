@@ -3,6 +3,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cmath>
 #include <vector>
 
 #include "kernels/cpu/primitives.h"
@@ -264,6 +265,133 @@ void accumulate_avx2(const float* p, const float* values, int64_t n_values, int6
   }
 }
 
+// Scores of up to 4 query heads against keys read in their stored dtype: each key row is widened once
+// and feeds every head of the group.
+template <DType T, int G>
+void scores_group_tile(const float* q, const void* keys, int64_t n_keys, int64_t d, float scale, float* out,
+                       int64_t out_stride) {
+  const int64_t d8 = d & ~int64_t(7);
+  for (int64_t t = 0; t < n_keys; ++t) {
+    __m256 acc[G];
+    for (int g = 0; g < G; ++g) acc[g] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < d8; i += 8) {
+      const __m256 kv = load8<T>(keys, t * d + i);
+      for (int g = 0; g < G; ++g) acc[g] = _mm256_fmadd_ps(_mm256_loadu_ps(q + g * d + i), kv, acc[g]);
+    }
+    for (int g = 0; g < G; ++g) {
+      float s = hsum(acc[g]);
+      for (int64_t i = d8; i < d; ++i) s += q[g * d + i] * load_as_f32(keys, T, size_t(t * d + i));
+      out[g * out_stride + t] = s * scale;
+    }
+  }
+}
+
+template <DType T>
+void scores_group_typed(const float* q, int64_t group, const void* keys, int64_t n_keys, int64_t d, float scale,
+                        float* out) {
+  int64_t g = 0;
+  for (; g + 4 <= group; g += 4) scores_group_tile<T, 4>(q + g * d, keys, n_keys, d, scale, out + g * n_keys, n_keys);
+  for (; g < group; ++g) scores_group_tile<T, 1>(q + g * d, keys, n_keys, d, scale, out + g * n_keys, n_keys);
+}
+
+void scores_group_avx2(const float* q, int64_t group, const void* keys, DType dtype, int64_t n_keys, int64_t d,
+                       float scale, float* out) {
+  switch (dtype) {
+    case DType::kF32: scores_group_typed<DType::kF32>(q, group, keys, n_keys, d, scale, out); break;
+    case DType::kF16: scores_group_typed<DType::kF16>(q, group, keys, n_keys, d, scale, out); break;
+    case DType::kBF16: scores_group_typed<DType::kBF16>(q, group, keys, n_keys, d, scale, out); break;
+  }
+}
+
+// Weighted values for up to 4 heads, 16 output columns at a time (G × 2 accumulators in registers);
+// each value row is widened once per column block and feeds every head.
+template <DType T, int G>
+void accumulate_group_tile(const float* p, int64_t p_stride, const void* values, int64_t n_values, int64_t d,
+                           const float* decay, float* acc) {
+  const int64_t d16 = d & ~int64_t(15);
+  for (int64_t c = 0; c < d16; c += 16) {
+    __m256 a0[G], a1[G];
+    for (int g = 0; g < G; ++g) {
+      const __m256 dv = _mm256_set1_ps(decay[g]);
+      a0[g] = _mm256_mul_ps(_mm256_loadu_ps(acc + g * d + c), dv);
+      a1[g] = _mm256_mul_ps(_mm256_loadu_ps(acc + g * d + c + 8), dv);
+    }
+    for (int64_t t = 0; t < n_values; ++t) {
+      const __m256 v0 = load8<T>(values, t * d + c), v1 = load8<T>(values, t * d + c + 8);
+      for (int g = 0; g < G; ++g) {
+        const __m256 pt = _mm256_set1_ps(p[g * p_stride + t]);
+        a0[g] = _mm256_fmadd_ps(pt, v0, a0[g]);
+        a1[g] = _mm256_fmadd_ps(pt, v1, a1[g]);
+      }
+    }
+    for (int g = 0; g < G; ++g) {
+      _mm256_storeu_ps(acc + g * d + c, a0[g]);
+      _mm256_storeu_ps(acc + g * d + c + 8, a1[g]);
+    }
+  }
+  for (int g = 0; g < G; ++g) {
+    for (int64_t i = d16; i < d; ++i) {
+      float a = acc[g * d + i] * decay[g];
+      for (int64_t t = 0; t < n_values; ++t) a += p[g * p_stride + t] * load_as_f32(values, T, size_t(t * d + i));
+      acc[g * d + i] = a;
+    }
+  }
+}
+
+template <DType T>
+void accumulate_group_typed(const float* p, int64_t group, const void* values, int64_t n_values, int64_t d,
+                            const float* decay, float* acc) {
+  int64_t g = 0;
+  for (; g + 4 <= group; g += 4)
+    accumulate_group_tile<T, 4>(p + g * n_values, n_values, values, n_values, d, decay + g, acc + g * d);
+  for (; g < group; ++g)
+    accumulate_group_tile<T, 1>(p + g * n_values, n_values, values, n_values, d, decay + g, acc + g * d);
+}
+
+void accumulate_group_avx2(const float* p, int64_t group, const void* values, DType dtype, int64_t n_values,
+                           int64_t d, const float* decay, float* acc) {
+  switch (dtype) {
+    case DType::kF32: accumulate_group_typed<DType::kF32>(p, group, values, n_values, d, decay, acc); break;
+    case DType::kF16: accumulate_group_typed<DType::kF16>(p, group, values, n_values, d, decay, acc); break;
+    case DType::kBF16: accumulate_group_typed<DType::kBF16>(p, group, values, n_values, d, decay, acc); break;
+  }
+}
+
+// exp(x) for x ≤ 0 (softmax arguments): x = k·ln2 + r with |r| ≤ ln2/2, exp(r) by a degree-6
+// polynomial (relative error below 2e-7 on that range), 2^k built in the exponent bits. Arguments below
+// -87 flush to 0, as exp underflows there anyway.
+inline __m256 exp_nonpositive(__m256 x) {
+  x = _mm256_max_ps(x, _mm256_set1_ps(-87.f));
+  const __m256 k = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  const __m256 r = _mm256_fnmadd_ps(k, _mm256_set1_ps(0.693145751953125f), x);
+  const __m256 rr = _mm256_fnmadd_ps(k, _mm256_set1_ps(1.428606765330187045e-06f), r);
+  __m256 p = _mm256_set1_ps(1.f / 720);
+  p = _mm256_fmadd_ps(p, rr, _mm256_set1_ps(1.f / 120));
+  p = _mm256_fmadd_ps(p, rr, _mm256_set1_ps(1.f / 24));
+  p = _mm256_fmadd_ps(p, rr, _mm256_set1_ps(1.f / 6));
+  p = _mm256_fmadd_ps(p, rr, _mm256_set1_ps(0.5f));
+  p = _mm256_fmadd_ps(p, rr, _mm256_set1_ps(1.f));
+  p = _mm256_fmadd_ps(p, rr, _mm256_set1_ps(1.f));
+  const __m256i pow2k = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(k), _mm256_set1_epi32(127)), 23);
+  const __m256 out = _mm256_mul_ps(p, _mm256_castsi256_ps(pow2k));
+  return _mm256_and_ps(out, _mm256_cmp_ps(x, _mm256_set1_ps(-87.f), _CMP_GT_OQ));
+}
+
+float exp_shifted_avx2(float* x, int64_t n, float shift) {
+  const __m256 sv = _mm256_set1_ps(shift);
+  __m256 acc = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 e = exp_nonpositive(_mm256_sub_ps(_mm256_loadu_ps(x + i), sv));
+    _mm256_storeu_ps(x + i, e);
+    acc = _mm256_add_ps(acc, e);
+  }
+  float sum = hsum(acc);
+  for (; i < n; ++i) sum += (x[i] = std::exp(x[i] - shift));
+  return sum;
+}
+
 void bound_scores_avx2(const float* q, const float* digests, int64_t n_pages, int64_t d, float* out) {
   const int64_t d8 = d & ~int64_t(7);
   for (int64_t j = 0; j < n_pages; ++j) {
@@ -282,7 +410,7 @@ void bound_scores_avx2(const float* q, const float* digests, int64_t n_pages, in
 }
 
 const CpuPrimitives kAvx2 = {"avx2", matvec_avx2, to_f32_avx2, from_f32_avx2, scores_avx2, accumulate_avx2,
-                             bound_scores_avx2};
+                             scores_group_avx2, accumulate_group_avx2, exp_shifted_avx2, bound_scores_avx2};
 
 }  // namespace
 

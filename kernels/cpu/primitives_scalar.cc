@@ -1,6 +1,7 @@
 // The scalar primitives: the slow twins every SIMD path is compared with, and the fallback on CPUs
 // without AVX2.
 #include <algorithm>
+#include <cmath>
 
 #include "kernels/cpu/primitives.h"
 
@@ -52,8 +53,37 @@ void bound_scores_scalar(const float* q, const float* digests, int64_t n_pages, 
   }
 }
 
+void scores_group_scalar(const float* q, int64_t group, const void* keys, DType dtype, int64_t n_keys, int64_t d,
+                         float scale, float* out) {
+  for (int64_t g = 0; g < group; ++g) {
+    for (int64_t t = 0; t < n_keys; ++t) {
+      float acc = 0.f;
+      for (int64_t i = 0; i < d; ++i) acc += q[g * d + i] * load_as_f32(keys, dtype, size_t(t * d + i));
+      out[g * n_keys + t] = acc * scale;
+    }
+  }
+}
+
+void accumulate_group_scalar(const float* p, int64_t group, const void* values, DType dtype, int64_t n_values,
+                             int64_t d, const float* decay, float* acc) {
+  for (int64_t g = 0; g < group; ++g) {
+    for (int64_t i = 0; i < d; ++i) {
+      float a = acc[g * d + i] * decay[g];
+      for (int64_t t = 0; t < n_values; ++t) a += p[g * n_values + t] * load_as_f32(values, dtype, size_t(t * d + i));
+      acc[g * d + i] = a;
+    }
+  }
+}
+
+float exp_shifted_scalar(float* x, int64_t n, float shift) {
+  float sum = 0.f;
+  for (int64_t i = 0; i < n; ++i) sum += (x[i] = std::exp(x[i] - shift));
+  return sum;
+}
+
 const CpuPrimitives kScalar = {"scalar", matvec_scalar, to_f32_scalar, from_f32_scalar, scores_scalar,
-                               accumulate_scalar, bound_scores_scalar};
+                               accumulate_scalar, scores_group_scalar, accumulate_group_scalar, exp_shifted_scalar,
+                               bound_scores_scalar};
 
 }  // namespace
 

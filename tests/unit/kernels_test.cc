@@ -72,6 +72,33 @@ TEST(Primitives, Avx2MatchesScalar) {
     sc.to_f32(a.data(), t, fb.data(), int64_t(src.size()));
     EXPECT_EQ(fa, fb) << "to_f32 " << dtype_name(t);
   }
+  {
+    // Softmax numerators: every argument x - shift ≤ 0, down to underflow.
+    std::vector<float> xa(1000), xb;
+    for (size_t i = 0; i < xa.size(); ++i) xa[i] = -100.f + 0.1f * float(i) + 0.0137f * float(i % 7);
+    xb = xa;
+    const float sa = avx2->exp_shifted(xa.data(), int64_t(xa.size()), 0.5f);
+    const float sb = sc.exp_shifted(xb.data(), int64_t(xb.size()), 0.5f);
+    expect_close(xa, xb, 1e-6f, "exp_shifted");
+    EXPECT_NEAR(sa, sb, 1e-5 * sb);
+  }
+  for (DType t : {DType::kF32, DType::kF16, DType::kBF16}) {
+    for (int64_t group : {1, 4, 7}) {
+      const int64_t d = 64, n = 29;
+      auto q = random_vec(size_t(group * d), rng), kv = random_vec(size_t(n * d), rng);
+      std::string kb = to_dtype_bytes(kv, t);
+      std::vector<float> sa(size_t(group * n)), sb(size_t(group * n));
+      avx2->scores_group(q.data(), group, kb.data(), t, n, d, 0.125f, sa.data());
+      sc.scores_group(q.data(), group, kb.data(), t, n, d, 0.125f, sb.data());
+      expect_close(sa, sb, 1e-5f, "scores_group");
+      auto p = random_vec(size_t(group * n), rng), acc_a = random_vec(size_t(group * d), rng);
+      auto acc_b = acc_a;
+      std::vector<float> decay(static_cast<size_t>(group), 0.5f);
+      avx2->accumulate_group(p.data(), group, kb.data(), t, n, d, decay.data(), acc_a.data());
+      sc.accumulate_group(p.data(), group, kb.data(), t, n, d, decay.data(), acc_b.data());
+      expect_close(acc_a, acc_b, 1e-5f, "accumulate_group");
+    }
+  }
   for (int64_t d : {64, 128, 80, 13}) {
     auto q = random_vec(size_t(d), rng), keys = random_vec(size_t(37 * d), rng);
     std::vector<float> sa(37), sb(37);

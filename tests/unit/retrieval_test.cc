@@ -229,7 +229,7 @@ TEST_F(NeedleTest, SelectingPoliciesFindThePlantedPageAndStreamingCannot) {
     KvSessionGeometry sg{1, kKvHeads, kHd, kPt, DType::kBF16};
     auto info = (*client)->open_session("needle-" + std::to_string(session++), sg, true);
     ASSERT_TRUE(info.ok()) << info.status();
-    Sequence seq(&pool, KvStoreBinding{client->get(), info->ref}, rc, kHeads);
+    Sequence seq(&pool, KvStoreBinding{client->get(), info->ref}, rc, kHeads, &threads);
     fill(seq, d0, d1);
     for (int s = 0; s < 3; ++s) {  // freekv: a synchronous first step, then speculative ones
       std::vector<float> mean = step(seq, q, threads);

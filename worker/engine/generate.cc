@@ -103,7 +103,7 @@ absl::StatusOr<std::unique_ptr<Sequence>> Engine::new_sequence(const std::string
     }
     binding = {kvstore_.get(), info.ref};
   }
-  return std::make_unique<Sequence>(kv_pool_.get(), binding, options_.retrieval, weights_->config.n_heads);
+  return std::make_unique<Sequence>(kv_pool_.get(), binding, options_.retrieval, weights_->config.n_heads, threads_.get());
 }
 
 absl::StatusOr<std::unique_ptr<Sequence>> Engine::open_sequence(const std::string& session_id,
@@ -121,12 +121,14 @@ absl::StatusOr<std::unique_ptr<Sequence>> Engine::open_sequence(const std::strin
   sg.dtype = g.dtype;
   FREEKV_ASSIGN_OR_RETURN(KvSessionInfo info, kvstore_->open_session(session_id, sg, /*create_if_missing=*/true));
   auto seq = std::make_unique<Sequence>(kv_pool_.get(), KvStoreBinding{kvstore_.get(), info.ref}, options_.retrieval,
-                                        weights_->config.n_heads);
+                                        weights_->config.n_heads, threads_.get());
   if (info.created) return seq;
   FREEKV_ASSIGN_OR_RETURN(KvSessionStats st, kvstore_->session_stats(session_id));
   FREEKV_ASSIGN_OR_RETURN(std::vector<int32_t> ids, kvstore_->tokens(info.ref));
-  // Pages count only where every layer committed them (a worker may have died between layers).
-  int64_t pages = int64_t(ids.size()) / g.page_tokens;
+  // Pages count only where every layer committed them (a worker may have died between layers). At
+  // least one stored id is left to replay, so a continuation without new prompt tokens has logits to
+  // sample from (a worker that died right after completing a page leaves no pending token).
+  int64_t pages = ids.empty() ? 0 : (int64_t(ids.size()) - 1) / g.page_tokens;
   for (const KvLayerStats& l : st.layers) pages = std::min<int64_t>(pages, l.highest_page + 1);
   RecallStats attach_stats;
   FREEKV_RETURN_IF_ERROR(seq->kv().attach(pages, int64_t(ids.size()), &attach_stats));
@@ -141,7 +143,8 @@ absl::Status Engine::close_sequence_session(const std::string& session_id) {
 
 absl::Status Engine::validate(const GenerateRequest& r) const {
   const ModelConfig& c = weights_->config;
-  if (r.prompt.empty()) return absl::InvalidArgumentError("the prompt is empty; give at least one token");
+  // A kept session may continue without new tokens (start_request checks it holds some).
+  if (r.prompt.empty() && r.session_id.empty()) return absl::InvalidArgumentError("the prompt is empty; give at least one token");
   for (int32_t id : r.prompt) {
     if (id < 0 || id >= c.vocab) {
       return absl::InvalidArgumentError(absl::StrCat("prompt token id ", id, " is outside the model's vocabulary [0, ", c.vocab, ")"));
@@ -167,6 +170,10 @@ absl::StatusOr<std::unique_ptr<ActiveRequest>> Engine::start_request(const Gener
   if (!seq.ok()) return seq.status();
   // A continued session first replays what its pages do not hold yet.
   full.prompt.insert(full.prompt.begin(), replay.begin(), replay.end());
+  if (full.prompt.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("the prompt is empty and session '", full.session_id,
+                                                   "' holds no tokens to continue from; give a prompt"));
+  }
   const int64_t reused = (*seq)->n_tokens();
   if (reused + int64_t(full.prompt.size()) + r.max_tokens > weights_->config.max_positions) {
     const int64_t held = reused + int64_t(replay.size());

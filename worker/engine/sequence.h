@@ -12,10 +12,11 @@ namespace freekv {
 
 class Sequence {
  public:
-  Sequence(KvBlockPool* pool, KvStoreBinding store, const RetrievalConfig& config, int64_t n_heads)
+  // threads score pages for selection; pool, store's client and threads must outlive the sequence.
+  Sequence(KvBlockPool* pool, KvStoreBinding store, const RetrievalConfig& config, int64_t n_heads, ThreadPool* threads)
       : kv_(pool, store, Retriever::selected_pages(config, pool->geometry().page_tokens), config.digest,
             config.selects()),
-        retriever_(config, n_heads, &kv_) {}
+        retriever_(config, n_heads, &kv_, threads) {}
 
   TieredKv& kv() { return kv_; }
   Retriever& retriever() { return retriever_; }

@@ -6,8 +6,8 @@
 
 namespace freekv {
 
-Retriever::Retriever(const RetrievalConfig& config, int64_t n_heads, TieredKv* kv)
-    : config_(config), n_heads_(n_heads), kv_(kv), layers_(size_t(kv->geometry().n_layers)),
+Retriever::Retriever(const RetrievalConfig& config, int64_t n_heads, TieredKv* kv, ThreadPool* threads)
+    : config_(config), n_heads_(n_heads), kv_(kv), threads_(threads), layers_(size_t(kv->geometry().n_layers)),
       stats_(size_t(kv->geometry().n_layers)) {}
 
 int64_t Retriever::selected_pages(const RetrievalConfig& c, int64_t pt) {
@@ -38,10 +38,24 @@ std::vector<int32_t> Retriever::select(int64_t layer, int64_t head, const float*
   return top_k_pages(scores, first, selected_pages(config_, g.page_tokens));
 }
 
-std::vector<SlotFill> Retriever::plan_fills(int64_t layer, int64_t head, const std::vector<int32_t>& selected) const {
+std::vector<std::vector<int32_t>> Retriever::select_heads(int64_t layer, const std::vector<bool>& heads, const float* q,
+                                                          int64_t first, int64_t end) const {
+  std::vector<std::vector<int32_t>> out(heads.size());
+  threads_->parallel_for(int64_t(heads.size()), [&](int64_t b, int64_t e, int) {
+    for (int64_t h = b; h < e; ++h)
+      if (heads[size_t(h)]) out[size_t(h)] = select(layer, h, q, first, end);
+  });
+  return out;
+}
+
+std::vector<SlotFill> Retriever::plan_fills(int64_t layer, const std::vector<bool>& heads,
+                                            const std::vector<std::vector<int32_t>>& selected) const {
   std::vector<SlotFill> fills;
-  for (const SlotUpdate& u : plan_slot_updates(kv_->slot_pages(layer, head), selected)) {
-    fills.push_back({int32_t(head), u.slot, u.page});
+  for (size_t h = 0; h < heads.size(); ++h) {
+    if (!heads[h]) continue;
+    for (const SlotUpdate& u : plan_slot_updates(kv_->slot_pages(layer, int64_t(h)), selected[h])) {
+      fills.push_back({int32_t(h), u.slot, u.page});
+    }
   }
   return fills;
 }
@@ -88,22 +102,18 @@ absl::StatusOr<AttentionPlan> Retriever::plan(int64_t layer, const float* q, int
   stats.selection_steps += 1;
   const float* q_last = q + (n_q - 1) * n_heads_ * g.head_dim;
 
+  const std::vector<bool> all_heads(size_t(g.n_kv_heads), true);
   switch (config_.policy) {
     case PolicyKind::kStreaming:
+    case PolicyKind::kFull:
       break;
     case PolicyKind::kQuest:
-      st.quest_pages.resize(size_t(g.n_kv_heads));
-      for (int64_t h = 0; h < g.n_kv_heads; ++h) st.quest_pages[size_t(h)] = select(layer, h, q_last, sink_pages, window_first);
+      st.quest_pages = select_heads(layer, all_heads, q_last, sink_pages, window_first);
       break;
     case PolicyKind::kArkvale:
     case PolicyKind::kFreekv: {
-      std::vector<SlotFill> now;
-      if (config_.policy == PolicyKind::kArkvale || !st.selecting) {
-        for (int64_t h = 0; h < g.n_kv_heads; ++h) {
-          auto fills = plan_fills(layer, h, select(layer, h, q_last, sink_pages, window_first));
-          now.insert(now.end(), fills.begin(), fills.end());
-        }
-      } else {
+      std::vector<bool> now = all_heads;
+      if (config_.policy == PolicyKind::kFreekv && st.selecting) {
         // Apply what was selected with the previous query, then correct the heads whose query moved.
         FREEKV_RETURN_IF_ERROR(kv_->finish(&st.pending, &stats));
         const int64_t group = n_heads_ / g.n_kv_heads;
@@ -114,18 +124,14 @@ absl::StatusOr<AttentionPlan> Retriever::plan(int64_t layer, const float* q, int
             cos += cosine_similarity(q_last + off, st.prev_query.data() + off, g.head_dim) / double(group);
           }
           stats.correction_checks += 1;
-          if (config_.correction_threshold >= 1 || cos < config_.correction_threshold) {
-            stats.correction_triggers += 1;
-            auto fills = plan_fills(layer, h, select(layer, h, q_last, sink_pages, window_first));
-            now.insert(now.end(), fills.begin(), fills.end());
-          }
+          now[size_t(h)] = config_.correction_threshold >= 1 || cos < config_.correction_threshold;
+          stats.correction_triggers += now[size_t(h)] ? 1 : 0;
         }
       }
-      FREEKV_RETURN_IF_ERROR(kv_->fill_now(layer, now, &stats));
+      auto selected = select_heads(layer, now, q_last, sink_pages, window_first);
+      FREEKV_RETURN_IF_ERROR(kv_->fill_now(layer, plan_fills(layer, now, selected), &stats));
       break;
     }
-    case PolicyKind::kFull:
-      break;
   }
   st.selecting = true;
   release_middle(layer, sink_pages, window_first);
@@ -147,12 +153,9 @@ absl::Status Retriever::after_attention(int64_t layer, const float* q, int64_t n
   const int64_t window_first = std::max(sink_pages, pages - window_tokens() / pt);
   const float* q_last = q + (n_q - 1) * n_heads_ * g.head_dim;
   // Speculative: next step attends what this step's query selects; recall it while the model runs.
-  std::vector<SlotFill> fills;
-  for (int64_t h = 0; h < g.n_kv_heads; ++h) {
-    auto f = plan_fills(layer, h, select(layer, h, q_last, sink_pages, window_first));
-    fills.insert(fills.end(), f.begin(), f.end());
-  }
-  FREEKV_ASSIGN_OR_RETURN(st.pending, kv_->fill_async(layer, std::move(fills), &stats_[size_t(layer)]));
+  const std::vector<bool> all_heads(size_t(g.n_kv_heads), true);
+  auto selected = select_heads(layer, all_heads, q_last, sink_pages, window_first);
+  FREEKV_ASSIGN_OR_RETURN(st.pending, kv_->fill_async(layer, plan_fills(layer, all_heads, selected), &stats_[size_t(layer)]));
   st.prev_query.assign(q_last, q_last + n_heads_ * g.head_dim);
   return absl::OkStatus();
 }

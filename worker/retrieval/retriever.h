@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "common/thread_pool.h"
 #include "kernels/ops.h"
 #include "worker/kv/tiered_kv.h"
 #include "worker/retrieval/config.h"
@@ -31,8 +32,8 @@ struct AttentionPlan {
 
 class Retriever {
  public:
-  // n_heads: query heads. kv must outlive the retriever.
-  Retriever(const RetrievalConfig& config, int64_t n_heads, TieredKv* kv);
+  // n_heads: query heads. kv and threads (which score KV heads in parallel) must outlive the retriever.
+  Retriever(const RetrievalConfig& config, int64_t n_heads, TieredKv* kv, ThreadPool* threads);
 
   // Selected pages per KV head once the context outgrows the budget.
   static int64_t selected_pages(const RetrievalConfig& config, int64_t page_tokens);
@@ -59,13 +60,19 @@ class Retriever {
   bool dense_layer(int64_t layer) const;
   int64_t window_tokens() const;
   std::vector<int32_t> select(int64_t layer, int64_t head, const float* q, int64_t first, int64_t end) const;
-  std::vector<SlotFill> plan_fills(int64_t layer, int64_t head, const std::vector<int32_t>& selected) const;
+  // select() for the KV heads with heads[h] set, in parallel; others get an empty selection.
+  std::vector<std::vector<int32_t>> select_heads(int64_t layer, const std::vector<bool>& heads, const float* q,
+                                                 int64_t first, int64_t end) const;
+  // Slot fills that bring each chosen head's selection in (heads with an empty entry are skipped).
+  std::vector<SlotFill> plan_fills(int64_t layer, const std::vector<bool>& heads,
+                                   const std::vector<std::vector<int32_t>>& selected) const;
   absl::Status reset_selection(int64_t layer);
   void release_middle(int64_t layer, int64_t sink_pages, int64_t window_first);
 
   RetrievalConfig config_;
   int64_t n_heads_;
   TieredKv* kv_;
+  ThreadPool* threads_;
   std::vector<LayerState> layers_;
   std::vector<RecallStats> stats_;
   std::vector<const void*> chunk_ptrs_;
