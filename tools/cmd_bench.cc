@@ -51,6 +51,33 @@ double copy_bandwidth(ThreadPool& pool, size_t bytes, int repeats) {
   return 2.0 * double(bytes) / best;
 }
 
+// Best-of-N bandwidth of summing `bytes` split across the pool's threads: what a pure read stream
+// (like a decode step's weight reads) can reach on this machine.
+double read_bandwidth(ThreadPool& pool, size_t bytes, int repeats) {
+  const size_t n = bytes / sizeof(uint64_t);
+  std::unique_ptr<uint64_t[]> buf(new uint64_t[n]);
+  for (size_t i = 0; i < n; ++i) buf[i] = i;
+  double best = 1e30;
+  std::vector<uint64_t> sums(static_cast<size_t>(pool.size()));
+  for (int r = 0; r < repeats; ++r) {
+    auto t0 = Clock::now();
+    pool.parallel_for(int64_t(n), [&](int64_t b, int64_t e, int t) {
+      uint64_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+      int64_t i = b;
+      for (; i + 4 <= e; i += 4) {
+        a0 += buf[size_t(i)];
+        a1 += buf[size_t(i + 1)];
+        a2 += buf[size_t(i + 2)];
+        a3 += buf[size_t(i + 3)];
+      }
+      for (; i < e; ++i) a0 += buf[size_t(i)];
+      sums[size_t(t)] = a0 + a1 + a2 + a3;  // kept so the loop is not optimised away
+    }, 1 << 17);
+    best = std::min(best, since(t0));
+  }
+  return double(n * sizeof(uint64_t)) / best;
+}
+
 std::string machine_description() {
   std::ifstream in("/proc/cpuinfo");
   std::string line, model;
@@ -91,12 +118,12 @@ struct CaseResult {
   int64_t context = 0, batch = 0;
   double prefill_seconds = 0, prefill_tokens_per_second = 0;
   std::vector<double> decode_step_seconds;
-  double decode_tokens_per_second = 0, bytes_per_step = 0, bandwidth_fraction = 0;
+  double decode_tokens_per_second = 0, bytes_per_step = 0, bandwidth_fraction = 0, read_bandwidth_fraction = 0;
   RecallStats retrieval;  // over the timed decode steps, all sequences
 };
 
 absl::StatusOr<CaseResult> run_case(Engine& engine, int64_t context, int64_t batch, int64_t prefill_tokens,
-                                    int64_t decode_steps, double copy_bw) {
+                                    int64_t decode_steps, double copy_bw, double read_bw) {
   const ModelConfig& c = engine.weights().config;
   std::mt19937 rng(1234);
   std::vector<std::unique_ptr<Sequence>> seqs;
@@ -154,6 +181,7 @@ absl::StatusOr<CaseResult> run_case(Engine& engine, int64_t context, int64_t bat
                           double(dtype_size(g.dtype));
   r.bytes_per_step = double(engine.weights().weight_bytes) + kv_bytes;
   r.bandwidth_fraction = r.bytes_per_step / median / copy_bw;
+  r.read_bandwidth_fraction = r.bytes_per_step / median / read_bw;
   return r;
 }
 
@@ -175,7 +203,7 @@ nlohmann::json case_json(const std::string& policy, const CaseResult& r, int64_t
   return {{"policy", policy}, {"context", r.context}, {"batch", r.batch}, {"prefill_seconds", r.prefill_seconds},
           {"prefill_tokens_per_second", r.prefill_tokens_per_second}, {"decode_step_seconds", r.decode_step_seconds},
           {"decode_tokens_per_second", r.decode_tokens_per_second}, {"bytes_per_step", r.bytes_per_step},
-          {"bandwidth_fraction", r.bandwidth_fraction},
+          {"bandwidth_fraction", r.bandwidth_fraction}, {"read_bandwidth_fraction", r.read_bandwidth_fraction},
           {"recall_bytes_per_step", double(st.bytes_recalled) / steps},
           {"recall_pages_per_step", double(st.pages_recalled) / steps},
           {"recall_wait_seconds_per_step", st.recall_wait_seconds / steps},
@@ -229,7 +257,7 @@ int cmd_bench(int argc, char** argv) {
   j["retrieval"] = {{"budget", options->retrieval.budget}, {"sink", options->retrieval.sink},
                     {"recent", options->retrieval.recent}, {"correction_threshold", options->retrieval.correction_threshold},
                     {"page_tokens", options->page_tokens}};
-  double copy_bw = 0;
+  double copy_bw = 0, read_bw = 0;
   std::map<std::tuple<std::string, int64_t, int64_t>, CaseResult> results;
   for (PolicyKind policy : *policy_list) {
     const std::string name = policy_name(policy);
@@ -238,20 +266,24 @@ int cmd_bench(int argc, char** argv) {
     Engine& e = **engine;
     if (copy_bw == 0) {
       copy_bw = copy_bandwidth(e.threads(), size_t(1) << 29, 5);
-      std::fprintf(stderr, "copy-loop bandwidth: %.2f GB/s (read + write bytes)\n", copy_bw / 1e9);
+      read_bw = read_bandwidth(e.threads(), size_t(1) << 29, 5);
+      std::fprintf(stderr, "copy-loop bandwidth: %.2f GB/s (read + write bytes); read-only loop: %.2f GB/s\n",
+                   copy_bw / 1e9, read_bw / 1e9);
+      j["read_bandwidth_bytes_per_second"] = read_bw;
       j["threads"] = e.threads().size();
       j["weight_bytes_per_step"] = e.weights().weight_bytes;
       j["copy_bandwidth_bytes_per_second"] = copy_bw;
     }
     for (int64_t batch : batch_list) {
       for (int64_t ctx : ctx_list) {
-        auto r = run_case(e, ctx, batch, prefill_tokens, decode_steps, copy_bw);
+        auto r = run_case(e, ctx, batch, prefill_tokens, decode_steps, copy_bw, read_bw);
         if (!r.ok()) return report_error("bench", r.status());
         const RecallStats& st = r->retrieval;
         std::fprintf(stderr, "%-9s context %6lld batch %lld: prefill %8.1f tok/s, decode %7.2f tok/s (%.1f ms/step), "
-                     "%.1f%% of copy bandwidth, recall %.2f MB/step, corrections %lld/%lld\n",
+                     "%.1f%% of copy bandwidth (%.1f%% of read-only), recall %.2f MB/step, corrections %lld/%lld\n",
                      name.c_str(), (long long)ctx, (long long)batch, r->prefill_tokens_per_second, r->decode_tokens_per_second,
                      1e3 * double(batch) / r->decode_tokens_per_second, 100 * r->bandwidth_fraction,
+                     100 * r->read_bandwidth_fraction,
                      double(st.bytes_recalled) / 1e6 / double(decode_steps), (long long)st.correction_triggers,
                      (long long)st.correction_checks);
         j["cases"].push_back(case_json(name, *r, decode_steps));
