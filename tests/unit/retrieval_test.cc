@@ -226,8 +226,7 @@ TEST_F(NeedleTest, SelectingPoliciesFindThePlantedPageAndStreamingCannot) {
     rc.sink = 8;
     rc.recent = 16;
     rc.budget = 40;  // 2 selected pages of 38 candidates
-    KvSessionGeometry sg{1, kKvHeads, kHd, kPt, DType::kBF16};
-    auto info = (*client)->open_session("needle-" + std::to_string(session++), sg, true);
+    auto info = (*client)->open_session("needle-" + std::to_string(session++), session_geometry(g), true);
     ASSERT_TRUE(info.ok()) << info.status();
     Sequence seq(&pool, KvStoreBinding{client->get(), info->ref}, rc, kHeads, &threads);
     fill(seq, d0, d1);
@@ -311,7 +310,7 @@ TEST_F(PolicyTest, RecalledChunksEqualOffloadedBytesOverALongBatchedGeneration) 
   for (int s = 0; s < 3; ++s) {
     for (const auto& [key, bytes] : shadow[size_t(s)]) {
       KvstoreClient* client = e->kvstore();
-      auto info = client->open_session("bytes-" + std::to_string(s), KvSessionGeometry{uint32_t(g.n_layers), uint32_t(g.n_kv_heads), uint32_t(g.head_dim), uint32_t(g.page_tokens), g.dtype}, false);
+      auto info = client->open_session("bytes-" + std::to_string(s), session_geometry(g), false);
       ASSERT_TRUE(info.ok());
       const uint8_t* stored = client->committed_page(info->ref, int(key.first), key.second);
       ASSERT_NE(stored, nullptr);

@@ -90,14 +90,8 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::load(const std::string& model_di
 absl::StatusOr<std::unique_ptr<Sequence>> Engine::new_sequence(const std::string& session_id) {
   KvStoreBinding binding;
   if (kvstore_ != nullptr) {
-    const KvGeometry& g = kv_pool_->geometry();
-    KvSessionGeometry sg;
-    sg.n_layers = uint32_t(g.n_layers);
-    sg.n_kv_heads = uint32_t(g.n_kv_heads);
-    sg.head_dim = uint32_t(g.head_dim);
-    sg.page_tokens = uint32_t(g.page_tokens);
-    sg.dtype = g.dtype;
-    FREEKV_ASSIGN_OR_RETURN(KvSessionInfo info, kvstore_->open_session(session_id, sg, /*create_if_missing=*/true));
+    FREEKV_ASSIGN_OR_RETURN(KvSessionInfo info, kvstore_->open_session(session_id, session_geometry(kv_pool_->geometry()),
+                                                                       /*create_if_missing=*/true));
     if (!info.created) {
       return absl::AlreadyExistsError(absl::StrCat("kvstore session '", session_id, "' already exists"));
     }
@@ -113,13 +107,7 @@ absl::StatusOr<std::unique_ptr<Sequence>> Engine::open_sequence(const std::strin
     return absl::FailedPreconditionError("sessions that outlive a request need a kvstore (--kvstore)");
   }
   const KvGeometry& g = kv_pool_->geometry();
-  KvSessionGeometry sg;
-  sg.n_layers = uint32_t(g.n_layers);
-  sg.n_kv_heads = uint32_t(g.n_kv_heads);
-  sg.head_dim = uint32_t(g.head_dim);
-  sg.page_tokens = uint32_t(g.page_tokens);
-  sg.dtype = g.dtype;
-  FREEKV_ASSIGN_OR_RETURN(KvSessionInfo info, kvstore_->open_session(session_id, sg, /*create_if_missing=*/true));
+  FREEKV_ASSIGN_OR_RETURN(KvSessionInfo info, kvstore_->open_session(session_id, session_geometry(g), /*create_if_missing=*/true));
   auto seq = std::make_unique<Sequence>(kv_pool_.get(), KvStoreBinding{kvstore_.get(), info.ref}, options_.retrieval,
                                         weights_->config.n_heads, threads_.get());
   if (info.created) return seq;

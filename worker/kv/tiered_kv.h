@@ -50,6 +50,17 @@ struct PendingFill {
   bool active() const { return layer >= 0; }
 };
 
+// The kvstore's description of sessions of this geometry.
+inline KvSessionGeometry session_geometry(const KvGeometry& g) {
+  KvSessionGeometry s;
+  s.n_layers = uint32_t(g.n_layers);
+  s.n_kv_heads = uint32_t(g.n_kv_heads);
+  s.head_dim = uint32_t(g.head_dim);
+  s.page_tokens = uint32_t(g.page_tokens);
+  s.dtype = g.dtype;
+  return s;
+}
+
 struct KvStoreBinding {
   KvstoreClient* client = nullptr;  // null: nothing is offloaded (full and streaming still work)
   SessionRef session;
