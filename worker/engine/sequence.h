@@ -14,8 +14,9 @@ class Sequence {
  public:
   // threads score pages for selection; pool, store's client and threads must outlive the sequence.
   Sequence(KvBlockPool* pool, KvStoreBinding store, const RetrievalConfig& config, int64_t n_heads, ThreadPool* threads)
-      : kv_(pool, store, Retriever::selected_pages(config, pool->geometry().page_tokens), config.digest,
-            config.selects()),
+      // Only the offloading policies hold selected pages in slots; quest points at resident pages.
+      : kv_(pool, store, config.offloaded() ? Retriever::selected_pages(config, pool->geometry().page_tokens) : 0,
+            config.digest, config.selects()),
         retriever_(config, n_heads, &kv_, threads) {}
 
   TieredKv& kv() { return kv_; }
