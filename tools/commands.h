@@ -8,6 +8,9 @@ int cmd_run(int argc, char** argv);
 int cmd_tokenize(int argc, char** argv);
 int cmd_mkmodel(int argc, char** argv);
 int cmd_bench(int argc, char** argv);
+int cmd_up(int argc, char** argv);
+int cmd_generate(int argc, char** argv);
+int cmd_admin(int argc, char** argv);
 int cmd_eval(int argc, char** argv);
 
 }  // namespace freekv

@@ -18,6 +18,9 @@ const Command kCommands[] = {
     {"tokenize", freekv::cmd_tokenize, "print the token ids of stdin's text as a JSON array"},
     {"mkmodel", freekv::cmd_mkmodel, "write a deterministic random model in Hugging Face format"},
     {"bench", freekv::cmd_bench, "measure prefill and decode speed against memory bandwidth"},
+    {"up", freekv::cmd_up, "start kvstore, coordinator and worker on this machine until Ctrl-C"},
+    {"generate", freekv::cmd_generate, "send a generation request to a coordinator and stream the reply"},
+    {"admin", freekv::cmd_admin, "workers, sessions (KV occupancy per tier) and pools of a coordinator"},
     {"eval", freekv::cmd_eval, "passkey, key-value and agreement tasks under each retrieval policy"},
 };
 

@@ -1,0 +1,48 @@
+// The public Generation API (proto/freekv/v1/generation.proto): validates a request, routes it
+// (session affinity, then least loaded), and relays the worker's token stream to the client.
+//
+// Cancellation and deadlines travel with the forwarded call (its context is a child of the client's,
+// and a CancelWatcher cancels it once the client's call is done): a client that goes away, or whose
+// deadline passes, cancels the worker's request.
+//
+// A worker that dies mid-stream ends the stream with UNAVAILABLE, marks the worker dead (after a
+// failed health probe), and leaves the session's KV in the kvstore: the client's next Generate on the
+// session goes to another worker attached to the same kvstore. A call that failed before the worker
+// sent anything is retried once on another worker when that is provably safe: no session, or the
+// session's stored tokens are what the last completed turn left (the failed attempt changed nothing).
+#pragma once
+
+#include "coordinator/cancel_watcher.h"
+#include "coordinator/cluster.h"
+#include "coordinator/request_checks.h"
+#include "freekv/v1/generation.grpc.pb.h"
+
+namespace freekv {
+
+class GenerationService final : public v1::Generation::Service {
+ public:
+  GenerationService(Cluster* cluster, CoordinatorLimits limits) : cluster_(cluster), limits_(limits) {}
+
+  grpc::Status Generate(grpc::ServerContext* ctx, const v1::GenerateRequest* req,
+                        grpc::ServerWriter<v1::GenerateResponse>* writer) override;
+  grpc::Status CreateSession(grpc::ServerContext* ctx, const v1::CreateSessionRequest* req,
+                             v1::CreateSessionResponse* resp) override;
+  grpc::Status CloseSession(grpc::ServerContext* ctx, const v1::CloseGenerationSessionRequest* req,
+                            v1::CloseGenerationSessionResponse* resp) override;
+
+ private:
+  absl::Status generate(grpc::ServerContext* ctx, const v1::GenerateRequest& req,
+                        grpc::ServerWriter<v1::GenerateResponse>* writer, v1::GenerateDone* done);
+  // One forwarded call; *relayed tells whether any message reached the client.
+  grpc::Status forward(grpc::ServerContext* ctx, WorkerEntry& w, const v1::GenerateRequest& req,
+                       grpc::ServerWriter<v1::GenerateResponse>* writer, bool* relayed, v1::GenerateDone* done,
+                       bool* client_gone);
+  // True when a retry of the session's turn on `w` cannot double-feed anything.
+  bool retry_is_safe(const SessionRecord* rec, WorkerEntry& w);
+
+  Cluster* cluster_;
+  CoordinatorLimits limits_;
+  CancelWatcher watcher_;
+};
+
+}  // namespace freekv

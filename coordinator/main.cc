@@ -1,0 +1,120 @@
+// freekv-coordinator: the public front (DESIGN §1). Serves the Generation API, the Admin API and the
+// workers' registry on one address, with gRPC health checking and reflection.
+//
+//   freekv-coordinator --listen 127.0.0.1:50051 --admin-token-file ~/.freekv/admin-token
+//
+// SIGINT/SIGTERM stop it (running streams get two seconds to end). The coordinator keeps no state that
+// matters across restarts: workers register again, sessions are found in their kvstores.
+#include <glog/logging.h>
+#include <grpcpp/grpcpp.h>
+#include <signal.h>
+
+#include <cstdio>
+
+#include "absl/flags/flag.h"
+#include "common/file_util.h"
+#include "common/flag_util.h"
+#include "common/grpc_util.h"
+#include "common/units.h"
+#include "coordinator/admin_service.h"
+#include "coordinator/generation_service.h"
+
+ABSL_FLAG(std::string, listen, "127.0.0.1:50051",
+          "Where to serve the public APIs and the worker registry, host:port (port 0 picks a free one). Loopback by "
+          "default; use 0.0.0.0:PORT to accept remote clients (the Generation API has no authentication).");
+ABSL_FLAG(std::string, admin_token_file, "",
+          "File holding the bearer token of the Admin API (mode 0600; one word). Workers must present it too when "
+          "they register. Without it the Admin API is disabled and any local process may register a worker.");
+ABSL_FLAG(int32_t, heartbeat_interval_ms, 1000,
+          "How often workers heartbeat; a worker silent for three intervals is dead and its sessions move.");
+ABSL_FLAG(std::string, max_prompt_bytes, "4MiB", "Largest prompt text accepted, with units (larger: RESOURCE_EXHAUSTED).");
+ABSL_FLAG(int64_t, max_prompt_ids, 1 << 20, "Most prompt token ids accepted in one request.");
+ABSL_FLAG(std::string, address_file, "", "Write the bound address here once serving (for scripts and tests).");
+
+namespace freekv {
+namespace {
+
+int fail(const std::string& what, const absl::Status& s) {
+  std::fprintf(stderr, "freekv-coordinator: %s%s\n", what.c_str(), std::string(s.message()).c_str());
+  return 1;
+}
+
+int run() {
+  std::string token;
+  if (!absl::GetFlag(FLAGS_admin_token_file).empty()) {
+    auto t = read_token_file(absl::GetFlag(FLAGS_admin_token_file));
+    if (!t.ok()) return fail("--admin-token-file: ", t.status());
+    token = *t;
+  }
+  CoordinatorLimits limits;
+  auto max_prompt = parse_size(absl::GetFlag(FLAGS_max_prompt_bytes));
+  if (!max_prompt.ok()) return fail("--max-prompt-bytes: ", max_prompt.status());
+  limits.max_prompt_bytes = int64_t(*max_prompt);
+  limits.max_prompt_ids = absl::GetFlag(FLAGS_max_prompt_ids);
+  if (absl::GetFlag(FLAGS_heartbeat_interval_ms) < 10) return fail("", absl::InvalidArgumentError("--heartbeat-interval-ms must be >= 10"));
+
+  Registry registry(std::chrono::milliseconds(absl::GetFlag(FLAGS_heartbeat_interval_ms)));
+  SessionTable sessions;
+  Cluster cluster(&registry, &sessions, token);
+  GenerationService generation(&cluster, limits);
+  AdminService admin(&cluster);
+  RegistryService registry_service(&cluster);
+
+  enable_health_and_reflection();
+  grpc::ServerBuilder builder;
+  const std::string listen = absl::GetFlag(FLAGS_listen);
+  int port = 0;
+  builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
+  builder.SetMaxReceiveMessageSize(kMaxMessageBytes);
+  // gRPC sets SO_REUSEPORT by default, which would let a second server bind a port already in use.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  builder.RegisterService(&generation);
+  builder.RegisterService(&admin);
+  builder.RegisterService(&registry_service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (server == nullptr || port == 0) {
+    return fail("", absl::UnavailableError(absl::StrCat("cannot listen on ", listen, " (in use, or not host:port?)")));
+  }
+  for (const char* name : {"freekv.v1.Generation", "freekv.v1.Admin", "freekv.v1.WorkerRegistry"}) {
+    server->GetHealthCheckService()->SetServingStatus(name, true);
+  }
+  const std::string address = absl::StrCat(listen.substr(0, listen.rfind(':')), ":", port);
+  if (!absl::GetFlag(FLAGS_address_file).empty()) {
+    if (absl::Status s = write_file(absl::GetFlag(FLAGS_address_file), address + "\n"); !s.ok()) return fail("", s);
+  }
+  std::fprintf(stderr, "freekv-coordinator: listening on %s (admin API %s)\n", address.c_str(),
+               token.empty() ? "disabled: no --admin-token-file" : "enabled");
+
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGINT);
+  sigaddset(&sigs, SIGTERM);
+  int sig = 0;
+  sigwait(&sigs, &sig);
+  LOG(INFO) << "signal " << sig << ": shutting down";
+  server->GetHealthCheckService()->SetServingStatus(false);
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  return 0;
+}
+
+}  // namespace
+}  // namespace freekv
+
+int main(int argc, char** argv) {
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGINT);
+  sigaddset(&sigs, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+  freekv::parse_service_flags(
+      argc, argv,
+      "the freekv coordinator: the public Generation and Admin APIs (freekv.v1.Generation, freekv.v1.Admin), the\n"
+      "workers' registry (freekv.v1.WorkerRegistry), grpc.health.v1.Health and reflection, on one address.\n\n"
+      "  freekv-coordinator --listen 127.0.0.1:50051 --admin-token-file ~/.freekv/admin-token\n\n"
+      "Flags may be written with dashes or underscores (--admin-token-file = --admin_token_file).",
+      {"coordinator/main.cc"});
+  FLAGS_logtostderr = true;
+  google::InitGoogleLogging(argv[0]);
+  return freekv::run();
+}

@@ -1,0 +1,35 @@
+#include "coordinator/request_checks.h"
+
+#include <cmath>
+
+#include "common/session_id.h"
+
+namespace freekv {
+
+absl::Status check_generate_request(const v1::GenerateRequest& r, const CoordinatorLimits& limits) {
+  if (int64_t(r.prompt().size()) > limits.max_prompt_bytes) {
+    return absl::ResourceExhaustedError(absl::StrCat("the prompt is ", r.prompt().size(), " bytes; this coordinator accepts at most ",
+                                                     limits.max_prompt_bytes, " (--max-prompt-bytes); shorten it"));
+  }
+  if (int64_t(r.prompt_ids().ids_size()) > limits.max_prompt_ids) {
+    return absl::ResourceExhaustedError(absl::StrCat("the prompt is ", r.prompt_ids().ids_size(), " token ids; at most ",
+                                                     limits.max_prompt_ids, " are accepted; shorten it"));
+  }
+  const bool empty = r.has_prompt_ids() ? r.prompt_ids().ids_size() == 0 : r.prompt().empty();
+  if (empty && r.session_id().empty()) {
+    return absl::InvalidArgumentError("the prompt is empty; give prompt text or prompt_ids");
+  }
+  if (!r.session_id().empty()) FREEKV_RETURN_IF_ERROR(validate_session_id(r.session_id()));
+  if (r.max_tokens() < 1) return absl::InvalidArgumentError(absl::StrCat("max_tokens must be >= 1, got ", r.max_tokens()));
+  const v1::SamplingParams& s = r.sampling();
+  if (!std::isfinite(s.temperature()) || s.temperature() < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("sampling.temperature must be a finite number >= 0 (0 = greedy), got ", s.temperature()));
+  }
+  if (s.has_top_p() && !(s.top_p() > 0 && s.top_p() <= 1)) {
+    return absl::InvalidArgumentError(absl::StrCat("sampling.top_p must be in (0, 1], got ", s.top_p()));
+  }
+  if (s.top_k() < 0) return absl::InvalidArgumentError(absl::StrCat("sampling.top_k must be >= 0 (0 = no limit), got ", s.top_k()));
+  return absl::OkStatus();
+}
+
+}  // namespace freekv

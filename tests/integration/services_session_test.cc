@@ -1,0 +1,193 @@
+// Sessions through the services: a second turn reuses the first's KV instead of prefilling it again;
+// the admin API's occupancy is what the kvstore reports; a worker killed mid-stream ends its stream
+// with UNAVAILABLE and another worker on the same kvstore continues the session exactly where an
+// uninterrupted run would be.
+#include <signal.h>
+
+#include <thread>
+
+#include "freekv/v1/kvstore.grpc.pb.h"
+#include "tests/integration/services_test_util.h"
+
+namespace freekv::testing {
+namespace {
+
+v1::AdminGetSessionResponse admin_session(const ServiceStack& s, const std::string& id, grpc::Status* status = nullptr) {
+  auto admin = admin_stub(s);
+  grpc::ClientContext ctx;
+  add_bearer(&ctx, token_of(s));
+  v1::AdminGetSessionRequest req;
+  req.set_session_id(id);
+  v1::AdminGetSessionResponse resp;
+  grpc::Status st = admin->GetSession(&ctx, req, &resp);
+  if (status != nullptr) *status = st;
+  else EXPECT_TRUE(st.ok()) << st.error_message();
+  return resp;
+}
+
+v1::SessionInfo kvstore_session(const ServiceStack& s, const std::string& id) {
+  auto kv = v1::KvStore::NewStub(make_channel("unix:" + s.kvstore_socket()));
+  grpc::ClientContext ctx;
+  v1::GetSessionRequest req;
+  req.set_session_id(id);
+  v1::GetSessionResponse resp;
+  grpc::Status st = kv->GetSession(&ctx, req, &resp);
+  EXPECT_TRUE(st.ok()) << st.error_message();
+  return resp.session();
+}
+
+TEST(ServicesSession, SecondTurnReusesTheFirstTurnsKv) {
+  auto stack = start_stack("sess-2turn", whole_context_flags());
+  ASSERT_NE(stack, nullptr);
+  auto stub = generation_stub(*stack);
+  ASSERT_TRUE(create_session(*stub, "chat").ok());
+  const auto p1 = prompt_ids(300, 1), p2 = prompt_ids(12, 2);
+  Outcome t1 = generate(*stub, greedy_ids(p1, 24, "chat"));
+  ASSERT_TRUE(t1.status.ok()) << t1.status.error_message();
+  EXPECT_EQ(t1.done.usage().reused_tokens(), 0);
+  const int64_t after1 = t1.done.usage().session_tokens();
+  EXPECT_EQ(after1, 300 + 24);
+
+  Outcome t2 = generate(*stub, greedy_ids(p2, 16, "chat"));
+  ASSERT_TRUE(t2.status.ok()) << t2.status.error_message();
+  const v1::Usage& u = t2.done.usage();
+  // Every complete page of turn 1 comes from the kvstore; only its partial last page (the last sampled
+  // token included) is recomputed, then the new prompt.
+  EXPECT_EQ(u.reused_tokens(), (after1 - 1) / 32 * 32);
+  EXPECT_EQ(u.reused_tokens() + u.replayed_tokens(), after1);
+  EXPECT_LT(u.replayed_tokens(), 32);
+  EXPECT_EQ(u.prompt_tokens(), 12);
+  EXPECT_EQ(u.session_tokens(), after1 + 12 + 16);
+
+  // The continuation is what one request over the whole conversation produces.
+  auto engine = reference_engine(*stack, whole_context_config());
+  ASSERT_NE(engine, nullptr);
+  std::vector<int32_t> context = p1;
+  context.insert(context.end(), t1.tokens.begin(), t1.tokens.end());
+  context.insert(context.end(), p2.begin(), p2.end());
+  EXPECT_TRUE(same_greedy(*engine, context, reference_tokens(*engine, context, 16), t2.tokens, "turn 2"));
+
+  // The coordinator summed both turns.
+  auto detail = admin_session(*stack, "chat");
+  EXPECT_EQ(detail.session().summary().turns(), 2);
+  EXPECT_EQ(detail.session().reused_tokens(), u.reused_tokens());
+  EXPECT_EQ(detail.session().summary().tokens(), uint64_t(u.session_tokens()));
+  engine.reset();
+  finish_stack(std::move(stack));
+}
+
+TEST(ServicesSession, AdminOccupancyEqualsTheKvstores) {
+  auto stack = start_stack("sess-occ");
+  ASSERT_NE(stack, nullptr);
+  auto stub = generation_stub(*stack);
+  ASSERT_TRUE(create_session(*stub, "occ").ok());
+  Outcome t = generate(*stub, greedy_ids(prompt_ids(410, 3), 40, "occ"));
+  ASSERT_TRUE(t.status.ok()) << t.status.error_message();
+
+  const v1::SessionDetail d = admin_session(*stack, "occ").session();
+  const v1::SessionInfo kv = kvstore_session(*stack, "occ");
+  EXPECT_EQ(d.summary().tokens(), kv.n_tokens());
+  EXPECT_EQ(d.occupancy().host_pages(), kv.committed_pages());
+  EXPECT_EQ(d.occupancy().host_bytes(), kv.bytes());
+  EXPECT_EQ(d.occupancy().page_bytes(), kv.page_bytes());
+  ASSERT_EQ(d.occupancy().layers_size(), kv.layers_size());
+  ASSERT_GT(kv.layers_size(), 0);
+  for (int l = 0; l < kv.layers_size(); ++l) {
+    EXPECT_EQ(d.occupancy().layers(l).host_pages(), kv.layers(l).pages()) << "layer " << l;
+    EXPECT_EQ(d.occupancy().layers(l).host_bytes(), kv.layers(l).bytes()) << "layer " << l;
+    EXPECT_EQ(d.occupancy().layers(l).highest_host_page(), kv.layers(l).highest_page()) << "layer " << l;
+    EXPECT_EQ(kv.layers(l).pages(), uint64_t(449 / 32)) << "every complete page of every layer is in the host pool";
+  }
+  // Recall bytes and correction rate are those the turn reported.
+  EXPECT_EQ(d.retrieval().bytes_recalled(), t.done.retrieval().bytes_recalled());
+  EXPECT_EQ(d.retrieval().correction_checks(), t.done.retrieval().correction_checks());
+  EXPECT_GT(d.retrieval().correction_checks(), 0);
+
+  // While a turn runs, the worker reports the pages it holds: sinks and window locally, the selected
+  // budget in slots.
+  std::atomic<bool> seen{false};
+  std::thread poller;
+  Outcome running = generate_with(*stub, greedy_ids(prompt_ids(8, 4), 3000, "occ"), [&](const Outcome& o) {
+    if (o.tokens.size() >= 20 && !seen.load()) {
+      const v1::SessionDetail live = admin_session(*stack, "occ").session();
+      EXPECT_TRUE(live.summary().generating());
+      EXPECT_GT(live.occupancy().worker_pages(), 0u);
+      EXPECT_GT(live.occupancy().selected_chunks(), 0u);
+      EXPECT_EQ(live.occupancy().worker_bytes(), live.occupancy().worker_pages() * live.occupancy().page_bytes());
+      seen = true;
+      return false;  // cancels the rest of the turn
+    }
+    return true;
+  });
+  EXPECT_TRUE(seen.load());
+  EXPECT_EQ(running.status.error_code(), grpc::StatusCode::CANCELLED);
+  // The cancelled turn kept what it generated, and the session is free for the next turn.
+  Outcome after = generate(*stub, greedy_ids(prompt_ids(4, 5), 4, "occ"));
+  EXPECT_TRUE(after.status.ok()) << after.status.error_message();
+  finish_stack(std::move(stack));
+}
+
+TEST(ServicesSession, KilledWorkerSessionContinuesOnAnotherWorker) {
+  auto stack = start_stack("sess-kill", whole_context_flags());
+  ASSERT_NE(stack, nullptr);
+  auto stub = generation_stub(*stack);
+  const auto prompt = prompt_ids(250, 7);
+  constexpr int kTokens = 400;
+  grpc::Status created;
+
+  // The uninterrupted run, in a session of its own.
+  created = create_session(*stub, "whole");
+  ASSERT_TRUE(created.ok()) << created.error_message();
+  Outcome whole = generate(*stub, greedy_ids(prompt, kTokens, "whole"));
+  ASSERT_TRUE(whole.status.ok()) << whole.status.error_message();
+  ASSERT_EQ(int(whole.tokens.size()), kTokens);
+
+  // The same turn, its worker killed (-9) once 20 tokens have arrived.
+  created = create_session(*stub, "cut");
+  ASSERT_TRUE(created.ok()) << created.error_message();
+  const pid_t victim = stack->workers()[0]->pid();
+  Outcome cut = generate_with(*stub, greedy_ids(prompt, kTokens, "cut"), [&](const Outcome& o) {
+    if (o.tokens.size() >= 20) kill(victim, SIGKILL);
+    return true;
+  });
+  EXPECT_EQ(cut.status.error_code(), grpc::StatusCode::UNAVAILABLE) << cut.status.error_message();
+  EXPECT_NE(cut.status.error_message().find("send Generate on it again"), std::string::npos) << cut.status.error_message();
+  ASSERT_LT(int(cut.tokens.size()), kTokens);
+  // What arrived before the kill is the uninterrupted run's beginning.
+  EXPECT_TRUE(std::equal(cut.tokens.begin(), cut.tokens.end(), whole.tokens.begin()));
+
+  // Another worker on the same kvstore continues the session.
+  auto second = stack->add_worker();
+  ASSERT_TRUE(second.ok()) << second.status();
+  const int64_t stored = int64_t(kvstore_session(*stack, "cut").n_tokens());
+  const int64_t kept = stored - int64_t(prompt.size());  // generated tokens the session holds
+  ASSERT_GE(kept, 1);
+  ASSERT_LT(kept, kTokens);
+  Outcome rest = generate(*stub, greedy_ids({}, int(kTokens - kept), "cut"));
+  ASSERT_TRUE(rest.status.ok()) << rest.status.error_message();
+  EXPECT_NE(rest.done.worker_id(), whole.done.worker_id()) << "the dead worker cannot have served it";
+  EXPECT_GT(rest.done.usage().reused_tokens(), 0) << "the committed pages are reused, not recomputed";
+
+  auto engine = reference_engine(*stack, whole_context_config());
+  ASSERT_NE(engine, nullptr);
+  std::vector<int32_t> context = prompt;
+  context.insert(context.end(), whole.tokens.begin(), whole.tokens.begin() + kept);
+  const std::vector<int32_t> expected(whole.tokens.begin() + kept, whole.tokens.end());
+  EXPECT_TRUE(same_greedy(*engine, context, expected, rest.tokens, "continuation"));
+
+  // The coordinator lists the killed worker as dead and the new one as ready.
+  auto admin = admin_stub(*stack);
+  grpc::ClientContext ctx;
+  add_bearer(&ctx, token_of(*stack));
+  v1::ListWorkersResponse workers;
+  ASSERT_TRUE(admin->ListWorkers(&ctx, v1::ListWorkersRequest(), &workers).ok());
+  int dead = 0, ready = 0;
+  for (const auto& w : workers.workers()) (w.state() == "dead" ? dead : ready) += 1;
+  EXPECT_EQ(dead, 1);
+  EXPECT_EQ(ready, 1);
+  engine.reset();
+  finish_stack(std::move(stack));
+}
+
+}  // namespace
+}  // namespace freekv::testing

@@ -1,0 +1,150 @@
+// `freekv generate`: one request to a running coordinator (freekv up), streaming the text to stdout as
+// the tokens arrive. With --json, one JSON object per line: each chunk as it arrives, then the final
+// one with usage, retrieval statistics and every generated id.
+#include <google/protobuf/util/json_util.h>
+
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+
+#include "common/file_util.h"
+#include "common/grpc_util.h"
+#include "freekv/v1/generation.grpc.pb.h"
+#include "nlohmann/json.hpp"
+#include "tools/cli_args.h"
+#include "tools/commands.h"
+
+namespace freekv {
+namespace {
+
+int report_grpc(const grpc::Status& s, const std::string& doing) {
+  std::fprintf(stderr, "freekv generate: %s: %s: %s\n", doing.c_str(),
+               absl::StatusCodeToString(static_cast<absl::StatusCode>(s.error_code())).c_str(), s.error_message().c_str());
+  return 1;
+}
+
+nlohmann::json proto_json(const google::protobuf::Message& m) {
+  std::string out;
+  google::protobuf::util::JsonPrintOptions o;
+  o.always_print_primitive_fields = true;
+  o.preserve_proto_field_names = true;
+  (void)google::protobuf::util::MessageToJsonString(m, &out, o);
+  return nlohmann::json::parse(out);
+}
+
+}  // namespace
+
+int cmd_generate(int argc, char** argv) {
+  std::string coordinator = "127.0.0.1:50051", prompt, prompt_file, session;
+  int64_t max_tokens = 64, top_k = 0, seed = 0, timeout_s = 0;
+  double temperature = 0, top_p = 1;
+  bool json = false, ignore_eos = false, raw_prompt = false, new_session = false;
+  std::vector<std::string> stops;
+  ArgParser p("freekv generate [--coordinator ADDR] (--prompt TEXT | --prompt-file F) [--session ID [--new-session]] "
+              "[--max-tokens N] [--json]",
+              "Sends one generation request to a coordinator (see `freekv up`) and streams the text as it arrives.");
+  p.add_string("coordinator", &coordinator, "coordinator address host:port");
+  p.add_string("prompt", &prompt, "prompt text");
+  p.add_string("prompt-file", &prompt_file, "read the prompt from this file (UTF-8)");
+  p.add_string("session", &session, "continue this session: its KV is reused, and this turn is added to it");
+  p.add_bool("new-session", &new_session, "create the session first (the --session id, or a fresh one) and print its id");
+  p.add_int("max-tokens", &max_tokens, "most tokens to generate");
+  p.add_double("temperature", &temperature, "sampling temperature; 0 = greedy");
+  p.add_double("top-p", &top_p, "nucleus sampling mass in (0, 1]");
+  p.add_int("top-k", &top_k, "sample among the k most likely tokens (0 = all)");
+  p.add_int("seed", &seed, "random seed for sampling");
+  p.add_list("stop", &stops, "stop before this text (repeatable)");
+  p.add_bool("ignore-eos", &ignore_eos, "keep generating after an end-of-sequence token");
+  p.add_bool("raw-prompt", &raw_prompt, "do not add the tokenizer's special tokens (e.g. BOS)");
+  p.add_int("timeout", &timeout_s, "give up after this many seconds (0 = never); the worker stops generating then");
+  p.add_bool("json", &json, "print JSON lines: one per chunk as it arrives, then one with usage and retrieval stats");
+  if (int rc = handle_parse_result(p, p.parse(argc, argv)); rc >= 0) return rc;
+  if (!prompt_file.empty()) {
+    if (!prompt.empty()) return report_error("generate", absl::InvalidArgumentError("give --prompt or --prompt-file, not both"));
+    auto text = read_file(prompt_file);
+    if (!text.ok()) return report_error("generate", text.status());
+    prompt = *text;
+  }
+  if (prompt.empty() && session.empty()) {
+    return report_error("generate", absl::InvalidArgumentError("give --prompt or --prompt-file (or --session to continue one)"));
+  }
+
+  auto stub = v1::Generation::NewStub(make_channel(coordinator));
+  if (new_session) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(deadline_in(10000));
+    v1::CreateSessionRequest req;
+    req.set_session_id(session);
+    v1::CreateSessionResponse resp;
+    grpc::Status s = stub->CreateSession(&ctx, req, &resp);
+    if (!s.ok()) return report_grpc(s, "cannot create the session");
+    session = resp.session_id();
+    std::fprintf(stderr, "session: %s (continue it with --session %s)\n", session.c_str(), session.c_str());
+  }
+
+  v1::GenerateRequest req;
+  req.set_prompt(prompt);
+  req.set_session_id(session);
+  req.set_max_tokens(int32_t(std::min<int64_t>(max_tokens, INT32_MAX)));
+  req.mutable_sampling()->set_temperature(temperature);
+  req.mutable_sampling()->set_top_k(int32_t(top_k));
+  req.mutable_sampling()->set_top_p(top_p);
+  req.mutable_sampling()->set_seed(uint64_t(seed));
+  for (const auto& s : stops) req.add_stop(s);
+  req.set_ignore_eos(ignore_eos);
+  req.set_raw_prompt(raw_prompt);
+
+  grpc::ClientContext ctx;
+  if (timeout_s > 0) ctx.set_deadline(deadline_in(timeout_s * 1000));
+  const auto t0 = std::chrono::steady_clock::now();
+  double first_token = -1;
+  auto reader = stub->Generate(&ctx, req);
+  v1::GenerateResponse msg;
+  v1::GenerateDone done;
+  std::vector<int32_t> tokens;
+  std::string text;
+  while (reader->Read(&msg)) {
+    if (msg.has_chunk()) {
+      if (first_token < 0) first_token = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      tokens.insert(tokens.end(), msg.chunk().token_ids().begin(), msg.chunk().token_ids().end());
+      text += msg.chunk().text();
+      if (json) {
+        std::cout << nlohmann::json{{"token_ids", std::vector<int32_t>(msg.chunk().token_ids().begin(), msg.chunk().token_ids().end())},
+                                    {"text", msg.chunk().text()}}
+                         .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)
+                  << std::endl;
+      } else {
+        std::fwrite(msg.chunk().text().data(), 1, msg.chunk().text().size(), stdout);
+        std::fflush(stdout);
+      }
+    } else if (msg.has_done()) {
+      done = msg.done();
+    }
+  }
+  grpc::Status s = reader->Finish();
+  if (!json && !text.empty()) std::printf("\n");
+  if (!s.ok()) {
+    if (!tokens.empty()) std::fprintf(stderr, "freekv generate: the stream ended after %zu tokens\n", tokens.size());
+    return report_grpc(s, "generation failed");
+  }
+  const double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const v1::Usage& u = done.usage();
+  if (json) {
+    nlohmann::json j = proto_json(done);
+    j["tokens"] = tokens;
+    j["text"] = text;
+    j["client_seconds"] = total;
+    j["client_time_to_first_token_seconds"] = first_token;
+    std::cout << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << std::endl;
+  } else {
+    std::fprintf(stderr,
+                 "freekv generate: %lld prompt tokens (%lld reused from the session), %lld generated in %.3f s "
+                 "(first token after %.3f s), finish: %s, worker %s%s%s\n",
+                 (long long)u.prompt_tokens(), (long long)u.reused_tokens(), (long long)u.generated_tokens(), total,
+                 first_token, done.finish_reason().c_str(), done.worker_id().c_str(),
+                 done.session_id().empty() ? "" : ", session ", done.session_id().c_str());
+  }
+  return 0;
+}
+
+}  // namespace freekv

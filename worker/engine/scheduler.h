@@ -1,0 +1,154 @@
+// Continuous batching: one engine thread owns the Engine and steps every running request together.
+//
+// Requests are submitted from any thread (the worker's gRPC handlers) and wait in a queue. Between two
+// forward steps the engine thread admits queued requests while the batch has room (max_batch
+// sequences), drops cancelled ones, and runs tasks posted with run_on_engine() (the Engine and its
+// kvstore client are used by this thread only). A step takes one row from every decoding request and
+// prefill chunks from prefilling ones, in admission order, while the rows stay within max_step_tokens
+// (at least one chunk per step, so a prefill always progresses); so a long prompt's prefill runs
+// alongside the decodes of the others instead of stalling them. A request that finishes leaves the
+// batch at once; its seat goes to the next queued request at the next step.
+//
+// Cancellation (client gone, deadline passed): Job::cancel() marks the job; the engine thread drops it
+// before the next step and calls Engine::finish_request(), which releases its local pages; a kept
+// session keeps what was generated so far in the kvstore (its last sampled token included).
+//
+// A session has at most one request queued or running: a second one is FAILED_PRECONDITION.
+// KV memory running out mid-step fails the most recently admitted request of the step with
+// RESOURCE_EXHAUSTED; the others continue.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "worker/engine/generate.h"
+
+namespace freekv {
+
+struct SchedulerOptions {
+  int max_batch = 4;             // sequences stepped together
+  int64_t max_step_tokens = 0;   // rows of one step; 0 = the engine's prefill chunk + max_batch
+  int max_queue = 1024;          // waiting requests beyond which submit() is RESOURCE_EXHAUSTED
+};
+
+// One submitted request, shared by its submitter and the engine thread.
+class Job {
+ public:
+  using Clock = std::chrono::steady_clock;
+
+  // Waits until there are tokens to take, the job is done, or `until`; true unless it timed out.
+  bool wait(Clock::time_point until);
+  // Moves out the tokens and text produced since the last call.
+  void take(std::vector<int32_t>* ids, std::string* text);
+  bool done() const;
+  // Valid once done(): the result, or why the request failed (CANCELLED after cancel()).
+  const absl::StatusOr<GenerateResult>& result() const { return result_; }
+  // Asks the engine thread to drop the request before its next step; `why` becomes its status.
+  void cancel(absl::Status why);
+
+  const GenerateRequest& request() const { return request_; }
+  // Set when the engine admits the request (read after done()).
+  int64_t replayed_tokens() const { return replayed_; }   // session tokens recomputed before the prompt
+  int64_t session_tokens() const { return session_tokens_; }  // tokens the session holds after this turn
+  double queue_seconds() const { return queue_seconds_; }
+  double first_token_seconds() const { return first_token_seconds_; }  // admission to the first token
+
+ private:
+  friend class Scheduler;
+  explicit Job(GenerateRequest r) : request_(std::move(r)), submitted_(Clock::now()) {}
+  void publish(const std::vector<int32_t>& ids, const std::string& text);
+  void complete(absl::StatusOr<GenerateResult> result);
+
+  GenerateRequest request_;
+  Clock::time_point submitted_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<int32_t> ids_;
+  std::string text_;
+  bool done_ = false;
+  absl::StatusOr<GenerateResult> result_ = absl::UnknownError("not finished");
+  std::atomic<bool> cancelled_{false};
+  absl::Status cancel_status_;  // guarded by mu_
+  int64_t replayed_ = 0, session_tokens_ = 0;
+  double queue_seconds_ = 0, first_token_seconds_ = 0;
+};
+
+// Worker-memory residency of a running session's sequence, per layer.
+struct SessionResidency {
+  struct Layer {
+    int64_t local_pages = 0;      // pages resident in this worker's KV pool
+    int64_t selected_chunks = 0;  // (KV head, page) chunks in the selected budget slots
+  };
+  std::vector<Layer> layers;
+  int64_t page_bytes = 0;         // one page of one layer, all KV heads
+  int64_t chunk_bytes = 0;        // one KV head's share of a page
+  int64_t tokens = 0;             // tokens with KV in the sequence
+};
+
+struct SchedulerLoad {
+  int active = 0, queued = 0;
+  int64_t steps = 0, generated_tokens = 0, prefill_tokens = 0;
+};
+
+class Scheduler {
+ public:
+  Scheduler(Engine* engine, SchedulerOptions options);
+  ~Scheduler();  // cancels what is queued or running, then joins the engine thread
+  Scheduler(const Scheduler&) = delete;
+  Scheduler& operator=(const Scheduler&) = delete;
+
+  // Queues a request. FAILED_PRECONDITION when its session already has one queued or running;
+  // RESOURCE_EXHAUSTED when the queue is full; UNAVAILABLE once stopping. Validation happens at
+  // admission (the job completes with the engine's error).
+  absl::StatusOr<std::shared_ptr<Job>> submit(GenerateRequest request);
+
+  // Runs fn on the engine thread between two steps and waits for it.
+  void run_on_engine(const std::function<void(Engine&)>& fn);
+
+  bool session_busy(const std::string& session_id) const;
+  // Residency of the session's running sequence, nullopt when none runs (computed between steps).
+  std::optional<SessionResidency> residency(const std::string& session_id);
+  SchedulerLoad load() const;
+
+  // Stops admitting; returns once nothing is queued or running, or after `grace` (then cancels).
+  void drain(std::chrono::milliseconds grace);
+
+ private:
+  struct Running;
+  void loop();
+  void admit(std::shared_ptr<Job> job);
+  void step();
+  void finish(Running* r, absl::Status failure);
+  void remove_finished();
+
+  Engine* engine_;
+  SchedulerOptions options_;
+  int64_t max_step_tokens_;
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::shared_ptr<Job>> queue_;
+  std::deque<std::function<void()>> tasks_;
+  std::set<std::string> busy_sessions_;
+  bool stopping_ = false, draining_ = false;
+
+  // Engine-thread state.
+  std::vector<std::unique_ptr<Running>> running_;
+  std::vector<float> logits_;
+
+  std::atomic<int> active_{0};
+  std::atomic<int64_t> steps_{0}, generated_{0}, prefilled_{0};
+  std::thread thread_;
+};
+
+}  // namespace freekv

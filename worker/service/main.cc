@@ -1,0 +1,257 @@
+// freekv-worker: one model, continuous batching, FreeKV retrieval; serves the Worker API to the
+// coordinator (DESIGN §1).
+//
+//   freekv-worker --model DIR --kvstore /tmp/freekv-kvstore.sock --coordinator 127.0.0.1:50051
+//       --token-file ~/.freekv/admin-token --policy freekv
+//
+// SIGINT/SIGTERM: stop taking requests, let running ones finish (--drain-grace), then exit. Kept
+// sessions stay in the kvstore for another worker.
+#include <glog/logging.h>
+#include <grpcpp/grpcpp.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <filesystem>
+
+#include "absl/flags/flag.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
+#include "common/file_util.h"
+#include "common/flag_util.h"
+#include "common/grpc_util.h"
+#include "common/units.h"
+#include "worker/engine/scheduler.h"
+#include "worker/service/kvstore_control.h"
+#include "worker/service/registration.h"
+#include "worker/service/worker_service.h"
+
+ABSL_FLAG(std::string, model, FREEKV_DEFAULT_MODEL_DIR,
+          "Hugging Face model directory (config.json, *.safetensors, tokenizer.json). Default: the build's default model.");
+ABSL_FLAG(std::string, listen, "127.0.0.1:50052",
+          "Where to serve the Worker API, host:port (port 0 picks a free one). Loopback by default: the API has no "
+          "authentication unless --token-file is given, so only expose it on a private network.");
+ABSL_FLAG(std::string, advertise, "",
+          "Address the coordinator should dial (default: the --listen host and the bound port; the hostname when "
+          "listening on 0.0.0.0).");
+ABSL_FLAG(std::string, coordinator, "",
+          "Coordinator address (host:port) to register with and heartbeat to. Empty: serve without registering.");
+ABSL_FLAG(std::string, token_file, "",
+          "File holding the bearer token (the coordinator's --admin-token-file): sent when registering, and required "
+          "from every caller of the Worker API.");
+ABSL_FLAG(std::string, kvstore, "",
+          "freekv-kvstore's unix socket. Needed for sessions and for the offloading policies (arkvale, freekv); "
+          "workers on the same kvstore can take over each other's sessions.");
+ABSL_FLAG(std::string, name, "", "Name shown in the coordinator's logs (default: host:pid).");
+ABSL_FLAG(std::string, address_file, "", "Write the bound address here once serving (for scripts and tests).");
+ABSL_FLAG(int32_t, threads, 0, "Compute threads (0 = one per hardware thread).");
+ABSL_FLAG(std::string, kv_dtype, "bf16", "Storage type of KV pages: bf16 or f16.");
+ABSL_FLAG(int64_t, page_tokens, 32, "Tokens per KV page.");
+ABSL_FLAG(int64_t, prefill_chunk, 512, "Prompt tokens of one sequence processed per step.");
+ABSL_FLAG(std::string, kv_memory, "4GiB", "Memory for the worker's own KV pages, with units.");
+ABSL_FLAG(std::string, policy, "full", "Retrieval policy: full, streaming, quest, arkvale or freekv.");
+ABSL_FLAG(int64_t, budget, 2048, "Tokens attended per KV head once the context outgrows it (whole pages).");
+ABSL_FLAG(int64_t, sink, 512, "First tokens always attended.");
+ABSL_FLAG(int64_t, recent, 512, "Last tokens always attended (the partial page included).");
+ABSL_FLAG(double, correction_threshold, 0.9,
+          "freekv: re-select a KV head when its queries' cosine with the previous step falls below this (1 = always).");
+ABSL_FLAG(std::string, gqa_score, "avgsm", "Combine a KV head's query heads by avg (raw scores) or avgsm (softmaxed).");
+ABSL_FLAG(std::string, digest, "minmax", "Page digest: minmax (Quest) or center-mad (ArkVale).");
+ABSL_FLAG(std::string, dense_layers, "", "Comma-separated layers that always attend the full context.");
+ABSL_FLAG(int32_t, max_batch, 8, "Most sequences stepped together (continuous batching).");
+ABSL_FLAG(int64_t, max_step_tokens, 0, "Most rows (prefill + decode tokens) of one step; 0 = prefill chunk + max batch.");
+ABSL_FLAG(int32_t, max_queue, 1024, "Most requests waiting for a batch seat; beyond it requests are RESOURCE_EXHAUSTED.");
+ABSL_FLAG(std::string, max_prompt_bytes, "4MiB", "Largest prompt text accepted, with units.");
+ABSL_FLAG(double, stream_interval_ms, 2,
+          "Tokens sampled within this many milliseconds of a stream's previous message go together in the next "
+          "one (steps slower than this stream every token at once; 0 = a message per step). Saves CPU when steps "
+          "take well under a millisecond.");
+ABSL_FLAG(int32_t, drain_grace_ms, 10000, "On SIGTERM, how long running requests may take to finish before they are cancelled.");
+
+namespace freekv {
+namespace {
+
+int fail(const std::string& what, const absl::Status& s) {
+  std::fprintf(stderr, "freekv-worker: %s%s\n", what.c_str(), std::string(s.message()).c_str());
+  return 1;
+}
+
+absl::StatusOr<EngineOptions> engine_options() {
+  EngineOptions o;
+  o.threads = absl::GetFlag(FLAGS_threads);
+  if (o.threads < 0) return absl::InvalidArgumentError("--threads must be >= 0");
+  const std::string dtype = absl::GetFlag(FLAGS_kv_dtype);
+  if (dtype == "bf16") o.kv_dtype = DType::kBF16;
+  else if (dtype == "f16") o.kv_dtype = DType::kF16;
+  else return absl::InvalidArgumentError(absl::StrCat("--kv-dtype must be bf16 or f16, got '", dtype, "'"));
+  o.page_tokens = absl::GetFlag(FLAGS_page_tokens);
+  o.prefill_chunk = absl::GetFlag(FLAGS_prefill_chunk);
+  FREEKV_ASSIGN_OR_RETURN(o.kv_memory, parse_size(absl::GetFlag(FLAGS_kv_memory)));
+  FREEKV_ASSIGN_OR_RETURN(o.retrieval.policy, parse_policy(absl::GetFlag(FLAGS_policy)));
+  o.retrieval.budget = absl::GetFlag(FLAGS_budget);
+  o.retrieval.sink = absl::GetFlag(FLAGS_sink);
+  o.retrieval.recent = absl::GetFlag(FLAGS_recent);
+  o.retrieval.correction_threshold = absl::GetFlag(FLAGS_correction_threshold);
+  FREEKV_ASSIGN_OR_RETURN(o.retrieval.gqa_score, parse_gqa_score(absl::GetFlag(FLAGS_gqa_score)));
+  FREEKV_ASSIGN_OR_RETURN(o.retrieval.digest, parse_digest(absl::GetFlag(FLAGS_digest)));
+  for (auto part : absl::StrSplit(absl::GetFlag(FLAGS_dense_layers), ',', absl::SkipEmpty())) {
+    int layer;
+    if (!absl::SimpleAtoi(std::string(part), &layer)) {
+      return absl::InvalidArgumentError("--dense-layers wants comma-separated layer numbers");
+    }
+    o.retrieval.dense_layers.push_back(layer);
+  }
+  if (absl::GetFlag(FLAGS_max_batch) < 1) return absl::InvalidArgumentError("--max-batch must be >= 1");
+  o.max_batch = absl::GetFlag(FLAGS_max_batch);
+  o.kvstore_socket = absl::GetFlag(FLAGS_kvstore);
+  return o;
+}
+
+// One-off requests keep their KV in kvstore sessions named "private-<pid>-<n>" (Engine::start_request)
+// that are closed when the request ends — unless the process was killed. The kvstore is on this host,
+// so a pid that no longer exists marks such a session as an orphan, and its pages go back to the pool.
+void close_orphaned_private_sessions(KvstoreControl& kv) {
+  auto list = kv.list_sessions();
+  if (!list.ok()) return;
+  int closed = 0;
+  for (const v1::SessionInfo& s : list->sessions()) {
+    const std::string& id = s.session_id();
+    if (id.rfind("private-", 0) != 0) continue;
+    int64_t pid = 0;
+    if (!absl::SimpleAtoi(id.substr(8, id.find('-', 8) - 8), &pid) || pid <= 0) continue;
+    if (kill(pid_t(pid), 0) == 0 || errno != ESRCH) continue;
+    if (kv.close_session(id).ok()) ++closed;
+  }
+  if (closed > 0) LOG(INFO) << "closed " << closed << " kvstore sessions left by one-off requests of processes that died";
+}
+
+std::string advertised_address(const std::string& listen, int port) {
+  if (!absl::GetFlag(FLAGS_advertise).empty()) return absl::GetFlag(FLAGS_advertise);
+  std::string host = listen.substr(0, listen.rfind(':'));
+  if (host == "0.0.0.0" || host == "[::]" || host.empty()) {
+    char name[256] = {0};
+    gethostname(name, sizeof name - 1);
+    host = name;
+  }
+  return absl::StrCat(host, ":", port);
+}
+
+int run() {
+  auto options = engine_options();
+  if (!options.ok()) return fail("", options.status());
+  auto max_prompt = parse_size(absl::GetFlag(FLAGS_max_prompt_bytes));
+  if (!max_prompt.ok()) return fail("--max-prompt-bytes: ", max_prompt.status());
+  std::string token;
+  if (!absl::GetFlag(FLAGS_token_file).empty()) {
+    auto t = read_token_file(absl::GetFlag(FLAGS_token_file));
+    if (!t.ok()) return fail("", t.status());
+    token = *t;
+  }
+  const std::string model = absl::GetFlag(FLAGS_model);
+  auto engine = Engine::load(model, *options);
+  if (!engine.ok()) return fail(absl::StrCat("cannot load ", model, ": "), engine.status());
+  std::unique_ptr<KvstoreControl> kvstore;
+  if (!options->kvstore_socket.empty()) {
+    auto k = KvstoreControl::connect(options->kvstore_socket);
+    if (!k.ok()) return fail("", k.status());
+    kvstore = std::move(*k);
+    close_orphaned_private_sessions(*kvstore);
+  }
+  SchedulerOptions so;
+  so.max_batch = options->max_batch;
+  so.max_step_tokens = absl::GetFlag(FLAGS_max_step_tokens);
+  so.max_queue = absl::GetFlag(FLAGS_max_queue);
+  auto scheduler = std::make_unique<Scheduler>(engine->get(), so);
+  RequestLimits limits;
+  limits.max_prompt_bytes = int64_t(*max_prompt);
+  WorkerService service(engine->get(), scheduler.get(), kvstore.get(), token, limits);
+  service.set_stream_interval(std::chrono::microseconds(int64_t(absl::GetFlag(FLAGS_stream_interval_ms) * 1000)));
+
+  enable_health_and_reflection();
+  grpc::ServerBuilder builder;
+  const std::string listen = absl::GetFlag(FLAGS_listen);
+  int port = 0;
+  builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
+  builder.SetMaxReceiveMessageSize(kMaxMessageBytes);
+  // gRPC sets SO_REUSEPORT by default, which would let a second server bind a port already in use.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  builder.RegisterService(&service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (server == nullptr || port == 0) {
+    return fail("", absl::UnavailableError(absl::StrCat("cannot listen on ", listen, " (in use, or not host:port?)")));
+  }
+  server->GetHealthCheckService()->SetServingStatus("freekv.v1.Worker", true);
+  const std::string address = advertised_address(listen, port);
+  if (!absl::GetFlag(FLAGS_address_file).empty()) {
+    if (absl::Status s = write_file(absl::GetFlag(FLAGS_address_file), address + "\n"); !s.ok()) return fail("", s);
+  }
+  const ModelConfig& c = (*engine)->weights().config;
+  std::fprintf(stderr, "freekv-worker: serving %s on %s (policy %s, max batch %d%s%s)\n", model.c_str(), address.c_str(),
+               policy_name(options->retrieval.policy), options->max_batch, kvstore ? ", kvstore " : "",
+               kvstore ? kvstore->id().c_str() : "");
+
+  std::unique_ptr<Registrar> registrar;
+  if (!absl::GetFlag(FLAGS_coordinator).empty()) {
+    v1::RegisterWorkerRequest info;
+    info.set_address(address);
+    info.set_name(absl::GetFlag(FLAGS_name).empty() ? absl::StrCat(address, "/", getpid()) : absl::GetFlag(FLAGS_name));
+    info.set_kvstore_id(kvstore ? kvstore->id() : "");
+    info.set_model(std::filesystem::path(model).filename().string());
+    info.set_policy(policy_name(options->retrieval.policy));
+    info.set_max_batch(options->max_batch);
+    info.set_max_positions(c.max_positions);
+    info.set_vocab(c.vocab);
+    info.set_pid(getpid());
+    Scheduler* sched = scheduler.get();
+    registrar = std::make_unique<Registrar>(
+        absl::GetFlag(FLAGS_coordinator), token, info, [&service](const std::string& id) { service.set_worker_id(id); },
+        [sched] {
+          SchedulerLoad l = sched->load();
+          v1::WorkerLoad out;
+          out.set_active_requests(l.active);
+          out.set_queued_requests(l.queued);
+          out.set_steps(l.steps);
+          out.set_generated_tokens(l.generated_tokens);
+          out.set_prefill_tokens(l.prefill_tokens);
+          return out;
+        });
+  }
+
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGINT);
+  sigaddset(&sigs, SIGTERM);
+  int sig = 0;
+  sigwait(&sigs, &sig);
+  LOG(INFO) << "signal " << sig << ": draining";
+  server->GetHealthCheckService()->SetServingStatus(false);
+  scheduler->drain(std::chrono::milliseconds(absl::GetFlag(FLAGS_drain_grace_ms)));
+  registrar.reset();
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  scheduler.reset();
+  return 0;
+}
+
+}  // namespace
+}  // namespace freekv
+
+int main(int argc, char** argv) {
+  // Every thread inherits this mask; run() takes the signals with sigwait.
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGINT);
+  sigaddset(&sigs, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+  freekv::parse_service_flags(
+      argc, argv,
+      "a freekv worker: loads one model, runs continuous batching with FreeKV retrieval, and serves the Worker API\n"
+      "(freekv.v1.Worker, grpc.health.v1.Health, reflection) to the coordinator.\n\n"
+      "  freekv-worker --kvstore /tmp/freekv-kvstore.sock --coordinator 127.0.0.1:50051 --token-file F --policy freekv\n\n"
+      "Flags may be written with dashes or underscores (--kv-memory = --kv_memory); sizes accept units (4GiB).",
+      {"worker/service/main.cc"});
+  FLAGS_logtostderr = true;
+  google::InitGoogleLogging(argv[0]);
+  return freekv::run();
+}
