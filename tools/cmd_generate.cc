@@ -13,6 +13,7 @@
 #include "nlohmann/json.hpp"
 #include "tools/cli_args.h"
 #include "tools/commands.h"
+#include "tools/request_flags.h"
 
 namespace freekv {
 namespace {
@@ -35,37 +36,23 @@ nlohmann::json proto_json(const google::protobuf::Message& m) {
 }  // namespace
 
 int cmd_generate(int argc, char** argv) {
-  std::string coordinator = "127.0.0.1:50051", prompt, prompt_file, session;
-  int64_t max_tokens = 64, top_k = 0, seed = 0, timeout_s = 0;
-  double temperature = 0, top_p = 1;
-  bool json = false, ignore_eos = false, raw_prompt = false, new_session = false;
-  std::vector<std::string> stops;
+  std::string coordinator = "127.0.0.1:50051", session;
+  int64_t timeout_s = 0;
+  bool json = false, new_session = false;
+  RequestFlags request;
   ArgParser p("freekv generate [--coordinator ADDR] (--prompt TEXT | --prompt-file F) [--session ID [--new-session]] "
               "[--max-tokens N] [--json]",
               "Sends one generation request to a coordinator (see `freekv up`) and streams the text as it arrives.");
   p.add_string("coordinator", &coordinator, "coordinator address host:port");
-  p.add_string("prompt", &prompt, "prompt text");
-  p.add_string("prompt-file", &prompt_file, "read the prompt from this file (UTF-8)");
+  request.add_to(p);
   p.add_string("session", &session, "continue this session: its KV is reused, and this turn is added to it");
   p.add_bool("new-session", &new_session, "create the session first (the --session id, or a fresh one) and print its id");
-  p.add_int("max-tokens", &max_tokens, "most tokens to generate");
-  p.add_double("temperature", &temperature, "sampling temperature; 0 = greedy");
-  p.add_double("top-p", &top_p, "nucleus sampling mass in (0, 1]");
-  p.add_int("top-k", &top_k, "sample among the k most likely tokens (0 = all)");
-  p.add_int("seed", &seed, "random seed for sampling");
-  p.add_list("stop", &stops, "stop before this text (repeatable)");
-  p.add_bool("ignore-eos", &ignore_eos, "keep generating after an end-of-sequence token");
-  p.add_bool("raw-prompt", &raw_prompt, "do not add the tokenizer's special tokens (e.g. BOS)");
   p.add_int("timeout", &timeout_s, "give up after this many seconds (0 = never); the worker stops generating then");
   p.add_bool("json", &json, "print JSON lines: one per chunk as it arrives, then one with usage and retrieval stats");
   if (int rc = handle_parse_result(p, p.parse(argc, argv)); rc >= 0) return rc;
-  if (!prompt_file.empty()) {
-    if (!prompt.empty()) return report_error("generate", absl::InvalidArgumentError("give --prompt or --prompt-file, not both"));
-    auto text = read_file(prompt_file);
-    if (!text.ok()) return report_error("generate", text.status());
-    prompt = *text;
-  }
-  if (prompt.empty() && session.empty()) {
+  auto prompt = request.read_prompt();
+  if (!prompt.ok()) return report_error("generate", prompt.status());
+  if (prompt->empty() && session.empty()) {
     return report_error("generate", absl::InvalidArgumentError("give --prompt or --prompt-file (or --session to continue one)"));
   }
 
@@ -83,16 +70,16 @@ int cmd_generate(int argc, char** argv) {
   }
 
   v1::GenerateRequest req;
-  req.set_prompt(prompt);
+  req.set_prompt(*prompt);
   req.set_session_id(session);
-  req.set_max_tokens(int32_t(std::min<int64_t>(max_tokens, INT32_MAX)));
-  req.mutable_sampling()->set_temperature(temperature);
-  req.mutable_sampling()->set_top_k(int32_t(top_k));
-  req.mutable_sampling()->set_top_p(top_p);
-  req.mutable_sampling()->set_seed(uint64_t(seed));
-  for (const auto& s : stops) req.add_stop(s);
-  req.set_ignore_eos(ignore_eos);
-  req.set_raw_prompt(raw_prompt);
+  req.set_max_tokens(int32_t(std::min<int64_t>(request.max_tokens, INT32_MAX)));
+  req.mutable_sampling()->set_temperature(request.temperature);
+  req.mutable_sampling()->set_top_k(int32_t(request.top_k));
+  req.mutable_sampling()->set_top_p(request.top_p);
+  req.mutable_sampling()->set_seed(uint64_t(request.seed));
+  for (const auto& s : request.stops) req.add_stop(s);
+  req.set_ignore_eos(request.ignore_eos);
+  req.set_raw_prompt(request.raw_prompt);
 
   grpc::ClientContext ctx;
   if (timeout_s > 0) ctx.set_deadline(deadline_in(timeout_s * 1000));

@@ -9,6 +9,7 @@
 #include "tools/cli_args.h"
 #include "tools/commands.h"
 #include "tools/engine_flags.h"
+#include "tools/request_flags.h"
 
 namespace freekv {
 
@@ -32,38 +33,22 @@ nlohmann::json retrieval_stats_json(const RetrievalConfig& config, const Generat
 }
 
 int cmd_run(int argc, char** argv) {
-  std::string model = FREEKV_DEFAULT_MODEL_DIR, prompt, prompt_file, dump_logits;
-  int64_t max_tokens = 64, top_k = 0, seed = 0;
-  double temperature = 0, top_p = 1;
-  bool json = false, ignore_eos = false, raw_prompt = false;
-  std::vector<std::string> stops;
+  std::string model = FREEKV_DEFAULT_MODEL_DIR, dump_logits;
+  bool json = false;
+  RequestFlags request;
   EngineFlags engine_flags;
   ArgParser p("freekv run [--model DIR] (--prompt TEXT | --prompt-file F) [--max-tokens N] [options]",
               "Generates a continuation of the prompt with the model in this process (CPU).");
   p.add_string("model", &model, "Hugging Face model directory");
-  p.add_string("prompt", &prompt, "prompt text");
-  p.add_string("prompt-file", &prompt_file, "read the prompt from this file (UTF-8)");
-  p.add_int("max-tokens", &max_tokens, "most tokens to generate");
-  p.add_double("temperature", &temperature, "sampling temperature; 0 = greedy");
-  p.add_double("top-p", &top_p, "nucleus sampling mass in (0, 1]");
-  p.add_int("top-k", &top_k, "sample among the k most likely tokens (0 = all)");
-  p.add_int("seed", &seed, "random seed for sampling");
-  p.add_list("stop", &stops, "stop before this text (repeatable)");
-  p.add_bool("ignore-eos", &ignore_eos, "keep generating after an end-of-sequence token");
-  p.add_bool("raw-prompt", &raw_prompt, "do not add the tokenizer's special tokens (e.g. BOS) to the prompt");
+  request.add_to(p);
   p.add_bool("json", &json, "print one JSON object: prompt_tokens, tokens, text, finish_reason, timing");
   p.add_string("dump-logits", &dump_logits, "write float32 .npy [prompt + generated, vocab] of the logits");
   engine_flags.add_to(p);
   if (int rc = handle_parse_result(p, p.parse(argc, argv)); rc >= 0) return rc;
 
-  if (prompt.empty() == prompt_file.empty()) {
-    return report_error("run", absl::InvalidArgumentError("give exactly one of --prompt and --prompt-file"));
-  }
-  if (!prompt_file.empty()) {
-    auto text = read_file(prompt_file);
-    if (!text.ok()) return report_error("run", text.status());
-    prompt = *text;
-  }
+  auto prompt = request.read_prompt();
+  if (!prompt.ok()) return report_error("run", prompt.status());
+  if (prompt->empty()) return report_error("run", absl::InvalidArgumentError("give --prompt or --prompt-file"));
   auto options = engine_flags.to_options();
   if (!options.ok()) return report_error("run", options.status());
   auto kvstore = engine_flags.start_kvstore(&*options);
@@ -72,11 +57,11 @@ int cmd_run(int argc, char** argv) {
   if (!engine.ok()) return report_error("run", engine.status());
 
   GenerateRequest req;
-  req.prompt = (*engine)->tokenizer().encode(prompt, !raw_prompt);
-  req.max_tokens = max_tokens;
-  req.sampling = {temperature, top_k, top_p, uint64_t(seed)};
-  req.stop_strings = stops;
-  req.ignore_eos = ignore_eos;
+  req.prompt = (*engine)->tokenizer().encode(*prompt, !request.raw_prompt);
+  req.max_tokens = request.max_tokens;
+  req.sampling = request.sampling();
+  req.stop_strings = request.stops;
+  req.ignore_eos = request.ignore_eos;
   req.keep_logits = !dump_logits.empty();
   auto stream = [&](std::string_view piece) {
     if (!json) {
