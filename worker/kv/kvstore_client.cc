@@ -324,17 +324,24 @@ const dp::SessionEntry* KvstoreClient::live_entry(SessionRef s) const {
 
 // ---- offload ----
 
-absl::StatusOr<std::vector<uint8_t*>> KvstoreClient::pages_for_write(SessionRef s, int layer, int64_t first_page, int n) {
+// A request over pages [first_page, first_page + n) of one layer (allocate, commit, discard).
+static absl::StatusOr<dp::Request> page_range_request(dp::Op op, const char* what, SessionRef s, int layer,
+                                                      int64_t first_page, int n) {
   if (n < 1 || uint32_t(n) > dp::kMaxAllocPages) {
-    return absl::InvalidArgumentError(absl::StrCat("pages_for_write: n must be 1..", dp::kMaxAllocPages));
+    return absl::InvalidArgumentError(absl::StrCat(what, ": n must be 1..", dp::kMaxAllocPages));
   }
   dp::Request r{};
-  r.op = uint32_t(dp::Op::kAlloc);
+  r.op = uint32_t(op);
   r.session_slot = s.slot;
   r.session_generation = s.generation;
   r.layer = layer;
   r.first_page = first_page;
   r.count = uint32_t(n);
+  return r;
+}
+
+absl::StatusOr<std::vector<uint8_t*>> KvstoreClient::pages_for_write(SessionRef s, int layer, int64_t first_page, int n) {
+  FREEKV_ASSIGN_OR_RETURN(dp::Request r, page_range_request(dp::Op::kAlloc, "pages_for_write", s, layer, first_page, n));
   FREEKV_ASSIGN_OR_RETURN(dp::Completion c, call(r));
   if (c.n_blocks != uint32_t(n)) return absl::InternalError("allocation answered with the wrong number of blocks");
   std::vector<uint8_t*> out(static_cast<size_t>(n));
@@ -356,30 +363,12 @@ absl::StatusOr<uint8_t*> KvstoreClient::page_for_write(SessionRef s, int layer, 
 }
 
 absl::Status KvstoreClient::commit_pages(SessionRef s, int layer, int64_t first_page, int n) {
-  if (n < 1 || uint32_t(n) > dp::kMaxAllocPages) {
-    return absl::InvalidArgumentError(absl::StrCat("commit_pages: n must be 1..", dp::kMaxAllocPages));
-  }
-  dp::Request r{};
-  r.op = uint32_t(dp::Op::kCommit);
-  r.session_slot = s.slot;
-  r.session_generation = s.generation;
-  r.layer = layer;
-  r.first_page = first_page;
-  r.count = uint32_t(n);
+  FREEKV_ASSIGN_OR_RETURN(dp::Request r, page_range_request(dp::Op::kCommit, "commit_pages", s, layer, first_page, n));
   return call(r).status();
 }
 
 absl::Status KvstoreClient::discard_pages(SessionRef s, int layer, int64_t first_page, int n) {
-  if (n < 1 || uint32_t(n) > dp::kMaxAllocPages) {
-    return absl::InvalidArgumentError(absl::StrCat("discard_pages: n must be 1..", dp::kMaxAllocPages));
-  }
-  dp::Request r{};
-  r.op = uint32_t(dp::Op::kDiscard);
-  r.session_slot = s.slot;
-  r.session_generation = s.generation;
-  r.layer = layer;
-  r.first_page = first_page;
-  r.count = uint32_t(n);
+  FREEKV_ASSIGN_OR_RETURN(dp::Request r, page_range_request(dp::Op::kDiscard, "discard_pages", s, layer, first_page, n));
   return call(r).status();
 }
 
