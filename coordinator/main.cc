@@ -12,6 +12,7 @@
 #include <cstdio>
 
 #include "absl/flags/flag.h"
+#include "common/config_check.h"
 #include "common/file_util.h"
 #include "common/flag_util.h"
 #include "common/grpc_util.h"
@@ -29,6 +30,9 @@ ABSL_FLAG(int32_t, heartbeat_interval_ms, 1000,
           "How often workers heartbeat; a worker silent for three intervals is dead and its sessions move.");
 ABSL_FLAG(std::string, max_prompt_bytes, "4MiB", "Largest prompt text accepted, with units (larger: RESOURCE_EXHAUSTED).");
 ABSL_FLAG(int64_t, max_prompt_ids, 1 << 20, "Most prompt token ids accepted in one request.");
+ABSL_FLAG(bool, check_config, false,
+          "Do not serve: validate the flags and the admin token file, print what the coordinator would do and exit 0, "
+          "or 1 listing every problem.");
 ABSL_FLAG(std::string, address_file, "", "Write the bound address here once serving (for scripts and tests).");
 
 namespace freekv {
@@ -37,6 +41,23 @@ namespace {
 int fail(const std::string& what, const absl::Status& s) {
   std::fprintf(stderr, "freekv-coordinator: %s%s\n", what.c_str(), std::string(s.message()).c_str());
   return 1;
+}
+
+int check_config() {
+  ConfigCheck c("freekv-coordinator");
+  c.host_port("listen", absl::GetFlag(FLAGS_listen));
+  c.readable_file("admin-token-file", absl::GetFlag(FLAGS_admin_token_file));
+  c.size("max-prompt-bytes", absl::GetFlag(FLAGS_max_prompt_bytes));
+  if (absl::GetFlag(FLAGS_max_prompt_ids) < 1) c.error("--max-prompt-ids must be >= 1");
+  if (absl::GetFlag(FLAGS_heartbeat_interval_ms) < 10) c.error("--heartbeat-interval-ms must be >= 10");
+  std::string summary;
+  if (c.ok()) {
+    summary = absl::StrCat("Would serve the Generation and Admin APIs and the worker registry on ",
+                           absl::GetFlag(FLAGS_listen), " (admin API ",
+                           absl::GetFlag(FLAGS_admin_token_file).empty() ? "disabled" : "enabled",
+                           "), expecting worker heartbeats every ", absl::GetFlag(FLAGS_heartbeat_interval_ms), " ms.");
+  }
+  return c.finish(summary);
 }
 
 int run() {
@@ -116,5 +137,6 @@ int main(int argc, char** argv) {
       {"coordinator/main.cc"});
   FLAGS_logtostderr = true;
   google::InitGoogleLogging(argv[0]);
+  if (absl::GetFlag(FLAGS_check_config)) return freekv::check_config();
   return freekv::run();
 }

@@ -12,6 +12,9 @@
 #include <grpcpp/grpcpp.h>
 #include <google/protobuf/util/json_util.h>
 #include <signal.h>
+#include <sys/stat.h>
+
+#include <cctype>
 
 #include <algorithm>
 #include <cstdio>
@@ -24,6 +27,8 @@
 #include "absl/flags/usage.h"
 #include "absl/flags/usage_config.h"
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "common/config_check.h"
 #include "common/units.h"
 #include "freekv/v1/kvstore.grpc.pb.h"
 #include "kvstore/server.h"
@@ -64,6 +69,9 @@ ABSL_FLAG(bool, cuda_register, true,
 ABSL_FLAG(bool, stats, false,
           "Do not serve: connect to --listen, print health, pool stats and sessions as JSON, and exit "
           "(0 when the kvstore answers and is SERVING, 1 otherwise).");
+ABSL_FLAG(bool, check_config, false,
+          "Do not serve: validate the flags (sizes, --listen, pool size against available and lockable memory), "
+          "print what the kvstore would do, and exit 0, or 1 listing every problem.");
 ABSL_FLAG(bool, remove_pool, false,
           "Do not serve: delete the segment /dev/shm/<--pool-name> (every session in it is lost) and exit. "
           "Refused while a kvstore holds the pool.");
@@ -145,6 +153,56 @@ int run_stats(const std::string& listen) {
   return health == "SERVING" ? 0 : 1;
 }
 
+// --check-config: every problem is listed; nothing is created or attached.
+int check_config() {
+  freekv::ConfigCheck c("freekv-kvstore");
+  const std::string listen = absl::GetFlag(FLAGS_listen);
+  auto path = freekv::kvstore::unix_socket_path(listen);
+  if (!path.ok()) c.error("--listen: " + std::string(path.status().message()));
+  const std::string name = absl::GetFlag(FLAGS_pool_name);
+  bool name_ok = !name.empty() && name.size() < 200;
+  for (char ch : name) name_ok = name_ok && (std::isalnum(static_cast<unsigned char>(ch)) || ch == '.' || ch == '_' || ch == '-');
+  if (!name_ok) c.error("--pool-name: '" + name + "' must be letters, digits, '.', '_', '-'");
+  auto pool = c.size("pool-size", absl::GetFlag(FLAGS_pool_size));
+  auto block = c.size("block-size", absl::GetFlag(FLAGS_block_size));
+  auto staging = c.size("staging-buffer", absl::GetFlag(FLAGS_staging_buffer));
+  c.size("max-worker-staging", absl::GetFlag(FLAGS_max_worker_staging));
+  if (block && (*block == 0 || *block % 4096 != 0)) c.error("--block-size must be a non-zero multiple of 4KiB");
+  if (staging && (*staging == 0 || *staging % 4096 != 0)) c.error("--staging-buffer must be a non-zero multiple of 4KiB");
+  if (pool && block && *block != 0 && *pool < *block * 2) c.error("--pool-size is smaller than two blocks");
+  if (absl::GetFlag(FLAGS_max_sessions) < 1) c.error("--max-sessions must be >= 1");
+  if (absl::GetFlag(FLAGS_max_workers) < 1) c.error("--max-workers must be >= 1");
+  if (absl::GetFlag(FLAGS_staging_pairs) < 1) c.error("--staging-pairs must be >= 1");
+  if (absl::GetFlag(FLAGS_gather_threads) < 1) c.error("--gather-threads must be >= 1");
+  if (pool) {
+    struct stat st{};
+    const bool exists = stat(("/dev/shm/" + name).c_str(), &st) == 0;
+    if (exists && uint64_t(st.st_size) < *pool) {
+      c.warning("/dev/shm/" + name + " exists with " + freekv::human_bytes(uint64_t(st.st_size)) +
+                ", the kvstore will refuse --pool-size " + freekv::human_bytes(*pool) + " unless they match");
+    }
+    auto avail = freekv::mem_available_bytes();
+    // An existing segment is already counted as used memory; only a new one must fit.
+    if (!exists && avail && *pool > *avail) {
+      c.error("--pool-size " + freekv::human_bytes(*pool) + " exceeds MemAvailable " + freekv::human_bytes(*avail));
+    }
+    const uint64_t lock = freekv::memlock_limit_bytes();
+    if (absl::GetFlag(FLAGS_mlock) && lock < *pool) {
+      c.warning("memlock limit " + freekv::human_bytes(lock) + " < pool " + freekv::human_bytes(*pool) +
+                ": the pool will stay swappable (raise with LimitMEMLOCK=infinity or ulimit -l unlimited)");
+    }
+  }
+  std::string summary;
+  if (c.ok()) {
+    summary = absl::StrCat("Would serve the KvStore control API and health on unix:", *path, ", create or reattach ",
+                           "the pool /dev/shm/", name, " of ", freekv::human_bytes(*pool), " in blocks of ",
+                           freekv::human_bytes(*block), " (", absl::GetFlag(FLAGS_max_sessions), " session slots, ",
+                           (absl::GetFlag(FLAGS_mlock) ? "mlocked" : "not locked"), ") for up to ",
+                           absl::GetFlag(FLAGS_max_workers), " workers.");
+  }
+  return c.finish(summary);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -179,6 +237,7 @@ int main(int argc, char** argv) {
   FLAGS_logtostderr = true;
   google::InitGoogleLogging(argv[0]);
 
+  if (absl::GetFlag(FLAGS_check_config)) return check_config();
   if (absl::GetFlag(FLAGS_stats)) return run_stats(absl::GetFlag(FLAGS_listen));
 
   const std::string pool_name = absl::GetFlag(FLAGS_pool_name);

@@ -10,6 +10,7 @@ packages=(
   libabsl-dev libgoogle-glog-dev libgtest-dev libgmock-dev                  # status, flags, logging, tests
   nlohmann-json3-dev libpcre2-dev libutf8proc-dev libopenblas-dev           # JSON, tokenizer regex + NFC, BLAS
   python3-numpy                                                             # tests/reference (NumPy forward)
+  python3-yaml systemd                                                      # tests/deploy (manifests, systemd-analyze)
 )
 # Node.js runs the Hugging Face reference tokenizer for golden ids. A machine may already carry its own
 # Node.js (with npm bundled), which conflicts with Debian's npm package: install Debian's only when absent.

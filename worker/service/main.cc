@@ -14,15 +14,18 @@
 #include <cerrno>
 #include <cstdio>
 #include <filesystem>
+#include <set>
 
 #include "absl/flags/flag.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
+#include "common/config_check.h"
 #include "common/file_util.h"
 #include "common/flag_util.h"
 #include "common/grpc_util.h"
 #include "common/units.h"
 #include "worker/engine/scheduler.h"
+#include "worker/model/config.h"
 #include "worker/service/kvstore_control.h"
 #include "worker/service/registration.h"
 #include "worker/service/worker_service.h"
@@ -67,6 +70,10 @@ ABSL_FLAG(double, stream_interval_ms, 2,
           "Tokens sampled within this many milliseconds of a stream's previous message go together in the next "
           "one (steps slower than this stream every token at once; 0 = a message per step). Saves CPU when steps "
           "take well under a millisecond.");
+ABSL_FLAG(bool, check_config, false,
+          "Do not serve: validate the flags, the model directory's config.json, tokenizer.json and safetensors files "
+          "(without mapping the weights), the token file and --kv-memory against available memory; print what the "
+          "worker would do and exit 0, or 1 listing every problem.");
 ABSL_FLAG(int32_t, drain_grace_ms, 10000, "On SIGTERM, how long running requests may take to finish before they are cancelled.");
 
 namespace freekv {
@@ -135,6 +142,82 @@ std::string advertised_address(const std::string& listen, int port) {
     host = name;
   }
   return absl::StrCat(host, ":", port);
+}
+
+// Checks the model directory cheaply: config.json parsed, tokenizer.json present, the safetensors
+// files (those an index names, or model.safetensors) present; no weights are mapped.
+void check_model_dir(ConfigCheck& c, const std::string& dir, std::string* description) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) {
+    c.error("--model: " + dir + " is not a directory");
+    return;
+  }
+  auto config = load_model_config(dir + "/config.json");
+  if (!config.ok()) c.error("--model: " + std::string(config.status().message()));
+  else *description = absl::StrCat(config->n_layers, " layers, vocab ", config->vocab);
+  if (access((dir + "/tokenizer.json").c_str(), R_OK) != 0) c.error("--model: cannot read " + dir + "/tokenizer.json");
+  const std::string index = dir + "/model.safetensors.index.json";
+  if (fs::exists(index, ec)) {
+    auto text = read_file(index);
+    if (!text.ok()) {
+      c.error("--model: " + std::string(text.status().message()));
+      return;
+    }
+    // The weight_map's values are the shard file names: every quoted "*.safetensors" string.
+    std::set<std::string> shards;
+    for (size_t end = text->find(".safetensors\""); end != std::string::npos; end = text->find(".safetensors\"", end + 1)) {
+      const size_t start = text->rfind('"', end);
+      if (start != std::string::npos) shards.insert(text->substr(start + 1, end + 12 - start - 1));
+    }
+    if (shards.empty()) c.error("--model: " + index + " names no .safetensors files");
+    for (const std::string& f : shards) {
+      if (access((dir + "/" + f).c_str(), R_OK) != 0) c.error("--model: cannot read " + dir + "/" + f + " (named by the index)");
+    }
+  } else if (access((dir + "/model.safetensors").c_str(), R_OK) != 0) {
+    c.error("--model: " + dir + " has neither model.safetensors nor model.safetensors.index.json");
+  }
+}
+
+int check_config() {
+  ConfigCheck c("freekv-worker");
+  // engine_options() stops at its first problem: check the common culprits one by one first.
+  const size_t before = c.error_count();
+  c.size("kv-memory", absl::GetFlag(FLAGS_kv_memory));
+  if (auto p = parse_policy(absl::GetFlag(FLAGS_policy)); !p.ok()) c.error("--policy: " + std::string(p.status().message()));
+  const std::string dtype = absl::GetFlag(FLAGS_kv_dtype);
+  if (dtype != "bf16" && dtype != "f16") c.error("--kv-dtype must be bf16 or f16, got '" + dtype + "'");
+  auto options = engine_options();
+  if (!options.ok() && c.error_count() == before) c.error(std::string(options.status().message()));
+  c.size("max-prompt-bytes", absl::GetFlag(FLAGS_max_prompt_bytes));
+  c.host_port("listen", absl::GetFlag(FLAGS_listen));
+  if (!absl::GetFlag(FLAGS_coordinator).empty()) c.host_port("coordinator", absl::GetFlag(FLAGS_coordinator));
+  if (!absl::GetFlag(FLAGS_advertise).empty()) c.host_port("advertise", absl::GetFlag(FLAGS_advertise));
+  c.readable_file("token-file", absl::GetFlag(FLAGS_token_file));
+  const std::string model = absl::GetFlag(FLAGS_model);
+  std::string model_desc;
+  check_model_dir(c, model, &model_desc);
+  const std::string kvstore = absl::GetFlag(FLAGS_kvstore);
+  if (!kvstore.empty() && kvstore.front() != '/' && kvstore.rfind("unix:", 0) != 0) {
+    c.warning("--kvstore " + kvstore + " is a relative path: it depends on the working directory");
+  }
+  if (options.ok()) {
+    auto avail = mem_available_bytes();
+    if (avail && options->kv_memory > *avail) {
+      c.error("--kv-memory " + human_bytes(options->kv_memory) + " exceeds MemAvailable " + human_bytes(*avail));
+    }
+  }
+  std::string summary;
+  if (c.ok()) {
+    summary = absl::StrCat("Would load ", model, " (", model_desc, "), serve the Worker API and health on ",
+                           absl::GetFlag(FLAGS_listen), " with policy ", policy_name(options->retrieval.policy),
+                           ", max batch ", options->max_batch, ", ", human_bytes(options->kv_memory), " of KV memory",
+                           kvstore.empty() ? ", no kvstore" : ", kvstore " + kvstore,
+                           absl::GetFlag(FLAGS_coordinator).empty() ? ", not registering"
+                                                                    : ", registering with " + absl::GetFlag(FLAGS_coordinator),
+                           absl::GetFlag(FLAGS_token_file).empty() ? ", no token." : ", token required.");
+  }
+  return c.finish(summary);
 }
 
 int run() {
@@ -253,5 +336,6 @@ int main(int argc, char** argv) {
       {"worker/service/main.cc"});
   FLAGS_logtostderr = true;
   google::InitGoogleLogging(argv[0]);
+  if (absl::GetFlag(FLAGS_check_config)) return freekv::check_config();
   return freekv::run();
 }
