@@ -165,8 +165,9 @@ absl::StatusOr<std::unique_ptr<ActiveRequest>> Engine::start_request(const Gener
   const int64_t reused = (*seq)->n_tokens();
   if (reused + int64_t(full.prompt.size()) + r.max_tokens > weights_->config.max_positions) {
     const int64_t held = reused + int64_t(replay.size());
-    absl::Status closed = keep ? absl::OkStatus() : close_sequence_session(full.session_id);
-    (void)closed;
+    seq->reset();
+    // Best effort: the request is refused whatever closing its private session answers.
+    if (!keep) close_sequence_session(full.session_id).IgnoreError();
     return absl::InvalidArgumentError(absl::StrCat("session '", full.session_id, "' holds ", held,
                                                    " tokens; with this prompt and max tokens it would exceed the model's ",
                                                    weights_->config.max_positions, " positions"));

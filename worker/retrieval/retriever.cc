@@ -19,6 +19,12 @@ int64_t Retriever::window_tokens() const {
   return config_.policy == PolicyKind::kStreaming ? config_.budget - config_.sink : config_.recent;
 }
 
+std::pair<int64_t, int64_t> Retriever::page_span(int64_t tokens) const {
+  const int64_t pt = kv_->geometry().page_tokens;
+  const int64_t pages = (tokens + pt - 1) / pt, sink_pages = config_.sink / pt;
+  return {sink_pages, std::max(sink_pages, pages - window_tokens() / pt)};
+}
+
 bool Retriever::dense_layer(int64_t layer) const {
   return std::find(config_.dense_layers.begin(), config_.dense_layers.end(), int(layer)) != config_.dense_layers.end();
 }
@@ -82,23 +88,19 @@ void Retriever::release_middle(int64_t layer, int64_t sink_pages, int64_t window
 
 absl::StatusOr<AttentionPlan> Retriever::plan(int64_t layer, const float* q, int64_t n_q) {
   const KvGeometry& g = kv_->geometry();
-  const int64_t pt = g.page_tokens;
   const int64_t past = kv_->n_tokens(), tokens = past + n_q;
-  const int64_t pages = (tokens + pt - 1) / pt;
   LayerState& st = layers_[size_t(layer)];
   RecallStats& stats = stats_[size_t(layer)];
-  const int64_t sink_pages = config_.sink / pt;
-  const int64_t window_pages = window_tokens() / pt;
+  const auto [sink_pages, window_first] = page_span(tokens);
   // The budget is in use as soon as there are pages between the sinks and the window, so a budget
   // at least as large as the context still goes through selection and recall (and must equal full).
   const bool budget_applies = config_.policy != PolicyKind::kFull && !dense_layer(layer) && n_q == 1 &&
-                              pages > sink_pages + window_pages;
+                              window_first > sink_pages;
   if (!budget_applies) {
     if (st.selecting) FREEKV_RETURN_IF_ERROR(reset_selection(layer));
     FREEKV_RETURN_IF_ERROR(kv_->restore_all(layer, &stats));
     return AttentionPlan{kv_->view_all(layer, tokens, &chunk_ptrs_), past};
   }
-  const int64_t window_first = pages - window_pages;
   stats.selection_steps += 1;
   const float* q_last = q + (n_q - 1) * n_heads_ * g.head_dim;
 
@@ -147,10 +149,7 @@ absl::Status Retriever::after_attention(int64_t layer, const float* q, int64_t n
   LayerState& st = layers_[size_t(layer)];
   if (config_.policy != PolicyKind::kFreekv || !st.selecting) return absl::OkStatus();
   const KvGeometry& g = kv_->geometry();
-  const int64_t pt = g.page_tokens;
-  const int64_t pages = (kv_->n_tokens() + n_q + pt - 1) / pt;
-  const int64_t sink_pages = config_.sink / pt;
-  const int64_t window_first = std::max(sink_pages, pages - window_tokens() / pt);
+  const auto [sink_pages, window_first] = page_span(kv_->n_tokens() + n_q);
   const float* q_last = q + (n_q - 1) * n_heads_ * g.head_dim;
   // Speculative: next step attends what this step's query selects; recall it while the model runs.
   const std::vector<bool> all_heads(size_t(g.n_kv_heads), true);

@@ -16,6 +16,7 @@
 #pragma once
 
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "common/thread_pool.h"
@@ -59,6 +60,8 @@ class Retriever {
 
   bool dense_layer(int64_t layer) const;
   int64_t window_tokens() const;
+  // (sink pages, first window page) of a context of `tokens`: candidates are the pages between them.
+  std::pair<int64_t, int64_t> page_span(int64_t tokens) const;
   std::vector<int32_t> select(int64_t layer, int64_t head, const float* q, int64_t first, int64_t end) const;
   // select() for the KV heads with heads[h] set, in parallel; others get an empty selection.
   std::vector<std::vector<int32_t>> select_heads(int64_t layer, const std::vector<bool>& heads, const float* q,
