@@ -8,7 +8,6 @@
 // SIGINT/SIGTERM stop it cleanly. The pool segment outlives the process: starting again with the same
 // --pool-name reattaches every session and committed page.
 #include <glog/logging.h>
-#include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 #include <google/protobuf/util/json_util.h>
 #include <signal.h>
@@ -19,16 +18,16 @@
 #include <algorithm>
 #include <cstdio>
 #include <vector>
-#include <future>
 #include <iostream>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
-#include "absl/flags/usage_config.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/config_check.h"
+#include "common/flag_util.h"
+#include "common/grpc_util.h"
 #include "common/units.h"
 #include "freekv/v1/kvstore.grpc.pb.h"
 #include "kvstore/server.h"
@@ -97,39 +96,11 @@ std::string to_json(const google::protobuf::Message& m) {
   return out;
 }
 
-// grpc.health.v1.Health/Check through a generic stub (no generated health stubs on Debian). The
-// request HealthCheckRequest{service: ""} encodes as zero bytes; the response's field 1 is the status.
-std::string health_status(const std::shared_ptr<grpc::Channel>& channel) {
-  grpc::GenericStub stub(channel);
-  grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(3));
-  grpc::ByteBuffer request, response;
-  grpc::Slice empty("");
-  request = grpc::ByteBuffer(&empty, 1);
-  std::promise<grpc::Status> done;
-  stub.UnaryCall(&ctx, "/grpc.health.v1.Health/Check", grpc::StubOptions(), &request, &response,
-                 [&](grpc::Status s) { done.set_value(s); });
-  grpc::Status s = done.get_future().get();
-  if (!s.ok()) return "UNREACHABLE: " + s.error_message();
-  std::vector<grpc::Slice> slices;
-  (void)response.Dump(&slices);
-  std::string bytes;
-  for (const auto& sl : slices) bytes.append(reinterpret_cast<const char*>(sl.begin()), sl.size());
-  if (bytes.size() >= 2 && bytes[0] == 0x08) {
-    switch (bytes[1]) {
-      case 1: return "SERVING";
-      case 2: return "NOT_SERVING";
-      case 3: return "SERVICE_UNKNOWN";
-    }
-  }
-  return "UNKNOWN";
-}
-
 int run_stats(const std::string& listen) {
   auto path = freekv::kvstore::unix_socket_path(listen);
   if (!path.ok()) return fail("", path.status());
   auto channel = grpc::CreateChannel("unix:" + *path, grpc::InsecureChannelCredentials());
-  const std::string health = health_status(channel);
+  const std::string health = freekv::health_status(channel, std::chrono::seconds(3));
   auto stub = freekv::v1::KvStore::NewStub(channel);
   freekv::v1::GetPoolStatsResponse stats;
   freekv::v1::ListSessionsResponse sessions;
@@ -206,7 +177,8 @@ int check_config() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage(
+  freekv::parse_service_flags(
+      argc, argv,
       "the freekv host KV-memory server.\n\n"
       "Owns the host KV pool (a shared-memory segment of fixed-size blocks with the sessions' page tables and\n"
       "token ids inside it), serves the gRPC control API (freekv.v1.KvStore, grpc.health.v1.Health,\n"
@@ -214,26 +186,8 @@ int main(int argc, char** argv) {
       "  freekv-kvstore --listen unix:/tmp/kv.sock --pool-name freekv-pool --pool-size 8GiB\n"
       "  freekv-kvstore --listen unix:/tmp/kv.sock --stats\n"
       "  freekv-kvstore --pool-name freekv-pool --remove-pool\n\n"
-      "Flags may be written with dashes or underscores (--pool-name = --pool_name).");
-  // --help lists this file's flags (absl would otherwise look for a file named after the binary).
-  absl::FlagsUsageConfig usage;
-  usage.contains_help_flags = [](absl::string_view file) { return absl::EndsWith(file, "kvstore/main.cc"); };
-  usage.contains_helpshort_flags = usage.contains_help_flags;
-  absl::SetFlagsUsageConfig(usage);
-  // Flags are spelled with dashes in docs (--pool-name); absl names use underscores. Accept both.
-  std::vector<std::string> args(argv, argv + argc);
-  for (size_t i = 1; i < args.size(); ++i) {
-    std::string& a = args[i];
-    if (a == "--") break;
-    if (a.size() > 2 && a[0] == '-' && a[1] == '-') {
-      const size_t end = std::min(a.find('='), a.size());
-      std::replace(a.begin() + 2, a.begin() + long(end), '-', '_');
-    }
-  }
-  std::vector<char*> argv2;
-  for (std::string& a : args) argv2.push_back(a.data());
-  argv2.push_back(nullptr);
-  absl::ParseCommandLine(argc, argv2.data());
+      "Flags may be written with dashes or underscores (--pool-name = --pool_name).",
+      {"kvstore/main.cc"});
   FLAGS_logtostderr = true;
   google::InitGoogleLogging(argv[0]);
 
