@@ -1,5 +1,9 @@
 #include "common/flag_util.h"
 
+#include <glog/logging.h>
+#include <pthread.h>
+#include <signal.h>
+
 #include <algorithm>
 
 #include "absl/flags/parse.h"
@@ -37,6 +41,29 @@ void parse_service_flags(int argc, char** argv, const std::string& usage, const 
   for (std::string& a : args) argv2.push_back(a.data());
   argv2.push_back(nullptr);
   absl::ParseCommandLine(argc, argv2.data());
+  FLAGS_logtostderr = true;
+  google::InitGoogleLogging(argv[0]);
+}
+
+static sigset_t stop_signals() {
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGINT);
+  sigaddset(&sigs, SIGTERM);
+  return sigs;
+}
+
+void block_stop_signals() {
+  const sigset_t sigs = stop_signals();
+  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+}
+
+int wait_for_stop_signal() {
+  const sigset_t sigs = stop_signals();
+  int sig = 0;
+  sigwait(&sigs, &sig);
+  return sig;
 }
 
 }  // namespace freekv

@@ -106,13 +106,7 @@ int run() {
   std::fprintf(stderr, "freekv-coordinator: listening on %s (admin API %s)\n", address.c_str(),
                token.empty() ? "disabled: no --admin-token-file" : "enabled");
 
-  sigset_t sigs;
-  sigemptyset(&sigs);
-  sigaddset(&sigs, SIGINT);
-  sigaddset(&sigs, SIGTERM);
-  int sig = 0;
-  sigwait(&sigs, &sig);
-  LOG(INFO) << "signal " << sig << ": shutting down";
+  LOG(INFO) << "signal " << wait_for_stop_signal() << ": shutting down";
   server->GetHealthCheckService()->SetServingStatus(false);
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   return 0;
@@ -122,12 +116,7 @@ int run() {
 }  // namespace freekv
 
 int main(int argc, char** argv) {
-  sigset_t sigs;
-  sigemptyset(&sigs);
-  sigaddset(&sigs, SIGINT);
-  sigaddset(&sigs, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
-  signal(SIGPIPE, SIG_IGN);
+  freekv::block_stop_signals();
   freekv::parse_service_flags(
       argc, argv,
       "the freekv coordinator: the public Generation and Admin APIs (freekv.v1.Generation, freekv.v1.Admin), the\n"
@@ -135,8 +124,6 @@ int main(int argc, char** argv) {
       "  freekv-coordinator --listen 127.0.0.1:50051 --admin-token-file ~/.freekv/admin-token\n\n"
       "Flags may be written with dashes or underscores (--admin-token-file = --admin_token_file).",
       {"coordinator/main.cc"});
-  FLAGS_logtostderr = true;
-  google::InitGoogleLogging(argv[0]);
   if (absl::GetFlag(FLAGS_check_config)) return freekv::check_config();
   return freekv::run();
 }

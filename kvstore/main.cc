@@ -188,8 +188,6 @@ int main(int argc, char** argv) {
       "  freekv-kvstore --pool-name freekv-pool --remove-pool\n\n"
       "Flags may be written with dashes or underscores (--pool-name = --pool_name).",
       {"kvstore/main.cc"});
-  FLAGS_logtostderr = true;
-  google::InitGoogleLogging(argv[0]);
 
   if (absl::GetFlag(FLAGS_check_config)) return check_config();
   if (absl::GetFlag(FLAGS_stats)) return run_stats(absl::GetFlag(FLAGS_listen));
@@ -231,21 +229,13 @@ int main(int argc, char** argv) {
   o.gather_threads = absl::GetFlag(FLAGS_gather_threads);
   o.cuda_register = absl::GetFlag(FLAGS_cuda_register);
 
-  // Every thread inherits this mask; the main thread takes the signals with sigwait.
-  sigset_t sigs;
-  sigemptyset(&sigs);
-  sigaddset(&sigs, SIGINT);
-  sigaddset(&sigs, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
-  signal(SIGPIPE, SIG_IGN);
+  freekv::block_stop_signals();  // before the server's threads start
 
   auto server = KvstoreServer::start(o);
   if (!server.ok()) return fail("cannot start: ", server.status());
   std::fprintf(stderr, "freekv-kvstore: listening on unix:%s, pool /dev/shm/%s\n", (*server)->socket_path().c_str(),
                pool_name.c_str());
-  int sig = 0;
-  sigwait(&sigs, &sig);
-  LOG(INFO) << "signal " << sig << ": shutting down";
+  LOG(INFO) << "signal " << freekv::wait_for_stop_signal() << ": shutting down";
   (*server)->shutdown();
   return 0;
 }

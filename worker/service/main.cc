@@ -301,13 +301,7 @@ int run() {
         });
   }
 
-  sigset_t sigs;
-  sigemptyset(&sigs);
-  sigaddset(&sigs, SIGINT);
-  sigaddset(&sigs, SIGTERM);
-  int sig = 0;
-  sigwait(&sigs, &sig);
-  LOG(INFO) << "signal " << sig << ": draining";
+  LOG(INFO) << "signal " << wait_for_stop_signal() << ": draining";
   server->GetHealthCheckService()->SetServingStatus(false);
   scheduler->drain(std::chrono::milliseconds(absl::GetFlag(FLAGS_drain_grace_ms)));
   registrar.reset();
@@ -320,13 +314,7 @@ int run() {
 }  // namespace freekv
 
 int main(int argc, char** argv) {
-  // Every thread inherits this mask; run() takes the signals with sigwait.
-  sigset_t sigs;
-  sigemptyset(&sigs);
-  sigaddset(&sigs, SIGINT);
-  sigaddset(&sigs, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
-  signal(SIGPIPE, SIG_IGN);
+  freekv::block_stop_signals();  // before any thread starts; run() takes the signals
   freekv::parse_service_flags(
       argc, argv,
       "a freekv worker: loads one model, runs continuous batching with FreeKV retrieval, and serves the Worker API\n"
@@ -334,8 +322,6 @@ int main(int argc, char** argv) {
       "  freekv-worker --kvstore /tmp/freekv-kvstore.sock --coordinator 127.0.0.1:50051 --token-file F --policy freekv\n\n"
       "Flags may be written with dashes or underscores (--kv-memory = --kv_memory); sizes accept units (4GiB).",
       {"worker/service/main.cc"});
-  FLAGS_logtostderr = true;
-  google::InitGoogleLogging(argv[0]);
   if (absl::GetFlag(FLAGS_check_config)) return freekv::check_config();
   return freekv::run();
 }
