@@ -154,7 +154,7 @@ grpc::Status RegistryService::Heartbeat(grpc::ServerContext* ctx, const v1::Hear
     if (absl::Status s = check_bearer(*ctx, cluster_->token(), kNoToken); !s.ok()) return to_grpc(s);
   }
   bool draining = false;
-  resp->set_known(cluster_->registry().heartbeat(req->worker_id(), req->load(), &draining));
+  resp->set_known(cluster_->registry().heartbeat(*req, &draining));
   resp->set_draining(draining);
   return grpc::Status::OK;
 }

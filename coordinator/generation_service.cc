@@ -5,6 +5,8 @@
 
 #include <glog/logging.h>
 
+#include <thread>
+
 #include "common/grpc_util.h"
 #include "common/session_id.h"
 
@@ -25,24 +27,58 @@ std::string random_session_id() {
 
 }  // namespace
 
+absl::Status GenerationService::check_open() const {
+  if (draining_.load()) {
+    return absl::UnavailableError("the coordinator is shutting down; retry (another coordinator replica, or this one "
+                                  "once restarted, takes the call)");
+  }
+  return absl::OkStatus();
+}
+
+void GenerationService::drain(std::chrono::milliseconds grace) {
+  draining_.store(true);
+  const auto until = std::chrono::steady_clock::now() + grace;
+  while (std::chrono::steady_clock::now() < until) {
+    if (open_calls_.load() == 0) return;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  std::lock_guard lock(mu_);
+  stopped_.store(true);
+  for (grpc::ClientContext* c : forwarded_) c->TryCancel();
+}
+
 grpc::Status GenerationService::Generate(grpc::ServerContext* ctx, const v1::GenerateRequest* req,
                                          grpc::ServerWriter<v1::GenerateResponse>* writer) {
-  absl::Status s = check_generate_request(*req, limits_);
+  CoordinatorMetrics::Stream stream(metrics_);
+  open_calls_.fetch_add(1);
+  grpc::Status s = generate_call(ctx, req, writer, &stream);
+  open_calls_.fetch_sub(1);
+  stream.finish(from_grpc(s));
+  return s;
+}
+
+grpc::Status GenerationService::generate_call(grpc::ServerContext* ctx, const v1::GenerateRequest* req,
+                                              grpc::ServerWriter<v1::GenerateResponse>* writer,
+                                              CoordinatorMetrics::Stream* stream) {
+  absl::Status s = check_open();
+  if (!s.ok()) return to_grpc(s);
+  s = check_generate_request(*req, limits_);
   if (!s.ok()) return to_grpc(s);
   const std::string& session = req->session_id();
-  if (session.empty()) return to_grpc(generate(ctx, *req, writer, nullptr));
+  if (session.empty()) return to_grpc(generate(ctx, *req, writer, nullptr, stream));
   auto rec = cluster_->locate(session);
   if (!rec.ok()) return to_grpc(rec.status());
   s = cluster_->sessions().begin_turn(session, [ctx] { return ctx->IsCancelled(); });
   if (!s.ok()) return to_grpc(s);
   v1::GenerateDone done;
-  s = generate(ctx, *req, writer, &done);
+  s = generate(ctx, *req, writer, &done, stream);
   cluster_->sessions().end_turn(session, s.ok() ? &done : nullptr);
   return to_grpc(s);
 }
 
 absl::Status GenerationService::generate(grpc::ServerContext* ctx, const v1::GenerateRequest& req,
-                                         grpc::ServerWriter<v1::GenerateResponse>* writer, v1::GenerateDone* done) {
+                                         grpc::ServerWriter<v1::GenerateResponse>* writer, v1::GenerateDone* done,
+                                         CoordinatorMetrics::Stream* stream) {
   const std::string& session = req.session_id();
   v1::GenerateDone local_done;
   if (done == nullptr) done = &local_done;
@@ -58,8 +94,14 @@ absl::Status GenerationService::generate(grpc::ServerContext* ctx, const v1::Gen
     }
     if (!w.ok()) return w.status();
     bool relayed = false, client_gone = false;
-    grpc::Status s = forward(ctx, **w, req, writer, &relayed, done, &client_gone);
+    grpc::Status s = forward(ctx, **w, req, writer, &relayed, done, &client_gone, stream);
     if (s.ok()) return absl::OkStatus();
+    if (stopped_.load()) {
+      return absl::UnavailableError(session.empty()
+                                        ? "the coordinator shut down before this request finished; retry it"
+                                        : "the coordinator shut down before this turn finished; the session keeps what "
+                                          "was generated so far: send Generate on it again to continue");
+    }
     if (client_gone) return from_grpc(s).ok() ? absl::CancelledError("the client went away") : from_grpc(s);
     // Errors of the request itself (bad input, unknown session, ...) reach the client as they are.
     if (!cluster_->dead_after_failure(**w, s)) return from_grpc(s);
@@ -72,6 +114,7 @@ absl::Status GenerationService::generate(grpc::ServerContext* ctx, const v1::Gen
                           : now ? cluster_->route(*now) : absl::StatusOr<std::shared_ptr<WorkerEntry>>(absl::NotFoundError("closed"));
       if (next.ok() && retry_is_safe(rec ? &*rec : nullptr, **next)) {
         LOG(INFO) << "retrying a request that worker " << (*w)->id << " never answered on worker " << (*next)->id;
+        metrics_->on_retry();
         continue;
       }
     }
@@ -101,16 +144,22 @@ bool GenerationService::retry_is_safe(const SessionRecord* rec, WorkerEntry& w) 
 
 grpc::Status GenerationService::forward(grpc::ServerContext* ctx, WorkerEntry& w, const v1::GenerateRequest& req,
                                         grpc::ServerWriter<v1::GenerateResponse>* writer, bool* relayed,
-                                        v1::GenerateDone* done, bool* client_gone) {
+                                        v1::GenerateDone* done, bool* client_gone, CoordinatorMetrics::Stream* stream) {
   // A child of the client's call: its deadline and cancellation carry over to the worker.
   std::unique_ptr<grpc::ClientContext> cctx = grpc::ClientContext::FromServerContext(*ctx);
   add_bearer(cctx.get(), cluster_->token());
+  {
+    std::lock_guard lock(mu_);
+    if (stopped_.load()) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "the coordinator is shutting down");
+    forwarded_.insert(cctx.get());
+  }
   w.in_flight.fetch_add(1);
   CancelWatcher::Guard guard = watcher_.watch(ctx, cctx.get());
   auto reader = w.stub->Generate(cctx.get(), req);
   v1::GenerateResponse msg;
   while (reader->Read(&msg)) {
     if (msg.has_done()) *done = msg.done();
+    if (msg.has_chunk()) stream->on_chunk(msg.chunk().token_ids_size());
     if (!writer->Write(msg)) {
       *client_gone = true;
       cctx->TryCancel();
@@ -120,6 +169,10 @@ grpc::Status GenerationService::forward(grpc::ServerContext* ctx, WorkerEntry& w
   }
   grpc::Status s = reader->Finish();
   w.in_flight.fetch_sub(1);
+  {
+    std::lock_guard lock(mu_);
+    forwarded_.erase(cctx.get());
+  }
   if (s.ok() && !*client_gone && !done->has_usage()) {
     return grpc::Status(grpc::StatusCode::INTERNAL, "the worker ended the stream without its final message");
   }
@@ -129,8 +182,10 @@ grpc::Status GenerationService::forward(grpc::ServerContext* ctx, WorkerEntry& w
 
 grpc::Status GenerationService::CreateSession(grpc::ServerContext* ctx, const v1::CreateSessionRequest* req,
                                               v1::CreateSessionResponse* resp) {
+  absl::Status s = check_open();
+  if (!s.ok()) return to_grpc(s);
   const std::string id = req->session_id().empty() ? random_session_id() : req->session_id();
-  absl::Status s = validate_session_id(id);
+  s = validate_session_id(id);
   if (!s.ok()) return to_grpc(s);
   if (cluster_->sessions().find(id)) {
     return to_grpc(absl::AlreadyExistsError(absl::StrCat("session '", id, "' already exists; continue it or pick another id")));

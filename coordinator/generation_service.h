@@ -10,10 +10,19 @@
 // session goes to another worker attached to the same kvstore. A call that failed before the worker
 // sent anything is retried once on another worker when that is provably safe: no session, or the
 // session's stored tokens are what the last completed turn left (the failed attempt changed nothing).
+//
+// Shutdown (drain()): new calls are UNAVAILABLE at once; running streams get a grace period to finish,
+// then their worker calls are cancelled and they end UNAVAILABLE (a session keeps what was generated).
 #pragma once
+
+#include <atomic>
+#include <chrono>
+#include <mutex>
+#include <set>
 
 #include "coordinator/cancel_watcher.h"
 #include "coordinator/cluster.h"
+#include "coordinator/coordinator_metrics.h"
 #include "coordinator/request_checks.h"
 #include "freekv/v1/generation.grpc.pb.h"
 
@@ -21,7 +30,12 @@ namespace freekv {
 
 class GenerationService final : public v1::Generation::Service {
  public:
-  GenerationService(Cluster* cluster, CoordinatorLimits limits) : cluster_(cluster), limits_(limits) {}
+  GenerationService(Cluster* cluster, CoordinatorLimits limits, CoordinatorMetrics* metrics)
+      : cluster_(cluster), limits_(limits), metrics_(metrics) {}
+
+  // Refuses new calls; returns once no Generate stream is open, or after `grace` having cancelled the
+  // open ones (they end UNAVAILABLE).
+  void drain(std::chrono::milliseconds grace);
 
   grpc::Status Generate(grpc::ServerContext* ctx, const v1::GenerateRequest* req,
                         grpc::ServerWriter<v1::GenerateResponse>* writer) override;
@@ -31,18 +45,29 @@ class GenerationService final : public v1::Generation::Service {
                             v1::CloseGenerationSessionResponse* resp) override;
 
  private:
+  grpc::Status generate_call(grpc::ServerContext* ctx, const v1::GenerateRequest* req,
+                             grpc::ServerWriter<v1::GenerateResponse>* writer, CoordinatorMetrics::Stream* stream);
   absl::Status generate(grpc::ServerContext* ctx, const v1::GenerateRequest& req,
-                        grpc::ServerWriter<v1::GenerateResponse>* writer, v1::GenerateDone* done);
+                        grpc::ServerWriter<v1::GenerateResponse>* writer, v1::GenerateDone* done,
+                        CoordinatorMetrics::Stream* stream);
   // One forwarded call; *relayed tells whether any message reached the client.
   grpc::Status forward(grpc::ServerContext* ctx, WorkerEntry& w, const v1::GenerateRequest& req,
                        grpc::ServerWriter<v1::GenerateResponse>* writer, bool* relayed, v1::GenerateDone* done,
-                       bool* client_gone);
+                       bool* client_gone, CoordinatorMetrics::Stream* stream);
+  // UNAVAILABLE once draining, else OK.
+  absl::Status check_open() const;
   // True when a retry of the session's turn on `w` cannot double-feed anything.
   bool retry_is_safe(const SessionRecord* rec, WorkerEntry& w);
 
   Cluster* cluster_;
   CoordinatorLimits limits_;
+  CoordinatorMetrics* metrics_;
   CancelWatcher watcher_;
+  std::atomic<bool> draining_{false};
+  std::atomic<int> open_calls_{0};            // Generate calls between arrival and status
+  std::atomic<bool> stopped_{false};          // the grace ran out: open streams are being cancelled
+  std::mutex mu_;
+  std::set<grpc::ClientContext*> forwarded_;  // worker calls in flight, cancelled when stopped_
 };
 
 }  // namespace freekv

@@ -3,8 +3,9 @@
 //
 //   freekv-coordinator --listen 127.0.0.1:50051 --admin-token-file ~/.freekv/admin-token
 //
-// SIGINT/SIGTERM stop it (running streams get two seconds to end). The coordinator keeps no state that
-// matters across restarts: workers register again, sessions are found in their kvstores.
+// SIGINT/SIGTERM drain it: new calls are UNAVAILABLE, running streams get --drain-grace-ms to finish and
+// then end UNAVAILABLE. The coordinator keeps no state that matters across restarts: workers register
+// again, sessions are found in their kvstores.
 #include <glog/logging.h>
 #include <grpcpp/grpcpp.h>
 #include <signal.h>
@@ -16,6 +17,7 @@
 #include "common/file_util.h"
 #include "common/flag_util.h"
 #include "common/grpc_util.h"
+#include "common/service_metrics.h"
 #include "common/units.h"
 #include "coordinator/admin_service.h"
 #include "coordinator/generation_service.h"
@@ -34,6 +36,8 @@ ABSL_FLAG(bool, check_config, false,
           "Do not serve: validate the flags and the admin token file, print what the coordinator would do and exit 0, "
           "or 1 listing every problem.");
 ABSL_FLAG(std::string, address_file, "", "Write the bound address here once serving (for scripts and tests).");
+ABSL_FLAG(int32_t, drain_grace_ms, 10000,
+          "On SIGTERM, how long running Generate streams may take to finish before they end UNAVAILABLE.");
 
 namespace freekv {
 namespace {
@@ -50,12 +54,14 @@ int check_config() {
   c.size("max-prompt-bytes", absl::GetFlag(FLAGS_max_prompt_bytes));
   if (absl::GetFlag(FLAGS_max_prompt_ids) < 1) c.error("--max-prompt-ids must be >= 1");
   if (absl::GetFlag(FLAGS_heartbeat_interval_ms) < 10) c.error("--heartbeat-interval-ms must be >= 10");
+  if (absl::GetFlag(FLAGS_drain_grace_ms) < 0) c.error("--drain-grace-ms must be >= 0");
+  check_metrics_listen(c);
   std::string summary;
   if (c.ok()) {
     summary = absl::StrCat("Would serve the Generation and Admin APIs and the worker registry on ",
                            absl::GetFlag(FLAGS_listen), " (admin API ",
                            absl::GetFlag(FLAGS_admin_token_file).empty() ? "disabled" : "enabled",
-                           "), expecting worker heartbeats every ", absl::GetFlag(FLAGS_heartbeat_interval_ms), " ms.");
+                           "), expecting worker heartbeats every ", absl::GetFlag(FLAGS_heartbeat_interval_ms), " ms; ", metrics_listen_summary(), ".");
   }
   return c.finish(summary);
 }
@@ -77,7 +83,10 @@ int run() {
   Registry registry(std::chrono::milliseconds(absl::GetFlag(FLAGS_heartbeat_interval_ms)));
   SessionTable sessions;
   Cluster cluster(&registry, &sessions, token);
-  GenerationService generation(&cluster, limits);
+  MetricsRegistry metrics;
+  CoordinatorMetrics coordinator_metrics(&metrics);
+  coordinator_metrics.watch(&cluster);
+  GenerationService generation(&cluster, limits, &coordinator_metrics);
   AdminService admin(&cluster);
   RegistryService registry_service(&cluster);
 
@@ -92,10 +101,13 @@ int run() {
   builder.RegisterService(&generation);
   builder.RegisterService(&admin);
   builder.RegisterService(&registry_service);
+  count_rpcs(&builder, &metrics);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || port == 0) {
     return fail("", absl::UnavailableError(absl::StrCat("cannot listen on ", listen, " (in use, or not host:port?)")));
   }
+  auto metrics_server = serve_metrics("freekv-coordinator", &metrics);
+  if (!metrics_server.ok()) return fail("", metrics_server.status());
   for (const char* name : {"freekv.v1.Generation", "freekv.v1.Admin", "freekv.v1.WorkerRegistry"}) {
     server->GetHealthCheckService()->SetServingStatus(name, true);
   }
@@ -106,9 +118,12 @@ int run() {
   std::fprintf(stderr, "freekv-coordinator: listening on %s (admin API %s)\n", address.c_str(),
                token.empty() ? "disabled: no --admin-token-file" : "enabled");
 
-  LOG(INFO) << "signal " << wait_for_stop_signal() << ": shutting down";
+  const int sig = wait_for_stop_signal();
+  LOG(INFO) << "signal " << sig << ": draining";
   server->GetHealthCheckService()->SetServingStatus(false);
+  generation.drain(std::chrono::milliseconds(absl::GetFlag(FLAGS_drain_grace_ms)));
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  metrics_server->reset();
   return 0;
 }
 
@@ -123,7 +138,7 @@ int main(int argc, char** argv) {
       "workers' registry (freekv.v1.WorkerRegistry), grpc.health.v1.Health and reflection, on one address.\n\n"
       "  freekv-coordinator --listen 127.0.0.1:50051 --admin-token-file ~/.freekv/admin-token\n\n"
       "Flags may be written with dashes or underscores (--admin-token-file = --admin_token_file).",
-      {"coordinator/main.cc"});
+      {"coordinator/main.cc", freekv::kMetricsFlagFile});
   if (absl::GetFlag(FLAGS_check_config)) return freekv::check_config();
   return freekv::run();
 }

@@ -51,13 +51,21 @@ std::string Registry::add(const v1::RegisterWorkerRequest& info) {
   return w->id;
 }
 
-bool Registry::heartbeat(const std::string& id, const v1::WorkerLoad& load, bool* draining) {
+bool Registry::heartbeat(const v1::HeartbeatRequest& req, bool* draining) {
   std::lock_guard<std::mutex> lock(mu_);
-  auto it = workers_.find(id);
+  auto it = workers_.find(req.worker_id());
   if (it == workers_.end() || it->second->dead) return false;
-  it->second->last_heartbeat = std::chrono::steady_clock::now();
-  it->second->load = load;
-  *draining = it->second->draining;
+  WorkerEntry& w = *it->second;
+  w.last_heartbeat = std::chrono::steady_clock::now();
+  w.load = req.load();
+  if (req.stopping() && !w.draining) LOG(INFO) << "worker " << w.id << " is stopping: no new requests go to it";
+  w.draining = w.draining || req.stopping();
+  if (req.exiting()) {
+    w.dead = true;
+    w.dead_reason = "it stopped (exited after draining)";
+    LOG(INFO) << "worker " << w.id << " exited";
+  }
+  *draining = w.draining;
   return true;
 }
 

@@ -49,7 +49,7 @@ class Registry {
   // process restarted).
   std::string add(const v1::RegisterWorkerRequest& info);
   // Records a heartbeat; false when the id is unknown or was marked dead (the worker must register again).
-  bool heartbeat(const std::string& id, const v1::WorkerLoad& load, bool* draining);
+  bool heartbeat(const v1::HeartbeatRequest& req, bool* draining);
 
   std::shared_ptr<WorkerEntry> get(const std::string& id);
   // Least loaded alive, non-draining worker; kvstore_id non-empty restricts to workers attached to it,

@@ -28,8 +28,10 @@
 #include "common/config_check.h"
 #include "common/flag_util.h"
 #include "common/grpc_util.h"
+#include "common/service_metrics.h"
 #include "common/units.h"
 #include "freekv/v1/kvstore.grpc.pb.h"
+#include "kvstore/kvstore_metrics.h"
 #include "kvstore/server.h"
 
 ABSL_FLAG(std::string, listen, "unix:/tmp/freekv-kvstore.sock",
@@ -130,6 +132,7 @@ int check_config() {
   const std::string listen = absl::GetFlag(FLAGS_listen);
   auto path = freekv::kvstore::unix_socket_path(listen);
   if (!path.ok()) c.error("--listen: " + std::string(path.status().message()));
+  freekv::check_metrics_listen(c);
   const std::string name = absl::GetFlag(FLAGS_pool_name);
   bool name_ok = !name.empty() && name.size() < 200;
   for (char ch : name) name_ok = name_ok && (std::isalnum(static_cast<unsigned char>(ch)) || ch == '.' || ch == '_' || ch == '-');
@@ -169,7 +172,7 @@ int check_config() {
                            "the pool /dev/shm/", name, " of ", freekv::human_bytes(*pool), " in blocks of ",
                            freekv::human_bytes(*block), " (", absl::GetFlag(FLAGS_max_sessions), " session slots, ",
                            (absl::GetFlag(FLAGS_mlock) ? "mlocked" : "not locked"), ") for up to ",
-                           absl::GetFlag(FLAGS_max_workers), " workers.");
+                           absl::GetFlag(FLAGS_max_workers), " workers; ", freekv::metrics_listen_summary(), ".");
   }
   return c.finish(summary);
 }
@@ -187,7 +190,7 @@ int main(int argc, char** argv) {
       "  freekv-kvstore --listen unix:/tmp/kv.sock --stats\n"
       "  freekv-kvstore --pool-name freekv-pool --remove-pool\n\n"
       "Flags may be written with dashes or underscores (--pool-name = --pool_name).",
-      {"kvstore/main.cc"});
+      {"kvstore/main.cc", freekv::kMetricsFlagFile});
 
   if (absl::GetFlag(FLAGS_check_config)) return check_config();
   if (absl::GetFlag(FLAGS_stats)) return run_stats(absl::GetFlag(FLAGS_listen));
@@ -231,11 +234,18 @@ int main(int argc, char** argv) {
 
   freekv::block_stop_signals();  // before the server's threads start
 
+  freekv::MetricsRegistry metrics;
+  o.metrics = &metrics;
   auto server = KvstoreServer::start(o);
   if (!server.ok()) return fail("cannot start: ", server.status());
+  freekv::kvstore::export_kvstore_metrics(server->get(), &metrics);
+  auto metrics_server = freekv::serve_metrics("freekv-kvstore", &metrics);
+  if (!metrics_server.ok()) return fail("", metrics_server.status());
   std::fprintf(stderr, "freekv-kvstore: listening on unix:%s, pool /dev/shm/%s\n", (*server)->socket_path().c_str(),
                pool_name.c_str());
-  LOG(INFO) << "signal " << freekv::wait_for_stop_signal() << ": shutting down";
+  const int sig = freekv::wait_for_stop_signal();
+  LOG(INFO) << "signal " << sig << ": shutting down (the pool and its sessions stay in /dev/shm)";
+  metrics_server->reset();
   (*server)->shutdown();
   return 0;
 }

@@ -16,6 +16,7 @@
 #include <random>
 #include <regex>
 
+#include "common/service_metrics.h"
 #include "common/units.h"
 #include "freekv/v1/kvstore.grpc.pb.h"
 
@@ -194,10 +195,14 @@ class KvstoreServer::Service final : public v1::KvStore::Service {
 
   grpc::Status GetPoolStats(grpc::ServerContext*, const v1::GetPoolStatsRequest*,
                             v1::GetPoolStatsResponse* resp) override {
+    fill_pool_stats(resp->mutable_stats());
+    return grpc::Status::OK;
+  }
+
+  void fill_pool_stats(v1::PoolStats* st) {
     const Pool& p = *s_->pool_;
     const PoolCounters c = p.counters();
     const RecallStats::Snapshot r = s_->stats_.snapshot();
-    auto* st = resp->mutable_stats();
     st->set_pool_name(p.name());
     st->set_pool_bytes(p.segment_bytes());
     st->set_block_bytes(p.block_bytes());
@@ -223,7 +228,6 @@ class KvstoreServer::Service final : public v1::KvStore::Service {
     st->set_abi_version(dp::kAbiVersion);
     st->set_pool_starts(c.starts);
     st->set_uptime_s(std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count());
-    return grpc::Status::OK;
   }
 
   grpc::Status AttachWorker(grpc::ServerContext* ctx, const v1::AttachWorkerRequest* req,
@@ -339,6 +343,7 @@ absl::StatusOr<std::unique_ptr<KvstoreServer>> KvstoreServer::start(const Server
   grpc::ServerBuilder builder;
   builder.AddListeningPort("unix:" + path, grpc::InsecureServerCredentials());
   builder.RegisterService(s->service_.get());
+  if (options.metrics != nullptr) count_rpcs(&builder, options.metrics);
   // The socket is created 0600: only this user may talk to the kvstore.
   const mode_t old_mask = umask(0177);
   s->server_ = builder.BuildAndStart();
@@ -353,6 +358,12 @@ absl::StatusOr<std::unique_ptr<KvstoreServer>> KvstoreServer::start(const Server
   }
   LOG(INFO) << "freekv-kvstore serving on unix:" << path << " (pool /dev/shm/" << s->pool_->name() << ")";
   return s;
+}
+
+v1::PoolStats KvstoreServer::pool_stats() const {
+  v1::PoolStats st;
+  service_->fill_pool_stats(&st);
+  return st;
 }
 
 void KvstoreServer::shutdown() {

@@ -11,7 +11,9 @@
 #include <mutex>
 #include <string>
 
+#include "common/metrics.h"
 #include "common/status.h"
+#include "freekv/v1/kvstore.pb.h"
 #include "kvstore/channel.h"
 #include "kvstore/pool.h"
 #include "kvstore/recall_stats.h"
@@ -33,6 +35,7 @@ struct ServerOptions {
   uint32_t max_workers = 64;
   int gather_threads = 1;      // copy threads per channel (the channel thread included)
   bool cuda_register = true;   // cudaHostRegister the pool where CUDA is built (UNTESTED path)
+  MetricsRegistry* metrics = nullptr;  // counts the control API's RPCs by method and code when set
 };
 
 class KvstoreServer {
@@ -49,6 +52,8 @@ class KvstoreServer {
   void wait();
 
   Pool* pool() const { return pool_.get(); }
+  // What GetPoolStats answers: occupancy, sessions, attached workers, recall traffic.
+  v1::PoolStats pool_stats() const;
   const std::string& socket_path() const { return socket_path_; }
 
   class Service;

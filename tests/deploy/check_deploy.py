@@ -16,6 +16,8 @@ import tempfile
 
 import yaml
 
+from unit_commands import systemd_command
+
 src, bin_dir, model_dir = sys.argv[1:4]
 tmp = tempfile.mkdtemp(prefix="freekv-deploy-")
 token = os.path.join(tmp, "admin-token")
@@ -49,45 +51,11 @@ def check(label, argv, expect_ok=True, reason=None):
 
 
 # --- systemd: ExecStart with the EnvironmentFile (and Environment=) variables substituted -------------
-def read_env(path):
-    env = {}
-    for line in open(path):
-        line = line.strip()
-        if line and not line.startswith("#") and "=" in line:
-            k, v = line.split("=", 1)
-            env[k] = v.strip('"')
-    return env
-
-
-def systemd_command(unit_path, instance="0"):
-    env, execs = {}, []
-    for line in open(unit_path):
-        line = line.strip()
-        if line.startswith("EnvironmentFile="):
-            name = os.path.basename(line.split("=", 1)[1].lstrip("-"))
-            env.update(read_env(os.path.join(src, "deploy/systemd/env", name)))
-        elif line.startswith("Environment="):
-            k, v = line.split("=", 1)[1].split("=", 1)
-            env[k] = v
-        elif line.startswith("ExecStart="):
-            execs.append(line.split("=", 1)[1])
-    assert len(execs) == 1, f"{unit_path}: want one ExecStart"
-    line = execs[0].replace("%i", instance).replace("%H", "testhost")
-    argv = []
-    for word in shlex.split(line):
-        m = re.fullmatch(r"\$([A-Za-z_][A-Za-z0-9_]*)", word)
-        if m:  # systemd: unbraced $VAR splits into words
-            argv += env[m.group(1)].split()
-        else:  # ${VAR} stays one word
-            argv.append(re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", lambda m: env[m.group(1)], word))
-    return argv
-
-
 units = sorted(glob.glob(os.path.join(src, "deploy/systemd/*.service")))
 assert len(units) == 3, units
 commands = {}
 for unit in units:
-    argv = systemd_command(unit)
+    argv = systemd_command(src, unit)
     commands[os.path.basename(unit)] = argv
     check(f"systemd {os.path.basename(unit)}", argv)
 
@@ -129,6 +97,8 @@ check("kvstore pool larger than memory", commands["freekv-kvstore.service"] + ["
 check("broken worker --model", commands["freekv-worker@.service"] + ["--model=/nonexistent"], False, "--model")
 check("broken coordinator --listen", commands["freekv-coordinator.service"] + ["--listen=nohostport"], False,
       "--listen")
+check("broken worker --metrics-listen", commands["freekv-worker@.service"] + ["--metrics-listen=9410"], False,
+      "--metrics-listen")
 
 # --- systemd-analyze verify on the units (install paths -> the build's binaries, env files -> the repo's) --
 analyze = shutil.which("systemd-analyze")

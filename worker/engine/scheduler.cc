@@ -69,6 +69,8 @@ struct Scheduler::Running {
   std::string text;          // text produced by the current accept()
   bool done = false;
   Job::Clock::time_point admitted;
+  Job::Clock::time_point last_token;  // when the previous tokens were published
+  RecallStats recall_seen;            // the sequence's recall counts already reported to the observer
 };
 
 Scheduler::Scheduler(Engine* engine, SchedulerOptions options) : engine_(engine), options_(options) {
@@ -216,7 +218,7 @@ void Scheduler::loop() {
         for (auto& t : tasks_) t();  // nobody may wait forever on a task
         tasks_.clear();
       }
-      for (auto& j : left) j->complete(absl::UnavailableError("the worker is shutting down"));
+      for (auto& j : left) complete(*j, absl::UnavailableError("the worker is shutting down"));
       return;
     }
     for (auto& job : admitted) admit(std::move(job));
@@ -247,7 +249,7 @@ void Scheduler::admit(std::shared_ptr<Job> job) {
       std::lock_guard<std::mutex> lock(mu_);
       busy_sessions_.erase(job->request().session_id);
     }
-    job->complete(why);
+    complete(*job, why);
     return;
   }
   auto r = std::make_unique<Running>();
@@ -261,7 +263,7 @@ void Scheduler::admit(std::shared_ptr<Job> job) {
       std::lock_guard<std::mutex> lock(mu_);
       busy_sessions_.erase(job->request().session_id);
     }
-    job->complete(active.status());
+    complete(*job, active.status());
     return;
   }
   r->active = std::move(*active);
@@ -294,8 +296,20 @@ void Scheduler::step() {
   std::vector<StepInput> inputs;
   inputs.reserve(batch.size());
   for (Running* r : batch) inputs.push_back(r->active->next_input());
+  const Job::Clock::time_point started = Job::Clock::now();
   absl::Status s = engine_->forward().step(inputs, &logits_);
   steps_.fetch_add(1);
+  if (options_.observer != nullptr) {
+    RecallStats recall;
+    int64_t prefill_rows = 0;
+    for (size_t i = 0; i < batch.size(); ++i) {
+      const RecallStats total = batch[i]->active->sequence().retriever().total_stats();
+      recall += total - batch[i]->recall_seen;
+      batch[i]->recall_seen = total;
+      if (batch[i]->fed < batch[i]->prompt) prefill_rows += inputs[i].n_tokens;
+    }
+    options_.observer->on_step(int(batch.size()), rows, prefill_rows, seconds(Job::Clock::now() - started), recall);
+  }
   if (!s.ok()) {
     if (s.code() == absl::StatusCode::kResourceExhausted) {
       // The pool cannot hold this step's tokens: the youngest request gives its pages back.
@@ -321,8 +335,14 @@ void Scheduler::step() {
     row += inputs[i].all_logits ? inputs[i].n_tokens : 1;
     const std::vector<int32_t>& tokens = r->active->result().tokens;
     if (tokens.size() > r->published || !r->text.empty()) {
-      if (r->published == 0 && !tokens.empty()) r->job->first_token_seconds_ = seconds(Job::Clock::now() - r->admitted);
+      const Job::Clock::time_point now = Job::Clock::now();
       std::vector<int32_t> fresh(tokens.begin() + long(r->published), tokens.end());
+      const bool first = r->published == 0;
+      if (first && !fresh.empty()) r->job->first_token_seconds_ = seconds(now - r->admitted);
+      if (!fresh.empty() && options_.observer != nullptr) {
+        options_.observer->on_tokens(int64_t(fresh.size()), seconds(now - (first ? r->job->submitted_ : r->last_token)), first);
+      }
+      if (!fresh.empty()) r->last_token = now;
       generated_.fetch_add(int64_t(fresh.size()));
       r->published = tokens.size();
       r->job->publish(fresh, r->text);
@@ -351,7 +371,12 @@ void Scheduler::finish(Running* r, absl::Status failure) {
     std::lock_guard<std::mutex> lock(mu_);
     busy_sessions_.erase(r->job->request().session_id);
   }
-  r->job->complete(std::move(result));
+  complete(*r->job, std::move(result));
+}
+
+void Scheduler::complete(Job& job, absl::StatusOr<GenerateResult> result) {
+  if (options_.observer != nullptr) options_.observer->on_finish(result.status());
+  job.complete(std::move(result));
 }
 
 void Scheduler::remove_finished() {

@@ -35,10 +35,26 @@
 
 namespace freekv {
 
+// What the engine thread reports as it works (the worker's metrics). Called on the engine thread
+// between steps: implementations must be cheap and must not block.
+class SchedulerObserver {
+ public:
+  virtual ~SchedulerObserver() = default;
+  // One forward step: `sequences` in the batch, `rows` token rows of which `prefill_rows` were prompt
+  // tokens, `seconds` of wall time, and the recall and correction counts the step's sequences added.
+  virtual void on_step(int sequences, int64_t rows, int64_t prefill_rows, double seconds, const RecallStats& recall) = 0;
+  // `tokens` newly sampled tokens of one request. With `first` they include its first token and
+  // `seconds` counts from the request's arrival (queueing included); otherwise from its previous tokens.
+  virtual void on_tokens(int64_t tokens, double seconds, bool first) = 0;
+  // A request ended (finished, failed, cancelled or refused at admission) with this status.
+  virtual void on_finish(const absl::Status& status) = 0;
+};
+
 struct SchedulerOptions {
   int max_batch = 4;             // sequences stepped together
   int64_t max_step_tokens = 0;   // rows of one step; 0 = the engine's prefill chunk + max_batch
   int max_queue = 1024;          // waiting requests beyond which submit() is RESOURCE_EXHAUSTED
+  SchedulerObserver* observer = nullptr;  // not owned; must outlive the scheduler
 };
 
 // One submitted request, shared by its submitter and the engine thread.
@@ -129,6 +145,8 @@ class Scheduler {
   void admit(std::shared_ptr<Job> job);
   void step();
   void finish(Running* r, absl::Status failure);
+  // Completes the job and tells the observer.
+  void complete(Job& job, absl::StatusOr<GenerateResult> result);
   void remove_finished();
 
   Engine* engine_;

@@ -14,7 +14,7 @@ absl::StatusOr<int32_t> KvBlockPool::alloc() {
     const int64_t have = int64_t(slabs_.size()) * kBlocksPerSlab;
     if (have >= max_blocks_) {
       return absl::ResourceExhaustedError(absl::StrCat(
-          "KV memory is full: ", in_use_, " pages of ", format_size(geometry_.block_bytes()),
+          "KV memory is full: ", in_use_.load(), " pages of ", format_size(geometry_.block_bytes()),
           " in use (limit ", format_size(uint64_t(max_blocks_) * geometry_.block_bytes()),
           "); raise --kv-memory or shorten the request"));
     }

@@ -7,6 +7,7 @@
 // other sequence keeps its pages.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <vector>
@@ -38,14 +39,15 @@ class KvBlockPool {
   void release(int32_t block);
   uint8_t* block(int32_t id) { return slabs_[size_t(id / kBlocksPerSlab)].get() + size_t(id % kBlocksPerSlab) * geometry_.block_bytes(); }
   const KvGeometry& geometry() const { return geometry_; }
-  int64_t blocks_in_use() const { return in_use_; }
+  // Readable from any thread (metrics scrapes); alloc() and release() belong to one thread.
+  int64_t blocks_in_use() const { return in_use_.load(std::memory_order_relaxed); }
   int64_t max_blocks() const { return max_blocks_; }
 
  private:
   static constexpr int64_t kBlocksPerSlab = 256;
   KvGeometry geometry_;
   int64_t max_blocks_;
-  int64_t in_use_ = 0;
+  std::atomic<int64_t> in_use_{0};
   std::vector<std::unique_ptr<uint8_t[]>> slabs_;
   std::vector<int32_t> free_;
 };

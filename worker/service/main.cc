@@ -23,11 +23,13 @@
 #include "common/file_util.h"
 #include "common/flag_util.h"
 #include "common/grpc_util.h"
+#include "common/service_metrics.h"
 #include "common/units.h"
 #include "worker/engine/scheduler.h"
 #include "worker/model/config.h"
 #include "worker/service/kvstore_control.h"
 #include "worker/service/registration.h"
+#include "worker/service/worker_metrics.h"
 #include "worker/service/worker_service.h"
 
 ABSL_FLAG(std::string, model, FREEKV_DEFAULT_MODEL_DIR,
@@ -194,6 +196,7 @@ int check_config() {
   if (!absl::GetFlag(FLAGS_coordinator).empty()) c.host_port("coordinator", absl::GetFlag(FLAGS_coordinator));
   if (!absl::GetFlag(FLAGS_advertise).empty()) c.host_port("advertise", absl::GetFlag(FLAGS_advertise));
   c.readable_file("token-file", absl::GetFlag(FLAGS_token_file));
+  check_metrics_listen(c);
   const std::string model = absl::GetFlag(FLAGS_model);
   std::string model_desc;
   check_model_dir(c, model, &model_desc);
@@ -215,7 +218,8 @@ int check_config() {
                            kvstore.empty() ? ", no kvstore" : ", kvstore " + kvstore,
                            absl::GetFlag(FLAGS_coordinator).empty() ? ", not registering"
                                                                     : ", registering with " + absl::GetFlag(FLAGS_coordinator),
-                           absl::GetFlag(FLAGS_token_file).empty() ? ", no token." : ", token required.");
+                           absl::GetFlag(FLAGS_token_file).empty() ? ", no token; " : ", token required; ",
+                           metrics_listen_summary(), ".");
   }
   return c.finish(summary);
 }
@@ -241,11 +245,15 @@ int run() {
     kvstore = std::move(*k);
     close_orphaned_private_sessions(*kvstore);
   }
+  MetricsRegistry metrics;
+  WorkerMetrics worker_metrics(&metrics);
   SchedulerOptions so;
+  so.observer = &worker_metrics;
   so.max_batch = options->max_batch;
   so.max_step_tokens = absl::GetFlag(FLAGS_max_step_tokens);
   so.max_queue = absl::GetFlag(FLAGS_max_queue);
   auto scheduler = std::make_unique<Scheduler>(engine->get(), so);
+  worker_metrics.watch(scheduler.get(), engine->get());
   RequestLimits limits;
   limits.max_prompt_bytes = int64_t(*max_prompt);
   WorkerService service(engine->get(), scheduler.get(), kvstore.get(), token, limits);
@@ -260,10 +268,13 @@ int run() {
   // gRPC sets SO_REUSEPORT by default, which would let a second server bind a port already in use.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.RegisterService(&service);
+  count_rpcs(&builder, &metrics);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || port == 0) {
     return fail("", absl::UnavailableError(absl::StrCat("cannot listen on ", listen, " (in use, or not host:port?)")));
   }
+  auto metrics_server = serve_metrics("freekv-worker", &metrics);
+  if (!metrics_server.ok()) return fail("", metrics_server.status());
   server->GetHealthCheckService()->SetServingStatus("freekv.v1.Worker", true);
   const std::string address = advertised_address(listen, port);
   if (!absl::GetFlag(FLAGS_address_file).empty()) {
@@ -301,11 +312,15 @@ int run() {
         });
   }
 
-  LOG(INFO) << "signal " << wait_for_stop_signal() << ": draining";
+  const int sig = wait_for_stop_signal();
+  LOG(INFO) << "signal " << sig << ": draining";
   server->GetHealthCheckService()->SetServingStatus(false);
+  if (registrar) registrar->announce_stopping();
   scheduler->drain(std::chrono::milliseconds(absl::GetFlag(FLAGS_drain_grace_ms)));
+  if (registrar) registrar->announce_exit();
   registrar.reset();
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  metrics_server->reset();  // its collectors read the scheduler
   scheduler.reset();
   return 0;
 }
@@ -321,7 +336,7 @@ int main(int argc, char** argv) {
       "(freekv.v1.Worker, grpc.health.v1.Health, reflection) to the coordinator.\n\n"
       "  freekv-worker --kvstore /tmp/freekv-kvstore.sock --coordinator 127.0.0.1:50051 --token-file F --policy freekv\n\n"
       "Flags may be written with dashes or underscores (--kv-memory = --kv_memory); sizes accept units (4GiB).",
-      {"worker/service/main.cc"});
+      {"worker/service/main.cc", freekv::kMetricsFlagFile});
   if (absl::GetFlag(FLAGS_check_config)) return freekv::check_config();
   return freekv::run();
 }

@@ -42,13 +42,25 @@ bool Registrar::do_register() {
   return true;
 }
 
-void Registrar::heartbeat() {
+void Registrar::announce_stopping() {
+  stopping_.store(true);
+  if (registered_.load()) heartbeat();
+}
+
+void Registrar::announce_exit() {
+  if (registered_.load()) heartbeat(/*exiting=*/true);
+}
+
+void Registrar::heartbeat(bool exiting) {
+  std::lock_guard<std::mutex> serial(heartbeat_mu_);
   grpc::ClientContext ctx;
   ctx.set_deadline(deadline_in(std::max(1000, interval_ms_)));
   add_bearer(&ctx, token_);
   v1::HeartbeatRequest req;
   req.set_worker_id(worker_id_);
   *req.mutable_load() = load_();
+  req.set_stopping(stopping_.load());
+  req.set_exiting(exiting);
   v1::HeartbeatResponse resp;
   grpc::Status s = stub_->Heartbeat(&ctx, req, &resp);
   if (!s.ok()) {

@@ -22,13 +22,19 @@ class Registrar {
             std::function<void(const std::string&)> on_registered, std::function<v1::WorkerLoad()> load);
   ~Registrar();  // stops the thread
 
+  // SIGTERM: tells the coordinator at once that this worker drains (it routes nothing new here), and
+  // says so in every later heartbeat.
+  void announce_stopping();
+  // The last heartbeat, before the process exits: the coordinator forgets this worker.
+  void announce_exit();
+
   bool registered() const { return registered_.load(); }
   bool draining() const { return draining_.load(); }
 
  private:
   void loop();
   bool do_register();
-  void heartbeat();
+  void heartbeat(bool exiting = false);
 
   std::string coordinator_, token_;
   v1::RegisterWorkerRequest info_;
@@ -37,7 +43,8 @@ class Registrar {
   std::unique_ptr<v1::WorkerRegistry::Stub> stub_;
   std::string worker_id_;
   int interval_ms_ = 1000;
-  std::atomic<bool> registered_{false}, draining_{false};
+  std::atomic<bool> registered_{false}, draining_{false}, stopping_{false};
+  std::mutex heartbeat_mu_;  // one heartbeat at a time (the loop's, or an announcement)
   std::mutex mu_;
   std::condition_variable cv_;
   bool stop_ = false;
