@@ -196,6 +196,17 @@ def wait_running():
                     lambda: value(parse(scrape("freekv-worker@.service")), "freekv_worker_running_requests") == 1)
 
 
+def term_while_running(unit, stream):
+    """SIGTERM to `unit` while `stream` runs on the worker; a new request meanwhile must be UNAVAILABLE."""
+    wait_running()
+    procs[unit].send_signal(signal.SIGTERM)
+    time.sleep(0.2)
+    refused = subprocess.run([os.path.join(bin_dir, "freekv"), "generate", "--coordinator", coordinator_addr,
+                              "--prompt", "hello", "--max-tokens", "4"], capture_output=True, text=True, timeout=60)
+    expect(refused.returncode != 0 and "UNAVAILABLE" in refused.stderr and stream.poll() is None,
+           f"{unit} draining a running stream: a new request is UNAVAILABLE ({refused.stderr.strip()[-200:]})")
+
+
 # A prompt longer than the units' --budget (2048 by default, with 512 sink + 512 recent tokens), so the
 # freekv policy selects pages and recalls them from the kvstore.
 prompt_file = os.path.join(tmp, "prompt.txt")
@@ -266,18 +277,11 @@ try:
                                     "--max-tokens", "8"))
     expect(rc == 0, f"session units-s1 created ({err.strip()[-200:]})")
     p = generate("--session", "units-s1", "--prompt", " and now count", "--max-tokens", drain_tokens, "--ignore-eos")
-    wait_running()
-    procs["freekv-worker@.service"].send_signal(signal.SIGTERM)
-    time.sleep(0.2)
-    refused = subprocess.run([os.path.join(bin_dir, "freekv"), "generate", "--coordinator", coordinator_addr,
-                              "--prompt", "hello", "--max-tokens", "4"], capture_output=True, text=True, timeout=60)
-    expect(refused.returncode != 0 and "UNAVAILABLE" in refused.stderr and p.poll() is None,
-           f"a new request while the worker drains a running stream is UNAVAILABLE ({refused.stderr.strip()[-200:]})")
+    term_while_running("freekv-worker@.service", p)
     rc, done, err = finish(p)
     expect(rc == 0 and done is not None and done["usage"]["generated_tokens"] == drain_tokens,
            f"the stream running at SIGTERM finishes all its {drain_tokens} tokens within the grace ({err.strip()[-200:]})")
-    worker = procs.pop("freekv-worker@.service")
-    expect(worker.wait(25) == 0, "the worker exits 0 after draining")
+    expect(procs.pop("freekv-worker@.service").wait(25) == 0, "the worker exits 0 after draining")
     held = kv_sessions().get("units-s1", 0)
     expect(held > int(drain_tokens), f"the kvstore keeps session units-s1 with both turns ({held} tokens)")
 
@@ -303,17 +307,10 @@ try:
 
     # --- 5. the coordinator drains too: a running stream finishes, new calls are refused, exit 0 -----------
     p = generate("--prompt", "tell a story", "--max-tokens", drain_tokens, "--ignore-eos")
-    wait_running()
-    coordinator = procs.pop("freekv-coordinator.service")
-    coordinator.send_signal(signal.SIGTERM)
-    time.sleep(0.2)
-    refused = subprocess.run([os.path.join(bin_dir, "freekv"), "generate", "--coordinator", coordinator_addr,
-                              "--prompt", "hello", "--max-tokens", "4"], capture_output=True, text=True, timeout=60)
-    expect(refused.returncode != 0 and "UNAVAILABLE" in refused.stderr and p.poll() is None,
-           f"a new request to a coordinator draining a running stream is UNAVAILABLE ({refused.stderr.strip()[-200:]})")
+    term_while_running("freekv-coordinator.service", p)
     rc, done, err = finish(p)
     expect(rc == 0 and done is not None, f"the coordinator's running stream finishes ({err.strip()[-200:]})")
-    expect(coordinator.wait(25) == 0, "the coordinator exits 0 after draining")
+    expect(procs.pop("freekv-coordinator.service").wait(25) == 0, "the coordinator exits 0 after draining")
     start("freekv-coordinator.service", ["--drain-grace-ms=300"])
     wait_for("worker registered again",
              lambda: value(parse(scrape("freekv-coordinator.service")), "freekv_coordinator_workers", state="alive") == 1)
