@@ -62,6 +62,11 @@ absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::start(const std::s
   }
   std::string host = listen.substr(0, colon);
   const std::string port = listen.substr(colon + 1);
+  if (port.empty() || port.size() > 5 || port.find_first_not_of("0123456789") != std::string::npos ||
+      std::stoi(port) > 65535) {
+    return absl::InvalidArgumentError(absl::StrCat("metrics address '", listen, "': port '", port,
+                                                   "' is not a number in 0..65535"));
+  }
   if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;

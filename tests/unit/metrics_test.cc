@@ -156,6 +156,8 @@ TEST_F(MetricsServerTest, APortInUseIsAClearError) {
   ASSERT_FALSE(second.ok());
   EXPECT_NE(second.status().message().find("--metrics-listen"), std::string::npos) << second.status();
   EXPECT_FALSE(MetricsServer::start("no-port-here", &registry_).ok());
+  EXPECT_FALSE(MetricsServer::start("127.0.0.1:99999", &registry_).ok());
+  EXPECT_FALSE(MetricsServer::start("127.0.0.1:http", &registry_).ok());
 }
 
 // ---- RPCs counted by method and status code ----
