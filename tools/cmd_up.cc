@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <filesystem>
 
+#include "absl/strings/str_format.h"
 #include "common/grpc_util.h"
 #include "tools/cli_args.h"
 #include "tools/commands.h"
@@ -22,7 +23,7 @@ int cmd_up(int argc, char** argv) {
   std::string model = FREEKV_DEFAULT_MODEL_DIR, listen = "127.0.0.1:50051",
               token_file = std::string(home ? home : "/root") + "/.freekv/admin-token", run_dir, pool_size = "2GiB",
               policy = "freekv";
-  int64_t budget = 2048, sink = 512, recent = 512, max_batch = 8, threads = 0;
+  int64_t budget = 2048, sink = 512, recent = 512, max_batch = 8, threads = 0, metrics_port = 0;
   std::vector<std::string> worker_args;
   ArgParser p("freekv up [--model DIR] [--listen ADDR] [--admin-token-file F] [options]",
               "Starts freekv-kvstore, freekv-coordinator and a freekv-worker on this machine (loopback), prints where they\n"
@@ -38,6 +39,9 @@ int cmd_up(int argc, char** argv) {
   p.add_int("recent", &recent, "last tokens always attended");
   p.add_int("max-batch", &max_batch, "sequences the worker steps together");
   p.add_int("threads", &threads, "worker compute threads (0 = one per hardware thread)");
+  p.add_int("metrics-port", &metrics_port,
+            "serve Prometheus /metrics on 127.0.0.1: the coordinator on this port, the kvstore on +1, the worker on +2 "
+            "(0 = no metrics)");
   p.add_list("worker-arg", &worker_args, "extra freekv-worker flag, e.g. --worker-arg=--kv-memory=8GiB (repeatable)");
   if (int rc = handle_parse_result(p, p.parse(argc, argv)); rc >= 0) return rc;
 
@@ -55,6 +59,8 @@ int cmd_up(int argc, char** argv) {
   o.pool_name = absl::StrCat("freekv-up-", getpid());
   o.pool_size = pool_size;
   o.admin_token_file = token_file;
+  if (metrics_port < 0 || metrics_port > 65533) return report_error("up", absl::InvalidArgumentError("--metrics-port must be 0..65533"));
+  o.metrics_port = int(metrics_port);
   o.worker_flags = {"--policy=" + policy, absl::StrCat("--budget=", budget), absl::StrCat("--sink=", sink),
                     absl::StrCat("--recent=", recent), absl::StrCat("--max_batch=", max_batch),
                     absl::StrCat("--threads=", threads)};
@@ -76,14 +82,18 @@ int cmd_up(int argc, char** argv) {
               "  worker       %s   (policy %s, model %s)\n"
               "  kvstore      unix:%s   (pool /dev/shm/%s, %s)\n"
               "  admin token  %s%s\n"
-              "  logs         %s/*.log\n"
+              "  logs         %s/*.log\n%s"
               "try:\n"
               "  freekv generate --coordinator %s --prompt \"The quick brown fox\" --max-tokens 32\n"
               "  freekv admin sessions --coordinator %s --token-file %s\n"
               "Ctrl-C stops everything.\n",
               (*stack)->coordinator_address().c_str(), (*stack)->worker_addresses()[0].c_str(), policy.c_str(), model.c_str(),
               (*stack)->kvstore_socket().c_str(), (*stack)->pool_name().c_str(), pool_size.c_str(), token_file.c_str(),
-              new_token ? "  (created)" : "", o.run_dir.c_str(), (*stack)->coordinator_address().c_str(),
+              new_token ? "  (created)" : "", o.run_dir.c_str(),
+              metrics_port == 0 ? ""
+                                : absl::StrFormat("  metrics      http://127.0.0.1:{%d,%d,%d}/metrics   (coordinator, kvstore, worker)\n",
+                                                  metrics_port, metrics_port + 1, metrics_port + 2).c_str(),
+              (*stack)->coordinator_address().c_str(),
               (*stack)->coordinator_address().c_str(), token_file.c_str());
   std::fflush(stdout);
 

@@ -137,6 +137,11 @@ absl::Status wait_for_serving(const std::string& address, ChildProcess* child, s
   return absl::DeadlineExceededError(absl::StrCat(address, " is not serving after ", timeout.count(), " ms (", last, ")"));
 }
 
+// --metrics_listen for the process `offset` ports above StackOptions::metrics_port ("" = none).
+static std::string metrics_flag(const StackOptions& o, int offset) {
+  return absl::StrCat("--metrics_listen=", o.metrics_port > 0 ? absl::StrCat("127.0.0.1:", o.metrics_port + offset) : "");
+}
+
 absl::StatusOr<std::unique_ptr<ServiceStack>> ServiceStack::start(const StackOptions& options) {
   std::unique_ptr<ServiceStack> s(new ServiceStack());
   s->options_ = options;
@@ -157,7 +162,7 @@ absl::StatusOr<std::unique_ptr<ServiceStack>> ServiceStack::start(const StackOpt
   FREEKV_ASSIGN_OR_RETURN(s->kvstore_, ChildProcess::start({o.bin_dir + "/freekv-kvstore", "--listen=unix:" + s->kvstore_socket_,
                                                             "--pool_name=" + o.pool_name, "--pool_size=" + o.pool_size,
                                                             "--block_size=" + o.block_size, "--mlock=false",
-                                                            "--max_worker_staging=1GiB"},
+                                                            "--max_worker_staging=1GiB", metrics_flag(o, 1)},
                                                            o.run_dir + "/kvstore.log"));
   FREEKV_RETURN_IF_ERROR(wait_for_serving("unix:" + s->kvstore_socket_, s->kvstore_.get(), o.start_timeout));
 
@@ -166,7 +171,7 @@ absl::StatusOr<std::unique_ptr<ServiceStack>> ServiceStack::start(const StackOpt
   FREEKV_ASSIGN_OR_RETURN(s->coordinator_, ChildProcess::start({o.bin_dir + "/freekv-coordinator", "--listen=" + o.coordinator_listen,
                                                                 "--admin_token_file=" + o.admin_token_file,
                                                                 absl::StrCat("--heartbeat_interval_ms=", o.heartbeat_interval_ms),
-                                                                "--address_file=" + coord_file},
+                                                                "--address_file=" + coord_file, metrics_flag(o, 0)},
                                                                o.run_dir + "/coordinator.log"));
   FREEKV_ASSIGN_OR_RETURN(s->coordinator_address_, wait_for_file_line(coord_file, s->coordinator_.get(), o.start_timeout));
   FREEKV_RETURN_IF_ERROR(wait_for_serving(s->coordinator_address_, s->coordinator_.get(), o.start_timeout));
@@ -182,7 +187,7 @@ absl::StatusOr<size_t> ServiceStack::add_worker(const std::vector<std::string>& 
   std::filesystem::remove(addr_file, ec);
   std::vector<std::string> args = {o.bin_dir + "/freekv-worker", "--listen=127.0.0.1:0", "--kvstore=" + kvstore_socket_,
                                    "--coordinator=" + coordinator_address_, "--token_file=" + o.admin_token_file,
-                                   "--address_file=" + addr_file, absl::StrCat("--name=worker", n)};
+                                   "--address_file=" + addr_file, absl::StrCat("--name=worker", n), metrics_flag(o, 2 + n)};
   if (!o.model.empty()) args.push_back("--model=" + o.model);
   args.insert(args.end(), o.worker_flags.begin(), o.worker_flags.end());
   args.insert(args.end(), extra_flags.begin(), extra_flags.end());

@@ -59,6 +59,9 @@ struct StackOptions {
   std::string pool_size = "1GiB", block_size = "128KiB";
   std::vector<std::string> worker_flags;  // extra freekv-worker flags (--policy freekv, --threads 2, ...)
   int heartbeat_interval_ms = 500;
+  // Prometheus /metrics on 127.0.0.1: the coordinator on this port, the kvstore on +1, worker n on +2+n.
+  // 0 = none.
+  int metrics_port = 0;
   std::chrono::milliseconds start_timeout{60000};
 };
 
