@@ -7,6 +7,7 @@
 #include <future>
 #include <vector>
 
+#include <google/protobuf/util/json_util.h>
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/health_check_service_interface.h>
@@ -125,9 +126,34 @@ std::string health_status(const std::shared_ptr<grpc::Channel>& channel, std::ch
   return "UNKNOWN";
 }
 
-void enable_health_and_reflection() {
+absl::StatusOr<TcpServer> start_tcp_server(const std::string& listen, const std::vector<grpc::Service*>& services,
+                                           const std::function<void(grpc::ServerBuilder&)>& configure) {
+  // Both are process-wide switches read by every builder from now on.
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  TcpServer out;
+  builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &out.port);
+  builder.SetMaxReceiveMessageSize(kMaxMessageBytes);
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  for (grpc::Service* s : services) builder.RegisterService(s);
+  if (configure) configure(builder);
+  out.server = builder.BuildAndStart();
+  if (out.server == nullptr || out.port == 0) {
+    return absl::UnavailableError(absl::StrCat("cannot listen on ", listen, " (in use, or not host:port?)"));
+  }
+  return out;
+}
+
+std::string proto_to_json(const google::protobuf::Message& m, bool pretty) {
+  std::string out;
+  google::protobuf::util::JsonPrintOptions o;
+  o.add_whitespace = pretty;
+  o.always_print_primitive_fields = true;
+  o.preserve_proto_field_names = true;
+  (void)google::protobuf::util::MessageToJsonString(m, &out, o);
+  while (!out.empty() && out.back() == '\n') out.pop_back();
+  return out;
 }
 
 std::shared_ptr<grpc::Channel> make_channel(const std::string& address) {

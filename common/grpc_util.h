@@ -1,13 +1,17 @@
 // gRPC glue shared by the services: absl::Status ⇄ grpc::Status (the codes are the same numbers,
-// DESIGN §5), bearer-token checks, the token file, health probes, and a server builder with health
-// checking and reflection switched on.
+// DESIGN §5), bearer-token checks, the token file, health probes, TCP servers with health checking
+// and reflection switched on, and proto messages as JSON.
 #pragma once
 
 #include <grpcpp/grpcpp.h>
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <string>
+#include <vector>
+
+#include <google/protobuf/message.h>
 
 #include "common/status.h"
 
@@ -34,11 +38,23 @@ void add_bearer(grpc::ClientContext* ctx, const std::string& token);
 // "SERVICE_UNKNOWN", or "UNREACHABLE: <why>". Uses a generic stub (Debian ships no health stubs).
 std::string health_status(const std::shared_ptr<grpc::Channel>& channel, std::chrono::milliseconds timeout);
 
-// Enables the default health service and server reflection for every server built afterwards.
-void enable_health_and_reflection();
-
 // Message sizes the services accept (a prompt is bounded more tightly by its own checks).
 constexpr int kMaxMessageBytes = 16 << 20;
+
+// A TCP gRPC server of the services, started by start_tcp_server().
+struct TcpServer {
+  std::unique_ptr<grpc::Server> server;
+  int port = 0;  // the bound port (the one picked when `listen` asked for port 0)
+};
+// Serves `services` on host:port with health checking, reflection, the message size limit above and
+// no SO_REUSEPORT (gRPC's default would let a second server bind a port already in use). `configure`
+// may add to the builder (interceptors). UNAVAILABLE when the address cannot be bound.
+absl::StatusOr<TcpServer> start_tcp_server(const std::string& listen, const std::vector<grpc::Service*>& services,
+                                           const std::function<void(grpc::ServerBuilder&)>& configure = nullptr);
+
+// The message as JSON with the proto field names and every field, defaults included; `pretty`
+// indents it. No trailing newline.
+std::string proto_to_json(const google::protobuf::Message& m, bool pretty);
 
 // A channel to `address` (host:port or unix:PATH) with the message size limits above.
 std::shared_ptr<grpc::Channel> make_channel(const std::string& address);

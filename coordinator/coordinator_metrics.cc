@@ -32,7 +32,7 @@ void CoordinatorMetrics::watch(Cluster* cluster) {
     alive.set(n_alive);
     draining.set(n_draining);
     dead.set(n_dead);
-    sessions.set(double(cluster->sessions().list().size()));
+    sessions.set(double(cluster->sessions().size()));
   });
 }
 

@@ -90,22 +90,12 @@ int run() {
   AdminService admin(&cluster);
   RegistryService registry_service(&cluster);
 
-  enable_health_and_reflection();
-  grpc::ServerBuilder builder;
   const std::string listen = absl::GetFlag(FLAGS_listen);
-  int port = 0;
-  builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
-  builder.SetMaxReceiveMessageSize(kMaxMessageBytes);
-  // gRPC sets SO_REUSEPORT by default, which would let a second server bind a port already in use.
-  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
-  builder.RegisterService(&generation);
-  builder.RegisterService(&admin);
-  builder.RegisterService(&registry_service);
-  count_rpcs(&builder, &metrics);
-  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  if (server == nullptr || port == 0) {
-    return fail("", absl::UnavailableError(absl::StrCat("cannot listen on ", listen, " (in use, or not host:port?)")));
-  }
+  auto tcp = start_tcp_server(listen, {&generation, &admin, &registry_service},
+                              [&](grpc::ServerBuilder& b) { count_rpcs(&b, &metrics); });
+  if (!tcp.ok()) return fail("", tcp.status());
+  std::unique_ptr<grpc::Server> server = std::move(tcp->server);
+  const int port = tcp->port;
   auto metrics_server = serve_metrics("freekv-coordinator", &metrics);
   if (!metrics_server.ok()) return fail("", metrics_server.status());
   for (const char* name : {"freekv.v1.Generation", "freekv.v1.Admin", "freekv.v1.WorkerRegistry"}) {

@@ -32,6 +32,11 @@ void SessionTable::remove(const std::string& id) {
   ended_.notify_all();
 }
 
+size_t SessionTable::size() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return sessions_.size();
+}
+
 std::vector<SessionRecord> SessionTable::list() {
   std::lock_guard<std::mutex> lock(mu_);
   std::vector<SessionRecord> out;

@@ -38,6 +38,7 @@ class SessionTable {
   std::optional<SessionRecord> find(const std::string& id);
   void remove(const std::string& id);
   std::vector<SessionRecord> list();
+  size_t size();
 
   // Marks a turn as running; FAILED_PRECONDITION when one already runs, NOT_FOUND when unknown.
   // `abandoned` (optional, called under the table's lock until end_turn) tells whether the turn's

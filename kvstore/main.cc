@@ -9,7 +9,6 @@
 // --pool-name reattaches every session and committed page.
 #include <glog/logging.h>
 #include <grpcpp/grpcpp.h>
-#include <google/protobuf/util/json_util.h>
 #include <signal.h>
 #include <sys/stat.h>
 
@@ -87,17 +86,6 @@ int fail(const std::string& what, const absl::Status& s) {
   return 1;
 }
 
-std::string to_json(const google::protobuf::Message& m) {
-  std::string out;
-  google::protobuf::util::JsonPrintOptions o;
-  o.add_whitespace = true;
-  o.always_print_primitive_fields = true;
-  o.preserve_proto_field_names = true;
-  (void)google::protobuf::util::MessageToJsonString(m, &out, o);
-  while (!out.empty() && out.back() == '\n') out.pop_back();
-  return out;
-}
-
 int run_stats(const std::string& listen) {
   auto path = freekv::kvstore::unix_socket_path(listen);
   if (!path.ok()) return fail("", path.status());
@@ -122,7 +110,7 @@ int run_stats(const std::string& listen) {
     (void)stub->ListSessions(&ctx, freekv::v1::ListSessionsRequest(), &sessions);
   }
   std::printf("{\n\"health\": \"%s\",\n\"pool\": %s,\n\"sessions\": %s\n}\n", health.c_str(),
-              to_json(stats.stats()).c_str(), to_json(sessions).c_str());
+              freekv::proto_to_json(stats.stats(), true).c_str(), freekv::proto_to_json(sessions, true).c_str());
   return health == "SERVING" ? 0 : 1;
 }
 

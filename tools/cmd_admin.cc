@@ -1,6 +1,5 @@
 // `freekv admin workers|sessions|session ID|pool|drain ID`: the coordinator's Admin API, with the bearer
 // token read from a file. Tables for people, --json (the API's messages) for scripts.
-#include <google/protobuf/util/json_util.h>
 
 #include <cstdio>
 #include <cstdlib>
@@ -16,15 +15,8 @@
 namespace freekv {
 namespace {
 
-std::string to_json(const google::protobuf::Message& m) {
-  std::string out;
-  google::protobuf::util::JsonPrintOptions o;
-  o.add_whitespace = true;
-  o.always_print_primitive_fields = true;
-  o.preserve_proto_field_names = true;
-  (void)google::protobuf::util::MessageToJsonString(m, &out, o);
-  return out;
-}
+// The response as indented JSON for --json, newline-terminated.
+std::string to_json(const google::protobuf::Message& m) { return proto_to_json(m, true) + "\n"; }
 
 int report_grpc(const grpc::Status& s) {
   std::fprintf(stderr, "freekv admin: %s: %s\n",

@@ -1,7 +1,6 @@
 // `freekv generate`: one request to a running coordinator (freekv up), streaming the text to stdout as
 // the tokens arrive. With --json, one JSON object per line: each chunk as it arrives, then the final
 // one with usage, retrieval statistics and every generated id.
-#include <google/protobuf/util/json_util.h>
 
 #include <chrono>
 #include <cstdio>
@@ -24,14 +23,7 @@ int report_grpc(const grpc::Status& s, const std::string& doing) {
   return 1;
 }
 
-nlohmann::json proto_json(const google::protobuf::Message& m) {
-  std::string out;
-  google::protobuf::util::JsonPrintOptions o;
-  o.always_print_primitive_fields = true;
-  o.preserve_proto_field_names = true;
-  (void)google::protobuf::util::MessageToJsonString(m, &out, o);
-  return nlohmann::json::parse(out);
-}
+nlohmann::json proto_json(const google::protobuf::Message& m) { return nlohmann::json::parse(proto_to_json(m, false)); }
 
 }  // namespace
 

@@ -259,20 +259,11 @@ int run() {
   WorkerService service(engine->get(), scheduler.get(), kvstore.get(), token, limits);
   service.set_stream_interval(std::chrono::microseconds(int64_t(absl::GetFlag(FLAGS_stream_interval_ms) * 1000)));
 
-  enable_health_and_reflection();
-  grpc::ServerBuilder builder;
   const std::string listen = absl::GetFlag(FLAGS_listen);
-  int port = 0;
-  builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
-  builder.SetMaxReceiveMessageSize(kMaxMessageBytes);
-  // gRPC sets SO_REUSEPORT by default, which would let a second server bind a port already in use.
-  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
-  builder.RegisterService(&service);
-  count_rpcs(&builder, &metrics);
-  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  if (server == nullptr || port == 0) {
-    return fail("", absl::UnavailableError(absl::StrCat("cannot listen on ", listen, " (in use, or not host:port?)")));
-  }
+  auto tcp = start_tcp_server(listen, {&service}, [&](grpc::ServerBuilder& b) { count_rpcs(&b, &metrics); });
+  if (!tcp.ok()) return fail("", tcp.status());
+  std::unique_ptr<grpc::Server> server = std::move(tcp->server);
+  const int port = tcp->port;
   auto metrics_server = serve_metrics("freekv-worker", &metrics);
   if (!metrics_server.ok()) return fail("", metrics_server.status());
   server->GetHealthCheckService()->SetServingStatus("freekv.v1.Worker", true);

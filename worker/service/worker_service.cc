@@ -244,12 +244,11 @@ grpc::Status WorkerService::GetPoolStats(grpc::ServerContext* ctx, const v1::Wor
   }
   v1::WorkerKvPoolStats* local = resp->mutable_local();
   local->set_worker_id(worker_id());
-  // The pool's counters belong to the engine thread.
-  scheduler_->run_on_engine([&](Engine& e) {
-    local->set_blocks_in_use(e.kv_pool().blocks_in_use());
-    local->set_max_blocks(e.kv_pool().max_blocks());
-    local->set_block_bytes(e.kv_pool().geometry().block_bytes());
-  });
+  // Readable from this thread: the count in use is atomic, the rest fixed at start.
+  const KvBlockPool& pool = engine_->kv_pool();
+  local->set_blocks_in_use(pool.blocks_in_use());
+  local->set_max_blocks(pool.max_blocks());
+  local->set_block_bytes(pool.geometry().block_bytes());
   return grpc::Status::OK;
 }
 
