@@ -212,7 +212,7 @@ int run() {
   o.retrieval.budget = absl::GetFlag(FLAGS_budget);
   o.retrieval.sink = absl::GetFlag(FLAGS_sink);
   o.retrieval.recent = absl::GetFlag(FLAGS_recent);
-  o.max_batch = absl::GetFlag(FLAGS_max_batch);
+  const int max_batch = absl::GetFlag(FLAGS_max_batch);
   o.kv_memory = 4ull << 30;
 
   // The services: kvstore, coordinator, worker, as `freekv up` runs them.
@@ -222,7 +222,7 @@ int run() {
   so.pool_size = "2GiB";
   so.worker_flags = {"--policy=" + absl::GetFlag(FLAGS_policy), absl::StrCat("--budget=", o.retrieval.budget),
                      absl::StrCat("--sink=", o.retrieval.sink), absl::StrCat("--recent=", o.retrieval.recent),
-                     absl::StrCat("--max_batch=", o.max_batch), absl::StrCat("--threads=", o.threads), "--kv_memory=4GiB"};
+                     absl::StrCat("--max_batch=", max_batch), absl::StrCat("--threads=", o.threads), "--kv_memory=4GiB"};
   auto stack = ServiceStack::start(so);
   if (!stack.ok()) return std::fprintf(stderr, "serve_bench: %s\n", std::string(stack.status().message()).c_str()), 1;
   // The in-process engine uses the same kvstore (an idle worker process next to it costs nothing).
@@ -235,7 +235,7 @@ int run() {
   // Warm-up (page faults of the weights in both processes), not recorded.
   {
     SchedulerOptions sched;
-    sched.max_batch = o.max_batch;
+    sched.max_batch = max_batch;
     Scheduler scheduler(engine->get(), sched);
     (void)run_in_process(scheduler, vocab);
     (void)run_services((*stack)->coordinator_address(), vocab);
@@ -264,7 +264,7 @@ int run() {
   j["workload"] = {{"clients", absl::GetFlag(FLAGS_clients)},        {"requests_per_client", absl::GetFlag(FLAGS_requests)},
                    {"prompt_tokens", absl::GetFlag(FLAGS_prompt_tokens)}, {"max_tokens", absl::GetFlag(FLAGS_max_tokens)},
                    {"policy", absl::GetFlag(FLAGS_policy)},          {"budget", o.retrieval.budget},
-                   {"max_batch", o.max_batch},                        {"threads", o.threads}};
+                   {"max_batch", max_batch},                        {"threads", o.threads}};
   for (const auto& r : in_process) j["in_process"].push_back(summary(r));
   for (const auto& r : services) j["services"].push_back(summary(r));
   j["in_process_tokens_per_second_median"] = median_tps(in_process);

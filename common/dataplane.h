@@ -9,6 +9,9 @@
 //    Blocks are fixed-size (PoolHeader::block_bytes). A data block holds one (session, layer, page),
 //    laid out [kv_head][K|V][page_tokens][head_dim] in the session's KV dtype (DESIGN §3), so the
 //    chunk of one KV head is contiguous: 2·page_tokens·head_dim·dtype_size bytes at kv_head·chunk.
+//    Right after the page come its key statistics, [kv_head][max, min, mad][head_dim] fp32 (mad =
+//    mean |k − (max + min)/2|), from which either page digest follows: a worker resuming a session
+//    reads these instead of the keys.
 //    Page tables and token ids live in blocks of the same pool:
 //      - index blocks: u32 entries, entry e = page·n_layers + layer lives in index block
 //        SessionEntry::index_blocks[e / entries_per_block] at position e % entries_per_block; its
@@ -29,7 +32,8 @@
 //    a wait for request N is satisfied only by a completion with seq N.
 //
 // Recall: the worker writes the items [(kv_head, logical page)] of one recall into the item array of a
-// staging pair it owns, then posts kRecall naming the pair. The kvstore copies the chunks, in item
+// staging pair it owns, then posts kRecall naming the pair. An item is the chunk of (kv_head, page), or
+// with kRecallKeyStats that head's key statistics. The kvstore copies the chunks, in item
 // order, into the pair's buffers alternately (0, 1, 0, ...; only buffer 0 with kRecallSingleBuffer) and
 // hands each filled buffer over with a kRecallData completion (seq, pair, buffer, first_item, n_items;
 // chunk i of the buffer is item first_item + i). The worker consumes it and gives it back with
@@ -48,9 +52,18 @@
 
 namespace freekv::dp {
 
-inline constexpr uint32_t kAbiVersion = 1;
+inline constexpr uint32_t kAbiVersion = 2;
 
 // ------------------------------------------------------------------------------------------------
+// A validated handle of an open session: its slot in the session table and the generation that slot
+// had when it was opened (stale once the session is closed).
+struct SessionRef {
+  uint32_t slot = 0;
+  uint64_t generation = 0;
+};
+
+inline constexpr uint32_t kKeyStatRows = 3;  // max, min, mean |k − mid| per dimension
+
 // Model geometry of a session's KV (what one page holds).
 struct SessionGeometry {
   uint32_t n_layers = 0;
@@ -63,6 +76,10 @@ struct SessionGeometry {
   uint64_t chunk_bytes() const { return 2ull * page_tokens * head_dim * dtype_size(dtype); }
   // Bytes of one (layer, page) block: [n_kv_heads][2][page_tokens][head_dim].
   uint64_t page_bytes() const { return uint64_t(n_kv_heads) * chunk_bytes(); }
+  // Bytes of one KV head's key statistics: [kKeyStatRows][head_dim] fp32.
+  uint64_t head_key_stats_bytes() const { return uint64_t(kKeyStatRows) * head_dim * sizeof(float); }
+  // Bytes a pool block needs for one page: the page, then every head's key statistics.
+  uint64_t stored_page_bytes() const { return page_bytes() + uint64_t(n_kv_heads) * head_key_stats_bytes(); }
   bool operator==(const SessionGeometry&) const = default;
 };
 
@@ -162,11 +179,15 @@ enum class Op : uint32_t {
   kCommit = 2,        // those pages are written: publish them in the page table (durable from here on)
   kDiscard = 3,       // give back allocated, uncommitted pages
   kAppendTokens = 4,  // append `count` ids from the token arena to the session's token ids
-  kRecall = 5,        // copy `count` items of staging pair `pair` (see above); flags: kRecallSingleBuffer
+  kRecall = 5,        // copy `count` items of staging pair `pair` (see above); flags: kRecallSingleBuffer,
+                      // kRecallKeyStats
   kRelease = 6,       // buffer `flags` of pair `pair` was consumed (ticket = the recall's seq); no completion
+  kTruncate = 7,      // keep the session's first `first` token ids and the pages they fill completely
+                      // (every layer); later ids, pages and pending blocks of those pages are freed
 };
 
 inline constexpr uint32_t kRecallSingleBuffer = 1;  // use buffer 0 only (the benchmark's baseline)
+inline constexpr uint32_t kRecallKeyStats = 2;      // items are heads' key statistics, not chunks
 
 struct alignas(64) Request {
   uint64_t seq;
@@ -175,7 +196,7 @@ struct alignas(64) Request {
   uint64_t session_generation;
   int32_t layer;
   uint32_t pair;
-  int64_t first_page;
+  int64_t first;  // first page (alloc, commit, discard); token ids kept (truncate)
   uint32_t count;
   uint32_t flags;
   uint64_t ticket;

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "common/dtype.h"
 #include "common/thread_pool.h"
@@ -37,8 +38,9 @@ void add_inplace(float* y, const float* x, int64_t n);
 // Paged KV of one sequence and one layer, as the attention kernel reads it.
 // A chunk is one KV head's share of one page: [2 (K, V)][page_tokens][head_dim] in dtype, contiguous
 // (the host layout of DESIGN §3, so a chunk is also the unit of recall). chunks[h * n_slots + s] is
-// KV head h's chunk in slot s; heads may hold different pages in the same slot. Token j of slot s has
-// kv index s * page_tokens + j; only the first n_tokens kv indices are valid.
+// KV head h's chunk in slot s; heads may hold different pages in the same slot, and a null chunk is an
+// empty slot that head skips (heads may attend different numbers of pages). Token j of slot s has kv
+// index s * page_tokens + j; only the first n_tokens kv indices are valid.
 struct PagedKv {
   const void* const* chunks = nullptr;  // [n_kv_heads * n_slots]
   int64_t n_slots = 0;
@@ -61,15 +63,40 @@ void attention_paged(const float* q, int64_t n_q, int64_t n_heads, const PagedKv
 void attention_paged_reference(const float* q, int64_t n_q, int64_t n_heads, const PagedKv& kv,
                                float scale, int64_t causal_base, float* out);
 
+// Attention over KV that arrives in pieces (pages streamed from the kvstore in groups): every piece
+// adds to the online-softmax state of each (query, query head) — running max m, running sum l of
+// exp(score − m), acc = Σ exp(score − m)·v — and attention_finish() divides. Any split of the KV into
+// pieces gives attention_paged's result up to rounding.
+struct AttentionState {
+  int64_t n_q = 0, n_heads = 0, head_dim = 0;
+  std::vector<float> m;    // [n_q, n_heads]
+  std::vector<float> l;    // [n_q, n_heads]
+  std::vector<float> acc;  // [n_q, n_heads, head_dim]
+  void reset(int64_t n_q, int64_t n_heads, int64_t head_dim);
+};
+
+// Adds one piece: q[n_q, n_heads, head_dim] fp32 over kv, causal_base as in attention_paged but for
+// this piece's kv indices (< 0: every token of the piece is visible).
+void attention_paged_accumulate(const float* q, const PagedKv& kv, float scale, int64_t causal_base,
+                                AttentionState* state, ThreadPool& pool);
+// out[n_q, n_heads, head_dim] = acc / l (0 for a row that saw no token).
+void attention_finish(const AttentionState& state, float* out);
+
 // ---- retrieval (FreeKV §3): page digests, bound scores, query similarity ----
 
 // How a page's keys are summarised per KV head and dimension: Quest's element-wise max/min, or
 // ArkVale's bounding box centre ± mean absolute deviation (c = (max + min) / 2, r = mean |k − c|).
 enum class DigestKind : uint8_t { kMinMax, kCenterMad };
 
-// keys: [n_tokens, head_dim] in dtype (the K half of one chunk); upper, lower: [head_dim] fp32.
-void page_digest(const void* keys, DType dtype, int64_t n_tokens, int64_t head_dim, DigestKind kind,
-                 float* upper, float* lower);
+// The key statistics of one page and KV head, from which either digest follows (and which the kvstore
+// keeps beside the page, so a resumed session reads them instead of the keys):
+// stats[0] = max_t k[t], stats[1] = min_t k[t], stats[2] = mean_t |k[t] − (max + min) / 2|, per dimension.
+// keys: [n_tokens, head_dim] in dtype (the K half of one chunk); stats: [3][head_dim] fp32.
+inline constexpr int64_t kKeyStatRows = 3;
+void page_key_stats(const void* keys, DType dtype, int64_t n_tokens, int64_t head_dim, float* stats);
+
+// The digest of a page from its key statistics: upper, lower: [head_dim] fp32.
+void digest_from_stats(const float* stats, int64_t head_dim, DigestKind kind, float* upper, float* lower);
 
 // Upper bound of q·k over a page: scores[g, j] = Σ_i max(q[g, i]·U[j, i], q[g, i]·L[j, i]), in fp32.
 // q: [group, head_dim]; digests: [n_pages, 2 (U, L), head_dim]; scores: [group, n_pages].

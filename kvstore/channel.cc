@@ -200,7 +200,7 @@ void Channel::handle(const dp::Request& r) {
   const SessionRef ref{r.session_slot, r.session_generation};
   switch (dp::Op(r.op)) {
     case dp::Op::kAlloc: {
-      auto blocks = pool_->allocate(id_, ref, r.layer, r.first_page, r.count);
+      auto blocks = pool_->allocate(id_, ref, r.layer, r.first, r.count);
       if (!blocks.ok()) return post_error(r.seq, blocks.status());
       dp::Completion c{};
       c.seq = r.seq;
@@ -213,11 +213,11 @@ void Channel::handle(const dp::Request& r) {
       return;
     }
     case dp::Op::kCommit: {
-      absl::Status s = pool_->commit(id_, ref, r.layer, r.first_page, r.count);
+      absl::Status s = pool_->commit(id_, ref, r.layer, r.first, r.count);
       return s.ok() ? post_done(r.seq) : post_error(r.seq, s);
     }
     case dp::Op::kDiscard: {
-      absl::Status s = pool_->discard(id_, ref, r.layer, r.first_page, r.count);
+      absl::Status s = pool_->discard(id_, ref, r.layer, r.first, r.count);
       return s.ok() ? post_done(r.seq) : post_error(r.seq, s);
     }
     case dp::Op::kAppendTokens: {
@@ -235,6 +235,11 @@ void Channel::handle(const dp::Request& r) {
       return accept_recall(r);
     case dp::Op::kRelease:
       return release(r);
+    case dp::Op::kTruncate: {
+      if (r.first < 0) return post_error(r.seq, absl::InvalidArgumentError("truncate: negative token count"));
+      absl::Status s = pool_->truncate(ref, uint64_t(r.first));
+      return s.ok() ? post_done(r.seq) : post_error(r.seq, s);
+    }
   }
   post_error(r.seq, absl::InvalidArgumentError(absl::StrCat("unknown data-plane op ", r.op)));
 }
@@ -254,10 +259,11 @@ void Channel::accept_recall(const dp::Request& r) {
     return post_error(r.seq, absl::InvalidArgumentError(absl::StrCat("recall of ", r.count, " items exceeds the limit of ",
                                                                      config_.max_recall_items, " per recall")));
   }
-  auto job = std::make_unique<Job>();
+  auto job = std::make_unique<GatherJob>();
   job->seq = r.seq;
   job->ref = SessionRef{r.session_slot, r.session_generation};
   job->single_buffer = (r.flags & dp::kRecallSingleBuffer) != 0;
+  const bool key_stats = (r.flags & dp::kRecallKeyStats) != 0;
   job->items.resize(r.count);
   if (r.count > 0) std::memcpy(job->items.data(), items(r.pair), job->items.size() * sizeof(dp::RecallItem));
   {
@@ -275,7 +281,10 @@ void Channel::accept_recall(const dp::Request& r) {
                                                                        entry.n_layers, " layers)")));
     }
     job->layer = uint32_t(r.layer);
-    job->chunk_bytes = entry.geometry().chunk_bytes();
+    const dp::SessionGeometry g = entry.geometry();
+    // A chunk item is at kv_head·chunk in the block; a key-statistics item after the page's KV.
+    job->chunk_bytes = key_stats ? g.head_key_stats_bytes() : g.chunk_bytes();
+    job->source_offset = key_stats ? g.page_bytes() : 0;
     if (job->chunk_bytes > config_.staging_buffer_bytes) {
       stats_->add_error();
       return post_error(r.seq, absl::InvalidArgumentError(absl::StrCat(
@@ -330,7 +339,7 @@ void Channel::release(const dp::Request& r) {
 
 void Channel::step(uint32_t pair) {
   PairState& ps = pairs_[pair];
-  Job& j = *ps.job;
+  GatherJob& j = *ps.job;
   const uint32_t b = j.wanted_buffer();
   if (ps.held[b]) return;  // parked until the worker releases it
   const int64_t t0 = Doorbell::now_ns();
@@ -362,7 +371,7 @@ void Channel::step(uint32_t pair) {
                                                     " disappeared during recall #", j.seq));
           break;
         }
-        src[i] = pool_->block(uint32_t(blk)) + uint64_t(it.kv_head) * chunk;
+        src[i] = pool_->block(uint32_t(blk)) + j.source_offset + uint64_t(it.kv_head) * chunk;
       }
     }
     if (!failed.ok()) {

@@ -2,7 +2,7 @@
 // recall item arrays, a token arena and the staging pairs (layout and protocol: common/dataplane.h),
 // served by one thread of the kvstore.
 //
-// The channel thread drains requests (alloc, commit, discard, append tokens, recall, release) and, in
+// The channel thread drains requests (alloc, commit, discard, append tokens, truncate, recall, release) and, in
 // between, gathers recalls: each recall owns one staging pair, and the thread fills one buffer of one
 // ready recall per turn (round-robin over pairs), so several in-flight recalls (one per layer) progress
 // together and a recall whose next buffer the worker still holds waits without blocking the others.
@@ -60,7 +60,8 @@ class Channel {
   static uint64_t segment_bytes(const ChannelConfig& c);
 
  private:
-  struct Job {
+  // A recall being gathered into its staging pair.
+  struct GatherJob {
     uint64_t seq = 0;
     SessionRef ref;
     uint32_t layer = 0;
@@ -68,13 +69,14 @@ class Channel {
     std::vector<dp::RecallItem> items;
     uint32_t next_item = 0;
     uint32_t next_buffer = 0;
-    uint64_t chunk_bytes = 0;
+    uint64_t chunk_bytes = 0;      // bytes of one item
+    uint64_t source_offset = 0;    // where items start in a block (0 for chunks, the page's size for key stats)
     uint32_t chunks_per_buffer = 0;
     bool queued = false;
     uint32_t wanted_buffer() const { return single_buffer ? 0 : next_buffer; }
   };
   struct PairState {
-    std::unique_ptr<Job> job;
+    std::unique_ptr<GatherJob> job;
     bool held[2] = {false, false};  // handed to the worker, not released yet
   };
 

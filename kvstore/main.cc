@@ -41,10 +41,11 @@ ABSL_FLAG(std::string, pool_name, "freekv-pool",
           "If it exists it is reattached: sessions and committed pages survive restarts.");
 ABSL_FLAG(std::string, pool_size, "4GiB",
           "Size of the pool segment, with units (8GiB, 512MiB). Must equal the size of an existing segment.");
-ABSL_FLAG(std::string, block_size, "128KiB",
-          "Bytes of one pool block = one (session, layer, page) of n_kv_heads × 2 × page_tokens × head_dim × "
-          "dtype bytes (128 KiB fits 8 KV heads × 32 tokens × 128 dims in bf16). A multiple of 4KiB; sessions "
-          "whose page is larger are refused. Must equal the block size of an existing segment.");
+ABSL_FLAG(std::string, block_size, "144KiB",
+          "Bytes of one pool block = one (session, layer, page): n_kv_heads × 2 × page_tokens × head_dim × "
+          "dtype bytes of KV plus n_kv_heads × 3 × head_dim × 4 bytes of key statistics (144 KiB fits 8 KV "
+          "heads × 32 tokens × 128 dims in bf16). A multiple of 4KiB; sessions whose page is larger are "
+          "refused. Must equal the block size of an existing segment.");
 ABSL_FLAG(int32_t, max_sessions, 1024,
           "Session slots in the pool (about 10 KiB of the segment each). Must equal an existing segment's.");
 ABSL_FLAG(bool, mlock, true,
@@ -54,12 +55,13 @@ ABSL_FLAG(int32_t, gather_threads, 1,
           "Threads copying the chunks of one recall buffer, per attached worker (1 = the worker's channel "
           "thread alone).");
 ABSL_FLAG(int32_t, staging_pairs, 4,
-          "Default staging pairs per worker = recalls one worker may have in flight (one per layer in flight); "
-          "a worker may ask for another number when it attaches.");
+          "Staging pairs a worker gets when it does not ask for a number (= recalls it may have in flight).");
+ABSL_FLAG(int32_t, max_staging_pairs, 64, "Most staging pairs one worker may ask for when it attaches.");
 ABSL_FLAG(std::string, staging_buffer, "1MiB",
           "Default bytes of each of the two buffers of a staging pair (a multiple of 4KiB; 1MiB = 64 chunks "
           "of 16KiB).");
-ABSL_FLAG(int32_t, max_recall_items, 4096, "Default maximum items (kv_head, page) of one recall.");
+ABSL_FLAG(int32_t, max_recall_items, 4096,
+          "Most items (kv_head, page) one recall may carry; also what a worker gets when it does not ask.");
 ABSL_FLAG(std::string, max_worker_staging, "256MiB",
           "Most staging memory (pairs × 2 × buffer) one worker may ask for when it attaches.");
 ABSL_FLAG(int32_t, max_workers, 64, "Most workers attached at once.");
@@ -135,6 +137,10 @@ int check_config() {
   if (absl::GetFlag(FLAGS_max_sessions) < 1) c.error("--max-sessions must be >= 1");
   if (absl::GetFlag(FLAGS_max_workers) < 1) c.error("--max-workers must be >= 1");
   if (absl::GetFlag(FLAGS_staging_pairs) < 1) c.error("--staging-pairs must be >= 1");
+  if (absl::GetFlag(FLAGS_max_staging_pairs) < absl::GetFlag(FLAGS_staging_pairs)) {
+    c.error("--max-staging-pairs must be >= --staging-pairs");
+  }
+  if (absl::GetFlag(FLAGS_max_recall_items) < 1) c.error("--max-recall-items must be >= 1");
   if (absl::GetFlag(FLAGS_gather_threads) < 1) c.error("--gather-threads must be >= 1");
   if (pool) {
     struct stat st{};
@@ -215,7 +221,8 @@ int main(int argc, char** argv) {
   o.default_staging_buffer_bytes = *staging_buffer;
   o.max_worker_staging_bytes = *max_staging;
   o.default_staging_pairs = uint32_t(std::max(1, absl::GetFlag(FLAGS_staging_pairs)));
-  o.default_max_recall_items = uint32_t(std::max(1, absl::GetFlag(FLAGS_max_recall_items)));
+  o.max_staging_pairs = uint32_t(std::max(absl::GetFlag(FLAGS_staging_pairs), absl::GetFlag(FLAGS_max_staging_pairs)));
+  o.max_recall_items = uint32_t(std::max(1, absl::GetFlag(FLAGS_max_recall_items)));
   o.max_workers = uint32_t(std::max(1, absl::GetFlag(FLAGS_max_workers)));
   o.gather_threads = absl::GetFlag(FLAGS_gather_threads);
   o.cuda_register = absl::GetFlag(FLAGS_cuda_register);

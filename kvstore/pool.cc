@@ -68,11 +68,12 @@ absl::Status Pool::check_geometry(const dp::SessionGeometry& g, uint64_t block_b
   if (g.head_dim < 1 || g.head_dim > 4096) return bad("head_dim must be 1..4096");
   if (g.page_tokens < 1 || g.page_tokens > 65536) return bad("page_tokens must be 1..65536");
   if (g.dtype != DType::kF32 && g.dtype != DType::kF16 && g.dtype != DType::kBF16) return bad("unknown dtype");
-  if (g.page_bytes() > block_bytes) {
-    return bad(absl::StrCat("one page takes ", format_size(g.page_bytes()),
-                            " (kv_heads × 2 × page_tokens × head_dim × dtype size), more than the pool's block size ",
+  if (g.stored_page_bytes() > block_bytes) {
+    return bad(absl::StrCat("one page takes ", format_size(g.stored_page_bytes()),
+                            " (kv_heads × 2 × page_tokens × head_dim × dtype size, plus kv_heads × 3 × head_dim × 4 "
+                            "bytes of key statistics), more than the pool's block size ",
                             format_size(block_bytes), "; start freekv-kvstore with --block-size ≥ ",
-                            format_size(round_up(g.page_bytes(), kPage))));
+                            format_size(round_up(g.stored_page_bytes(), kPage))));
   }
   if (dp::max_pages_per_layer(block_bytes, g.n_layers) < 1) return bad("too many layers for this block size");
   return absl::OkStatus();
@@ -719,6 +720,49 @@ absl::Status Pool::append_tokens(SessionRef ref, const int32_t* ids, uint64_t n)
     t += run;
   }
   e->n_tokens.store(cur + n, std::memory_order_release);
+  touch(*e);
+  return absl::OkStatus();
+}
+
+absl::Status Pool::truncate(SessionRef ref, uint64_t keep_tokens) {
+  std::unique_lock lock(mu_);
+  FREEKV_ASSIGN_OR_RETURN(dp::SessionEntry * e, resolve_mut(ref));
+  const uint64_t cur = e->n_tokens.load();
+  if (keep_tokens > cur) {
+    return absl::InvalidArgumentError(absl::StrCat("cannot truncate to ", keep_tokens, " token ids: the session holds ", cur));
+  }
+  // Unpublish the ids first: from here a crash leaves at most pages past the ids, which a resume ignores.
+  e->n_tokens.store(keep_tokens, std::memory_order_release);
+  const uint64_t keep_pages = keep_tokens / e->page_tokens;  // pages every one of whose tokens is kept
+  const uint64_t epb = dp::entries_per_index_block(hdr_->block_bytes);
+  for (uint32_t k = 0; k < dp::kIndexSlots; ++k) {
+    const uint32_t v = e->index_blocks[k].load();
+    if (v == 0) continue;
+    auto* entries = reinterpret_cast<std::atomic<uint32_t>*>(block(v - 1));
+    for (uint64_t i = 0; i < epb; ++i) {
+      const uint64_t page = (uint64_t(k) * epb + i) / e->n_layers;
+      if (page < keep_pages) continue;
+      const uint32_t x = entries[i].load(std::memory_order_relaxed);
+      if (x == 0) continue;
+      entries[i].store(0, std::memory_order_release);
+      push_block(x - 1);
+    }
+  }
+  const uint64_t tpb = dp::tokens_per_block(hdr_->block_bytes);
+  for (uint64_t k = (keep_tokens + tpb - 1) / tpb; k < dp::kTokenSlots; ++k) {
+    const uint32_t v = e->token_blocks[k].load();
+    if (v == 0) continue;
+    e->token_blocks[k].store(0, std::memory_order_release);
+    push_block(v - 1);
+  }
+  for (auto p = pending_.begin(); p != pending_.end();) {
+    if (p->first.slot == ref.slot && uint64_t(p->first.page) >= keep_pages) {
+      push_block(p->second.block);
+      p = pending_.erase(p);
+    } else {
+      ++p;
+    }
+  }
   touch(*e);
   return absl::OkStatus();
 }

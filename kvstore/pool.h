@@ -38,11 +38,7 @@ struct PoolOptions {
   bool mlock = true;                         // lock in memory; a warning when not allowed
 };
 
-// A validated (slot, generation) handle of a live session.
-struct SessionRef {
-  uint32_t slot = 0;
-  uint64_t generation = 0;
-};
+using SessionRef = dp::SessionRef;
 
 struct LayerUsage {
   uint64_t pages = 0;
@@ -112,6 +108,9 @@ class Pool {
   absl::Status discard(uint32_t owner, SessionRef ref, int32_t layer, int64_t first, uint32_t n);
   // Appends token ids (all or nothing).
   absl::Status append_tokens(SessionRef ref, const int32_t* ids, uint64_t n);
+  // Keeps the first keep_tokens token ids (≤ the ids held) and the pages they fill completely, in every
+  // layer; frees later ids and pages, and pending blocks of those pages (a failed turn is undone so).
+  absl::Status truncate(SessionRef ref, uint64_t keep_tokens);
   // Frees every pending block of `owner`. Returns how many.
   uint64_t release_owner(uint32_t owner);
 

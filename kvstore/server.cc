@@ -16,9 +16,11 @@
 #include <random>
 #include <regex>
 
+#include "common/grpc_util.h"
 #include "common/service_metrics.h"
 #include "common/units.h"
 #include "freekv/v1/kvstore.grpc.pb.h"
+#include "proto/convert/kv_geometry.h"
 
 namespace freekv::kvstore {
 
@@ -26,37 +28,9 @@ namespace v1 = ::freekv::v1;
 
 namespace {
 
-grpc::Status to_grpc(const absl::Status& s) {
-  if (s.ok()) return grpc::Status::OK;
-  return grpc::Status(grpc::StatusCode(int(s.code())), std::string(s.message()));
-}
-
-absl::StatusOr<DType> dtype_from_proto(v1::KvDType t) {
-  switch (t) {
-    case v1::KV_DTYPE_F32: return DType::kF32;
-    case v1::KV_DTYPE_F16: return DType::kF16;
-    case v1::KV_DTYPE_BF16: return DType::kBF16;
-    default: return absl::InvalidArgumentError("geometry.dtype must be KV_DTYPE_F32, KV_DTYPE_F16 or KV_DTYPE_BF16");
-  }
-}
-
-v1::KvDType dtype_to_proto(DType t) {
-  switch (t) {
-    case DType::kF32: return v1::KV_DTYPE_F32;
-    case DType::kF16: return v1::KV_DTYPE_F16;
-    case DType::kBF16: return v1::KV_DTYPE_BF16;
-  }
-  return v1::KV_DTYPE_UNSPECIFIED;
-}
-
 void fill_info(const SessionSummary& s, v1::SessionInfo* out) {
   out->set_session_id(s.id);
-  auto* g = out->mutable_geometry();
-  g->set_n_layers(s.geometry.n_layers);
-  g->set_n_kv_heads(s.geometry.n_kv_heads);
-  g->set_head_dim(s.geometry.head_dim);
-  g->set_page_tokens(s.geometry.page_tokens);
-  g->set_dtype(dtype_to_proto(s.geometry.dtype));
+  geometry_to_proto(s.geometry, out->mutable_geometry());
   out->set_slot(s.ref.slot);
   out->set_generation(s.ref.generation);
   out->set_n_tokens(s.n_tokens);
@@ -158,11 +132,9 @@ class KvstoreServer::Service final : public v1::KvStore::Service {
 
   grpc::Status OpenSession(grpc::ServerContext*, const v1::OpenSessionRequest* req,
                            v1::OpenSessionResponse* resp) override {
-    auto dt = dtype_from_proto(req->geometry().dtype());
-    if (!dt.ok()) return to_grpc(dt.status());
-    const auto& g = req->geometry();
-    dp::SessionGeometry geo{g.n_layers(), g.n_kv_heads(), g.head_dim(), g.page_tokens(), *dt};
-    auto r = s_->pool_->open_session(req->session_id(), geo, req->create_if_missing());
+    auto geo = geometry_from_proto(req->geometry());
+    if (!geo.ok()) return to_grpc(geo.status());
+    auto r = s_->pool_->open_session(req->session_id(), *geo, req->create_if_missing());
     if (!r.ok()) return to_grpc(r.status());
     fill_info(r->session, resp->mutable_session());
     resp->set_created(r->created);
@@ -228,6 +200,14 @@ class KvstoreServer::Service final : public v1::KvStore::Service {
     st->set_abi_version(dp::kAbiVersion);
     st->set_pool_starts(c.starts);
     st->set_uptime_s(std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count());
+    const ServerOptions& o = s_->options_;
+    v1::WorkerLimits* lim = st->mutable_worker_limits();
+    lim->set_default_staging_pairs(o.default_staging_pairs);
+    lim->set_max_staging_pairs(o.max_staging_pairs);
+    lim->set_default_staging_buffer_bytes(o.default_staging_buffer_bytes);
+    lim->set_max_worker_staging_bytes(o.max_worker_staging_bytes);
+    lim->set_max_recall_items(o.max_recall_items);
+    lim->set_max_workers(o.max_workers);
   }
 
   grpc::Status AttachWorker(grpc::ServerContext* ctx, const v1::AttachWorkerRequest* req,
@@ -236,19 +216,26 @@ class KvstoreServer::Service final : public v1::KvStore::Service {
     ChannelConfig cfg;
     cfg.staging_pairs = req->staging_pairs() ? req->staging_pairs() : o.default_staging_pairs;
     cfg.staging_buffer_bytes = req->staging_buffer_bytes() ? req->staging_buffer_bytes() : o.default_staging_buffer_bytes;
-    cfg.max_recall_items = req->max_recall_items() ? req->max_recall_items() : o.default_max_recall_items;
+    cfg.max_recall_items = req->max_recall_items() ? req->max_recall_items() : o.max_recall_items;
     cfg.gather_threads = o.gather_threads;
-    if (cfg.staging_pairs > 64) return to_grpc(absl::InvalidArgumentError("staging_pairs must be 1..64"));
-    if (cfg.staging_buffer_bytes % 4096 != 0 || cfg.staging_buffer_bytes < 4096 ||
-        cfg.staging_buffer_bytes > (256ull << 20)) {
-      return to_grpc(absl::InvalidArgumentError("staging_buffer_bytes must be a multiple of 4 KiB in 4 KiB..256 MiB"));
+    // A worker asking beyond a limit is told both numbers and the kvstore flag that sets the limit.
+    auto over = [](const std::string& what, uint64_t asked, uint64_t limit, const char* flag) {
+      return to_grpc(absl::ResourceExhaustedError(absl::StrCat(
+          "the worker asks for ", what, " of ", asked, " but this kvstore allows at most ", limit,
+          " per worker; ask for less or start freekv-kvstore with ", flag, " >= ", asked)));
+    };
+    if (cfg.staging_pairs > o.max_staging_pairs) {
+      return over("staging pairs", cfg.staging_pairs, o.max_staging_pairs, "--max-staging-pairs");
     }
-    if (cfg.max_recall_items > 65536) return to_grpc(absl::InvalidArgumentError("max_recall_items must be 1..65536"));
+    if (cfg.staging_buffer_bytes % 4096 != 0 || cfg.staging_buffer_bytes < 4096) {
+      return to_grpc(absl::InvalidArgumentError("staging_buffer_bytes must be a positive multiple of 4 KiB"));
+    }
+    if (cfg.max_recall_items > o.max_recall_items) {
+      return over("recall items", cfg.max_recall_items, o.max_recall_items, "--max-recall-items");
+    }
     const uint64_t staging = uint64_t(cfg.staging_pairs) * 2 * cfg.staging_buffer_bytes;
     if (staging > o.max_worker_staging_bytes) {
-      return to_grpc(absl::ResourceExhaustedError(absl::StrCat(
-          "staging of ", format_size(staging), " (pairs × 2 × buffer) exceeds this kvstore's limit of ",
-          format_size(o.max_worker_staging_bytes), " per worker (--max-worker-staging)")));
+      return over("staging bytes (pairs × 2 × buffer)", staging, o.max_worker_staging_bytes, "--max-worker-staging");
     }
     const bool want_cuda = !req->cuda_staging_handle().empty();
     CudaPushSpec cuda;

@@ -27,10 +27,12 @@ namespace freekv::kvstore {
 struct ServerOptions {
   PoolOptions pool;
   std::string listen = "unix:/tmp/freekv-kvstore.sock";  // unix:PATH only (the data plane is host-local)
-  // Channel sizes when AttachWorker leaves them 0, and the bounds a request may ask for.
+  // Channel sizes when AttachWorker leaves them 0, and the limits a worker may ask for (flags of the
+  // same names; GetPoolStats reports them).
   uint32_t default_staging_pairs = 4;
+  uint32_t max_staging_pairs = 64;
   uint64_t default_staging_buffer_bytes = 1 << 20;
-  uint32_t default_max_recall_items = 4096;
+  uint32_t max_recall_items = 4096;                  // also the default
   uint64_t max_worker_staging_bytes = 256ull << 20;  // pairs × 2 × buffer bytes per worker
   uint32_t max_workers = 64;
   int gather_threads = 1;      // copy threads per channel (the channel thread included)

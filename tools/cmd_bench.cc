@@ -7,6 +7,12 @@
 // one chunk of --prefill-tokens per sequence processed at that context offset. The KV of the earlier
 // tokens is synthesized (random values written into the pages) rather than prefilled: a 32K prefill
 // of a 1B model would take the CPU hours, and the values in the pages do not change the work done.
+//
+// With --query-cosine the retrieval inputs come from the query-dynamics harness (tools/query_dynamics.h)
+// instead: the synthesized keys make some pages clearly relevant, and every decode step's queries
+// (after RoPE, before attention) are replaced by the harness's, whose adjacent-step cosine per KV head
+// is the given value (spread ±0.03 over the heads, 1% jumps). Then freekv takes its speculative path as
+// under a trained model; with a random model's own queries every correction fires.
 #include <algorithm>
 #include <chrono>
 #include <cstring>
@@ -26,6 +32,7 @@
 #include "tools/cli_args.h"
 #include "tools/commands.h"
 #include "tools/engine_flags.h"
+#include "tools/query_dynamics.h"
 
 namespace freekv {
 namespace {
@@ -90,22 +97,29 @@ std::string machine_description() {
   return absl::StrCat(model, ", ", std::thread::hardware_concurrency(), " hardware threads");
 }
 
-// Gives the sequence `n` tokens of random K/V in every layer and head (offloaded and digested like
-// any other page).
-absl::Status synthesize_kv(Sequence& seq, int64_t n, int32_t vocab, std::mt19937& rng) {
+// Gives sequence `index` `n` tokens of K/V in every layer and head (offloaded and digested like any
+// other page): the harness's when `dyn` is set, else random values.
+absl::Status synthesize_kv(Sequence& seq, int64_t index, int64_t n, int32_t vocab, std::mt19937& rng,
+                           const QueryDynamics* dyn) {
   TieredKv& kv = seq.kv();
   FREEKV_RETURN_IF_ERROR(kv.reserve(n));
   const KvGeometry& g = kv.geometry();
-  std::vector<float> row(static_cast<size_t>(g.head_dim));
+  std::vector<float> row(static_cast<size_t>(g.head_dim)), vrow(row.size());
   std::normal_distribution<float> normal(0.f, 1.f);
   for (float& x : row) x = normal(rng);
   const CpuPrimitives& prim = cpu_primitives();
   for (int64_t l = 0; l < g.n_layers; ++l) {
     for (int64_t h = 0; h < g.n_kv_heads; ++h) {
       for (int64_t t = 0; t < n; ++t) {
-        row[size_t(t % g.head_dim)] = normal(rng);  // vary the rows without paying for a full draw each
-        prim.from_f32(row.data(), g.dtype, kv.k_row(l, h, kv.n_tokens() + t), g.head_dim);
-        prim.from_f32(row.data(), g.dtype, kv.v_row(l, h, kv.n_tokens() + t), g.head_dim);
+        const int64_t pos = kv.n_tokens() + t;
+        if (dyn != nullptr) {
+          dyn->key_value(index, l, h, pos, g.page_tokens, row.data(), vrow.data());
+        } else {
+          row[size_t(t % g.head_dim)] = normal(rng);  // vary the rows without paying for a full draw each
+          vrow = row;
+        }
+        prim.from_f32(row.data(), g.dtype, kv.k_row(l, h, pos), g.head_dim);
+        prim.from_f32(vrow.data(), g.dtype, kv.v_row(l, h, pos), g.head_dim);
       }
     }
   }
@@ -114,23 +128,41 @@ absl::Status synthesize_kv(Sequence& seq, int64_t n, int32_t vocab, std::mt19937
   return kv.commit(ids.data(), n);
 }
 
+// One forward step that every sequence must complete.
+absl::Status step_all(Engine& engine, const std::vector<StepInput>& in, std::vector<float>* logits) {
+  std::vector<absl::Status> failed;
+  FREEKV_RETURN_IF_ERROR(engine.forward().step(in, logits, &failed));
+  for (const absl::Status& s : failed) FREEKV_RETURN_IF_ERROR(s);
+  return absl::OkStatus();
+}
+
 struct CaseResult {
   int64_t context = 0, batch = 0;
   double prefill_seconds = 0, prefill_tokens_per_second = 0;
   std::vector<double> decode_step_seconds;
   double decode_tokens_per_second = 0, bytes_per_step = 0, bandwidth_fraction = 0, read_bandwidth_fraction = 0;
-  RecallStats retrieval;  // over the timed decode steps, all sequences
+  RetrievalStats retrieval;  // over the timed decode steps, all sequences
+  int64_t kv_peak_bytes = 0;  // the most worker KV memory one sequence held
 };
 
 absl::StatusOr<CaseResult> run_case(Engine& engine, int64_t context, int64_t batch, int64_t prefill_tokens,
-                                    int64_t decode_steps, double copy_bw, double read_bw) {
+                                    int64_t decode_steps, double copy_bw, double read_bw,
+                                    const QueryDynamicsSpec* dynamics) {
   const ModelConfig& c = engine.weights().config;
   std::mt19937 rng(1234);
+  std::unique_ptr<QueryDynamics> dyn;
+  if (dynamics != nullptr) dyn = std::make_unique<QueryDynamics>(*dynamics);  // the same draws for every policy
   std::vector<std::unique_ptr<Sequence>> seqs;
   for (int64_t b = 0; b < batch; ++b) {
     FREEKV_ASSIGN_OR_RETURN(auto seq, engine.new_sequence(absl::StrCat("bench-", context, "-", batch, "-", b)));
     seqs.push_back(std::move(seq));
-    FREEKV_RETURN_IF_ERROR(synthesize_kv(*seqs.back(), context - prefill_tokens, c.vocab, rng));
+    FREEKV_RETURN_IF_ERROR(synthesize_kv(*seqs.back(), b, context - prefill_tokens, c.vocab, rng, dyn.get()));
+  }
+  if (dyn != nullptr) {
+    engine.forward().set_query_override([&](const Sequence* seq, int64_t layer, float* q) {
+      for (size_t b = 0; b < seqs.size(); ++b)
+        if (seqs[b].get() == seq) dyn->next_query(int64_t(b), layer, q);
+    });
   }
   std::uniform_int_distribution<int32_t> tok(0, c.vocab - 1);
   std::vector<std::vector<int32_t>> prompt(size_t(batch), std::vector<int32_t>(static_cast<size_t>(prefill_tokens)));
@@ -143,15 +175,15 @@ absl::StatusOr<CaseResult> run_case(Engine& engine, int64_t context, int64_t bat
     std::vector<StepInput> in;
     for (int64_t b = 0; b < batch; ++b) in.push_back({seqs[size_t(b)].get(), prompt[size_t(b)].data(), prefill_tokens, false});
     auto t0 = Clock::now();
-    FREEKV_RETURN_IF_ERROR(engine.forward().step(in, &logits));
+    FREEKV_RETURN_IF_ERROR(step_all(engine, in, &logits));
     r.prefill_seconds = since(t0);
     r.prefill_tokens_per_second = double(batch * prefill_tokens) / r.prefill_seconds;
   }
   std::vector<int32_t> next(static_cast<size_t>(batch));
-  std::vector<RecallStats> before(static_cast<size_t>(batch));
+  std::vector<RetrievalStats> before(static_cast<size_t>(batch));
   for (int64_t s = 0; s <= decode_steps; ++s) {
     if (s == 1) {  // step 0 (untimed) makes the first, synchronous selection
-      for (int64_t b = 0; b < batch; ++b) before[size_t(b)] = seqs[size_t(b)]->retriever().total_stats();
+      for (int64_t b = 0; b < batch; ++b) before[size_t(b)] = seqs[size_t(b)]->total_stats();
     }
     std::vector<StepInput> in;
     for (int64_t b = 0; b < batch; ++b) {
@@ -159,13 +191,16 @@ absl::StatusOr<CaseResult> run_case(Engine& engine, int64_t context, int64_t bat
       in.push_back({seqs[size_t(b)].get(), &next[size_t(b)], 1, false});
     }
     auto t0 = Clock::now();
-    FREEKV_RETURN_IF_ERROR(engine.forward().step(in, &logits));
+    FREEKV_RETURN_IF_ERROR(step_all(engine, in, &logits));
     if (s > 0) r.decode_step_seconds.push_back(since(t0));  // step 0 warms caches and buffers
   }
+  engine.forward().set_query_override(nullptr);
   for (int64_t b = 0; b < batch; ++b) {
-    r.retrieval += seqs[size_t(b)]->retriever().total_stats() - before[size_t(b)];
+    r.retrieval += seqs[size_t(b)]->total_stats() - before[size_t(b)];
+    r.kv_peak_bytes = std::max(r.kv_peak_bytes, seqs[size_t(b)]->kv().peak_blocks_held() *
+                                                    int64_t(seqs[size_t(b)]->kv().geometry().block_bytes()));
   }
-  for (auto& seq : seqs) FREEKV_RETURN_IF_ERROR(seq->retriever().drain());
+  for (auto& seq : seqs) FREEKV_RETURN_IF_ERROR(seq->drain());
   for (int64_t b = 0; b < batch; ++b) {
     FREEKV_RETURN_IF_ERROR(engine.close_sequence_session(absl::StrCat("bench-", context, "-", batch, "-", b)));
   }
@@ -198,7 +233,7 @@ std::string git_commit() {
 }  // namespace
 
 nlohmann::json case_json(const std::string& policy, const CaseResult& r, int64_t decode_steps) {
-  const RecallStats& st = r.retrieval;
+  const RetrievalStats& st = r.retrieval;
   const double steps = double(std::max<int64_t>(1, decode_steps));
   return {{"policy", policy}, {"context", r.context}, {"batch", r.batch}, {"prefill_seconds", r.prefill_seconds},
           {"prefill_tokens_per_second", r.prefill_tokens_per_second}, {"decode_step_seconds", r.decode_step_seconds},
@@ -208,6 +243,7 @@ nlohmann::json case_json(const std::string& policy, const CaseResult& r, int64_t
           {"recall_pages_per_step", double(st.pages_recalled) / steps},
           {"recall_wait_seconds_per_step", st.recall_wait_seconds / steps},
           {"sync_recalls", st.sync_recalls}, {"async_recalls", st.async_recalls},
+          {"kv_peak_bytes_per_sequence", r.kv_peak_bytes},
           {"correction_checks", st.correction_checks}, {"correction_triggers", st.correction_triggers},
           {"correction_rate", st.correction_checks > 0 ? double(st.correction_triggers) / double(st.correction_checks) : 0.0}};
 }
@@ -215,6 +251,7 @@ nlohmann::json case_json(const std::string& policy, const CaseResult& r, int64_t
 int cmd_bench(int argc, char** argv) {
   std::string model, contexts = "1024,8192,32768", batches = "1,4", policies = "full", out;
   int64_t prefill_tokens = 512, decode_steps = 8;
+  double query_cosine = 0, query_jump = 0.01, hot_pages = 0.125;
   EngineFlags engine_flags;
   engine_flags.kv_memory = "12GiB";
   engine_flags.kvstore_pool = "6GiB";
@@ -229,6 +266,11 @@ int cmd_bench(int argc, char** argv) {
   p.add_string("policies", &policies, "comma-separated retrieval policies to compare in this run");
   p.add_int("prefill-tokens", &prefill_tokens, "prompt tokens per sequence in the timed prefill chunk");
   p.add_int("decode-steps", &decode_steps, "timed decode steps per case (median reported)");
+  p.add_double("query-cosine", &query_cosine,
+               "drive retrieval with synthetic queries of this adjacent-step cosine (±0.03 over the KV heads) and "
+               "keys with hot pages, instead of the model's queries and random keys (0 = off)");
+  p.add_double("query-jump", &query_jump, "with --query-cosine: chance per step that a KV head's queries start afresh");
+  p.add_double("hot-pages", &hot_pages, "with --query-cosine: fraction of pages whose keys share a strong direction");
   p.add_string("out", &out, "also write the JSON here");
   engine_flags.add_to(p);
   if (int rc = handle_parse_result(p, p.parse(argc, argv)); rc >= 0) return rc;
@@ -254,6 +296,21 @@ int cmd_bench(int argc, char** argv) {
   j["model"] = model;
   j["method"] = "decode: median of timed steps after one untimed step; bytes_per_step = weights + K/V attended; "
                 "KV of earlier tokens synthesized (offloaded and digested like generated pages)";
+  std::unique_ptr<QueryDynamicsSpec> dynamics;
+  if (query_cosine != 0) {
+    if (!(query_cosine > 0 && query_cosine < 1)) {
+      return report_error("bench", absl::InvalidArgumentError("--query-cosine must be in (0, 1)"));
+    }
+    dynamics = std::make_unique<QueryDynamicsSpec>();
+    dynamics->rho.clear();
+    for (double off : {-0.03, -0.01, 0.01, 0.03}) dynamics->rho.push_back(std::clamp(query_cosine + off, 0.0, 0.999));
+    dynamics->jump_probability = query_jump;
+    dynamics->hot_page_fraction = hot_pages;
+    j["queries"] = {{"source", "harness"}, {"adjacent_cosine", query_cosine}, {"per_kv_head_rho", dynamics->rho},
+                    {"jump_probability", query_jump}, {"hot_page_fraction", hot_pages}};
+  } else {
+    j["queries"] = {{"source", "model"}};
+  }
   j["retrieval"] = {{"budget", options->retrieval.budget}, {"sink", options->retrieval.sink},
                     {"recent", options->retrieval.recent}, {"correction_threshold", options->retrieval.correction_threshold},
                     {"page_tokens", options->page_tokens}};
@@ -270,7 +327,7 @@ int cmd_bench(int argc, char** argv) {
       if (!warm.ok()) return report_error("bench", warm.status());
       std::vector<int32_t> ids(64, 1);
       std::vector<float> logits;
-      if (absl::Status st = e.forward().step({{warm->get(), ids.data(), 64, false}}, &logits); !st.ok()) {
+      if (absl::Status st = step_all(e, {{warm->get(), ids.data(), 64, false}}, &logits); !st.ok()) {
         return report_error("bench", st);
       }
       warm->reset();
@@ -288,9 +345,16 @@ int cmd_bench(int argc, char** argv) {
     }
     for (int64_t batch : batch_list) {
       for (int64_t ctx : ctx_list) {
-        auto r = run_case(e, ctx, batch, prefill_tokens, decode_steps, copy_bw, read_bw);
+        if (dynamics != nullptr) {
+          const ModelConfig& mc = e.weights().config;
+          dynamics->n_layers = mc.n_layers;
+          dynamics->n_heads = mc.n_heads;
+          dynamics->n_kv_heads = mc.n_kv_heads;
+          dynamics->head_dim = mc.head_dim;
+        }
+        auto r = run_case(e, ctx, batch, prefill_tokens, decode_steps, copy_bw, read_bw, dynamics.get());
         if (!r.ok()) return report_error("bench", r.status());
-        const RecallStats& st = r->retrieval;
+        const RetrievalStats& st = r->retrieval;
         std::fprintf(stderr, "%-9s context %6lld batch %lld: prefill %8.1f tok/s, decode %7.2f tok/s (%.1f ms/step), "
                      "%.1f%% of copy bandwidth (%.1f%% of read-only), recall %.2f MB/step, corrections %lld/%lld\n",
                      name.c_str(), (long long)ctx, (long long)batch, r->prefill_tokens_per_second, r->decode_tokens_per_second,

@@ -13,7 +13,7 @@
 
 namespace freekv {
 
-nlohmann::json recall_stats_json(const RecallStats& s) {
+nlohmann::json recall_stats_json(const RetrievalStats& s) {
   return {{"pages_recalled", s.pages_recalled},
           {"bytes_recalled", s.bytes_recalled},
           {"sync_recalls", s.sync_recalls},
@@ -28,7 +28,7 @@ nlohmann::json recall_stats_json(const RecallStats& s) {
 nlohmann::json retrieval_stats_json(const RetrievalConfig& config, const GenerateStats& st) {
   nlohmann::json j = recall_stats_json(st.retrieval);
   j["policy"] = policy_name(config.policy);
-  for (const RecallStats& layer : st.retrieval_per_layer) j["per_layer"].push_back(recall_stats_json(layer));
+  for (const RetrievalStats& layer : st.retrieval_per_layer) j["per_layer"].push_back(recall_stats_json(layer));
   return j;
 }
 

@@ -24,7 +24,8 @@ void EngineFlags::add_to(ArgParser& p) {
   p.add_string("kvstore", &kvstore, "kvstore socket path, 'spawn' (private one), 'none', or 'auto' (spawn when the policy offloads)");
   p.add_string("kvstore-pool", &kvstore_pool, "pool size of a spawned kvstore");
   p.add_string("kvstore-block", &kvstore_block, "block size of a spawned kvstore (>= one page of all KV heads)");
-  p.add_int("max-batch", &max_batch, "most sequences stepped together (sizes the recall staging)");
+  p.add_int("recall-staging-pairs", &recall_staging_pairs,
+            "recalls from the kvstore in flight at once, shared by every sequence and layer");
 }
 
 absl::StatusOr<EngineOptions> EngineFlags::to_options() const {
@@ -51,8 +52,7 @@ absl::StatusOr<EngineOptions> EngineFlags::to_options() const {
     }
     o.retrieval.dense_layers.push_back(layer);
   }
-  if (max_batch < 1) return absl::InvalidArgumentError("--max-batch must be >= 1");
-  o.max_batch = int(max_batch);
+  o.recall_staging_pairs = int(recall_staging_pairs);
   return o;
 }
 

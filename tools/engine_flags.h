@@ -25,7 +25,7 @@ struct EngineFlags {
   // "none". The default, "auto", spawns one for the policies that offload (arkvale, freekv).
   std::string kvstore = "auto";
   std::string kvstore_pool = "8GiB", kvstore_block = "128KiB";
-  int64_t max_batch = 4;
+  int64_t recall_staging_pairs = 8;
 
   void add_to(ArgParser& parser);
   absl::StatusOr<EngineOptions> to_options() const;

@@ -7,6 +7,7 @@
 // are merged at the end (flash-decoding).
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <limits>
 #include <vector>
 
@@ -38,17 +39,20 @@ struct Partial {  // online-softmax state of one (query, query head)
   float l;
 };
 
-}  // namespace
+// The partial result of one (query, query head) row over some of the KV: online-softmax state and
+// unnormalised accumulator acc[head_dim]. Units emit one per row they own (rows are disjoint across
+// units, so emitting needs no lock).
+using EmitRow = std::function<void(int64_t query, int64_t query_head, const Partial& state, const float* acc)>;
 
-void attention_paged(const float* q, int64_t n_q, int64_t n_heads, const PagedKv& kv, float scale,
-                     int64_t causal_base, float* out, ThreadPool& pool) {
+void attend(const float* q, int64_t n_q, int64_t n_heads, const PagedKv& kv, float scale, int64_t causal_base,
+            ThreadPool& pool, const EmitRow& emit) {
   const CpuPrimitives& prim = cpu_primitives();
   const int64_t d = kv.head_dim, group = n_heads / kv.n_kv_heads;
   const int64_t used_slots = (kv.n_tokens + kv.page_tokens - 1) / kv.page_tokens;
   const int64_t n_qblocks = (n_q + kQueryBlock - 1) / kQueryBlock;
   int64_t n_splits = 1;
   if (n_q == 1 && kv.n_kv_heads < 2 * pool.size()) {
-    n_splits = std::clamp<int64_t>((2 * pool.size() + kv.n_kv_heads - 1) / kv.n_kv_heads, 1, used_slots);
+    n_splits = std::clamp<int64_t>((2 * pool.size() + kv.n_kv_heads - 1) / kv.n_kv_heads, 1, std::max<int64_t>(1, used_slots));
   }
   const int64_t n_units = kv.n_kv_heads * n_qblocks * n_splits;
   const int64_t slots_per_split = (used_slots + n_splits - 1) / std::max<int64_t>(1, n_splits);
@@ -73,9 +77,10 @@ void attention_paged(const float* q, int64_t n_q, int64_t n_heads, const PagedKv
       state.assign(size_t(rows), Partial{-std::numeric_limits<float>::infinity(), 0.f});
       acc.assign(size_t(rows * d), 0.f);
       for (int64_t s = s0; s < s1; ++s) {
+        const uint8_t* chunk = chunk_k(kv, h, s);
+        if (chunk == nullptr) continue;  // an empty slot of this head
         const int64_t most = visible_tokens(kv, s, causal_base, i1 - 1);
         if (most <= 0) continue;
-        const uint8_t* chunk = chunk_k(kv, h, s);
         if (i1 - i0 == 1) {
           // One query (decode): read the chunk in its stored dtype, once for the whole group.
           const float* qg = q + (i0 * n_heads + h * group) * d;
@@ -116,9 +121,7 @@ void attention_paged(const float* q, int64_t n_q, int64_t n_heads, const PagedKv
         for (int64_t i = i0; i < i1; ++i) {
           for (int64_t g = 0; g < group; ++g) {
             const int64_t row = (i - i0) * group + g;
-            const float inv = state[size_t(row)].l > 0.f ? 1.f / state[size_t(row)].l : 0.f;
-            float* o = out + (i * n_heads + h * group + g) * d;
-            for (int64_t c = 0; c < d; ++c) o[c] = acc[size_t(row * d + c)] * inv;
+            emit(i, h * group + g, state[size_t(row)], acc.data() + row * d);
           }
         }
       } else {
@@ -129,26 +132,72 @@ void attention_paged(const float* q, int64_t n_q, int64_t n_heads, const PagedKv
     }
   });
 
-  if (n_splits > 1) {  // merge the splits of the single query
+  if (n_splits > 1) {  // merge the splits of the single query, then emit
+    std::vector<float> merged(static_cast<size_t>(d));
     for (int64_t h = 0; h < kv.n_kv_heads; ++h) {
       for (int64_t g = 0; g < group; ++g) {
-        float m = -std::numeric_limits<float>::infinity();
-        for (int64_t s = 0; s < n_splits; ++s) m = std::max(m, split_state[size_t((h * n_splits + s) * group + g)].m);
-        float* o = out + (h * group + g) * d;
-        std::fill(o, o + d, 0.f);
-        float l = 0.f;
+        Partial total{-std::numeric_limits<float>::infinity(), 0.f};
+        for (int64_t s = 0; s < n_splits; ++s) total.m = std::max(total.m, split_state[size_t((h * n_splits + s) * group + g)].m);
+        std::fill(merged.begin(), merged.end(), 0.f);
         for (int64_t s = 0; s < n_splits; ++s) {
           const int64_t idx = (h * n_splits + s) * group + g;
           const Partial& st = split_state[size_t(idx)];
           if (st.l == 0.f) continue;
-          const float w = std::exp(st.m - m);
-          l += st.l * w;
-          for (int64_t c = 0; c < d; ++c) o[c] += split_acc[size_t(idx * d + c)] * w;
+          const float w = std::exp(st.m - total.m);
+          total.l += st.l * w;
+          for (int64_t c = 0; c < d; ++c) merged[size_t(c)] += split_acc[size_t(idx * d + c)] * w;
         }
-        const float inv = l > 0.f ? 1.f / l : 0.f;
-        for (int64_t c = 0; c < d; ++c) o[c] *= inv;
+        emit(0, h * group + g, total, merged.data());
       }
     }
+  }
+}
+
+}  // namespace
+
+void attention_paged(const float* q, int64_t n_q, int64_t n_heads, const PagedKv& kv, float scale,
+                     int64_t causal_base, float* out, ThreadPool& pool) {
+  const int64_t d = kv.head_dim;
+  attend(q, n_q, n_heads, kv, scale, causal_base, pool,
+         [&](int64_t i, int64_t hq, const Partial& st, const float* acc) {
+           const float inv = st.l > 0.f ? 1.f / st.l : 0.f;
+           float* o = out + (i * n_heads + hq) * d;
+           for (int64_t c = 0; c < d; ++c) o[c] = acc[c] * inv;
+         });
+}
+
+void AttentionState::reset(int64_t nq, int64_t nh, int64_t hd) {
+  n_q = nq;
+  n_heads = nh;
+  head_dim = hd;
+  m.assign(size_t(nq * nh), -std::numeric_limits<float>::infinity());
+  l.assign(size_t(nq * nh), 0.f);
+  acc.assign(size_t(nq * nh * hd), 0.f);
+}
+
+void attention_paged_accumulate(const float* q, const PagedKv& kv, float scale, int64_t causal_base,
+                                AttentionState* state, ThreadPool& pool) {
+  const int64_t d = kv.head_dim, n_heads = state->n_heads;
+  attend(q, state->n_q, n_heads, kv, scale, causal_base, pool,
+         [&](int64_t i, int64_t hq, const Partial& part, const float* part_acc) {
+           if (part.l == 0.f) return;  // this piece showed the row nothing
+           const size_t row = size_t(i * n_heads + hq);
+           float& m = state->m[row];
+           float& l = state->l[row];
+           float* acc = state->acc.data() + row * size_t(d);
+           const float m_new = std::max(m, part.m);
+           const float w_old = std::exp(m - m_new), w_part = std::exp(part.m - m_new);  // exp(-inf) = 0
+           l = l * w_old + part.l * w_part;
+           for (int64_t c = 0; c < d; ++c) acc[c] = acc[c] * w_old + part_acc[c] * w_part;
+           m = m_new;
+         });
+}
+
+void attention_finish(const AttentionState& state, float* out) {
+  const int64_t d = state.head_dim;
+  for (int64_t row = 0; row < state.n_q * state.n_heads; ++row) {
+    const float inv = state.l[size_t(row)] > 0.f ? 1.f / state.l[size_t(row)] : 0.f;
+    for (int64_t c = 0; c < d; ++c) out[row * d + c] = state.acc[size_t(row * d + c)] * inv;
   }
 }
 
@@ -165,21 +214,28 @@ void attention_paged_reference(const float* q, int64_t n_q, int64_t n_heads, con
       double mx = -std::numeric_limits<double>::infinity();
       for (int64_t t = 0; t < n_vis; ++t) {
         const uint8_t* chunk = chunk_k(kv, h, t / pt);
+        if (chunk == nullptr) {  // an empty slot: its tokens take no weight
+          scores[size_t(t)] = -std::numeric_limits<double>::infinity();
+          continue;
+        }
         double s = 0;
         for (int64_t c = 0; c < d; ++c) s += double(qv[c]) * load_as_f32(chunk, kv.dtype, size_t((t % pt) * d + c));
         scores[size_t(t)] = s * scale;
         mx = std::max(mx, scores[size_t(t)]);
       }
       double sum = 0;
-      for (int64_t t = 0; t < n_vis; ++t) sum += (scores[size_t(t)] = std::exp(scores[size_t(t)] - mx));
+      if (mx > -std::numeric_limits<double>::infinity()) {
+        for (int64_t t = 0; t < n_vis; ++t) sum += (scores[size_t(t)] = std::exp(scores[size_t(t)] - mx));
+      }
       float* o = out + (i * n_heads + hq) * d;
       for (int64_t c = 0; c < d; ++c) {
         double v = 0;
         for (int64_t t = 0; t < n_vis; ++t) {
+          if (chunk_k(kv, h, t / pt) == nullptr) continue;
           const uint8_t* chunk = chunk_k(kv, h, t / pt) + half;
           v += scores[size_t(t)] * load_as_f32(chunk, kv.dtype, size_t((t % pt) * d + c));
         }
-        o[c] = n_vis > 0 ? float(v / sum) : 0.f;
+        o[c] = sum > 0 ? float(v / sum) : 0.f;
       }
     }
   }

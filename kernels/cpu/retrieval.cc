@@ -11,26 +11,38 @@
 
 namespace freekv {
 
-void page_digest(const void* keys, DType dtype, int64_t n_tokens, int64_t head_dim, DigestKind kind,
-                 float* upper, float* lower) {
+void page_key_stats(const void* keys, DType dtype, int64_t n_tokens, int64_t head_dim, float* stats) {
   std::vector<float> k(static_cast<size_t>(n_tokens * head_dim));
   cpu_primitives().to_f32(keys, dtype, k.data(), n_tokens * head_dim);
+  float* mx = stats;
+  float* mn = stats + head_dim;
+  float* mad = stats + 2 * head_dim;
   for (int64_t i = 0; i < head_dim; ++i) {
-    float mx = -std::numeric_limits<float>::infinity(), mn = std::numeric_limits<float>::infinity();
+    mx[i] = -std::numeric_limits<float>::infinity();
+    mn[i] = std::numeric_limits<float>::infinity();
     for (int64_t t = 0; t < n_tokens; ++t) {
-      mx = std::max(mx, k[size_t(t * head_dim + i)]);
-      mn = std::min(mn, k[size_t(t * head_dim + i)]);
+      mx[i] = std::max(mx[i], k[size_t(t * head_dim + i)]);
+      mn[i] = std::min(mn[i], k[size_t(t * head_dim + i)]);
     }
+    const float c = 0.5f * (mx[i] + mn[i]);
+    float r = 0.f;
+    for (int64_t t = 0; t < n_tokens; ++t) r += std::fabs(k[size_t(t * head_dim + i)] - c);
+    mad[i] = n_tokens > 0 ? r / float(n_tokens) : 0.f;
+  }
+}
+
+void digest_from_stats(const float* stats, int64_t head_dim, DigestKind kind, float* upper, float* lower) {
+  const float* mx = stats;
+  const float* mn = stats + head_dim;
+  const float* mad = stats + 2 * head_dim;
+  for (int64_t i = 0; i < head_dim; ++i) {
     if (kind == DigestKind::kMinMax) {
-      upper[i] = mx;
-      lower[i] = mn;
+      upper[i] = mx[i];
+      lower[i] = mn[i];
     } else {
-      const float c = 0.5f * (mx + mn);
-      float r = 0.f;
-      for (int64_t t = 0; t < n_tokens; ++t) r += std::fabs(k[size_t(t * head_dim + i)] - c);
-      r /= float(n_tokens);
-      upper[i] = c + r;
-      lower[i] = c - r;
+      const float c = 0.5f * (mx[i] + mn[i]);
+      upper[i] = c + mad[i];
+      lower[i] = c - mad[i];
     }
   }
 }

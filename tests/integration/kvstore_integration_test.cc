@@ -40,7 +40,7 @@ class KvstoreProcessTest : public ::testing::Test {
     }
   }
 
-  std::vector<std::string> kvstore_args(const std::string& pool_size = "64MiB", const std::string& block = "128KiB") {
+  std::vector<std::string> kvstore_args(const std::string& pool_size = "64MiB", const std::string& block = "144KiB") {
     return {FREEKV_KVSTORE_BIN, "--listen",      "unix:" + socket_, "--pool-name", pool_,     "--pool-size",
             pool_size,          "--block-size",  block,             "--max-sessions", "32",   "--mlock=false"};
   }
@@ -140,7 +140,7 @@ TEST_F(KvstoreProcessTest, RestartRefusesAnotherGeometryAndKeepsTheSegment) {
 
   Child wrong = Child::spawn(kvstore_args("64MiB", "256KiB"));
   EXPECT_EQ(wrong.wait(10000), 1);
-  EXPECT_NE(wrong.output.find("block size (--block-size) is 128 KiB in the segment but 256 KiB here"),
+  EXPECT_NE(wrong.output.find("block size (--block-size) is 144 KiB in the segment but 256 KiB here"),
             std::string::npos)
       << wrong.output;
   Child wrong_size = Child::spawn(kvstore_args("32MiB"));

@@ -203,7 +203,6 @@ inline std::unique_ptr<Engine> reference_engine(const ServiceStack& s, const Ret
   EngineOptions o;
   o.retrieval = retrieval;
   o.kvstore_socket = s.kvstore_socket();
-  o.max_batch = 1;
   o.kv_memory = 256ull << 20;
   auto e = Engine::load(FREEKV_DEFAULT_MODEL_DIR, o);
   EXPECT_TRUE(e.ok()) << e.status();

@@ -192,6 +192,69 @@ TEST(Attention, CausalMaskHidesLaterTokens) {
   EXPECT_TRUE(changed);
 }
 
+TEST(Attention, EmptySlotsAreSkippedPerHead) {
+  // Heads attend different numbers of pages: head h leaves some middle slots empty (null chunks). The
+  // fast path, the reference and attention over a compacted copy of each head's pages must agree.
+  ThreadPool pool(2);
+  std::mt19937 rng(11);
+  const int64_t n_heads = 8, n_kv = 4, d = 64, pt = 16, n_tokens = 12 * pt + 5;
+  for (DType t : {DType::kBF16, DType::kF16}) {
+    TestKv kv = make_kv(n_kv, n_tokens, pt, d, t, rng);
+    const int64_t n_slots = kv.kv.n_slots;
+    // Head 0 keeps every slot, head 1 drops one, head 2 drops five, head 3 drops every slot but the last.
+    const std::vector<std::vector<int64_t>> empty = {{}, {4}, {1, 3, 5, 7, 9}, {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11}};
+    for (int64_t h = 0; h < n_kv; ++h)
+      for (int64_t s : empty[size_t(h)]) kv.ptrs[size_t(h * n_slots + s)] = nullptr;
+    auto q = random_vec(size_t(n_heads * d), rng);
+    std::vector<float> got(q.size()), want(q.size());
+    attention_paged(q.data(), 1, n_heads, kv.kv, 0.125f, -1, got.data(), pool);
+    attention_paged_reference(q.data(), 1, n_heads, kv.kv, 0.125f, -1, want.data());
+    expect_close(got, want, 1e-5f, "attention with empty slots vs reference");
+    // Each head alone, over only the slots it holds, as a dense single-head view.
+    const int64_t group = n_heads / n_kv;
+    for (int64_t h = 0; h < n_kv; ++h) {
+      std::vector<const void*> held;
+      for (int64_t s = 0; s < n_slots; ++s)
+        if (kv.ptrs[size_t(h * n_slots + s)] != nullptr) held.push_back(kv.ptrs[size_t(h * n_slots + s)]);
+      PagedKv one{held.data(), int64_t(held.size()), pt, d, 1, (int64_t(held.size()) - 1) * pt + 5, t};
+      std::vector<float> alone(size_t(group * d)), slice(got.begin() + h * group * d, got.begin() + (h + 1) * group * d);
+      attention_paged_reference(q.data() + h * group * d, 1, group, one, 0.125f, -1, alone.data());
+      expect_close(slice, alone, 1e-5f, ("head " + std::to_string(h) + " alone over its held pages").c_str());
+    }
+  }
+}
+
+TEST(Attention, PiecesAccumulateToTheWholeAttention) {
+  // KV split into pieces (as prefill streams released pages in groups) and accumulated equals one
+  // pass: decode and a causal prefill chunk whose earlier context comes in three groups.
+  ThreadPool pool(2);
+  std::mt19937 rng(12);
+  const int64_t n_heads = 8, n_kv = 2, d = 64, pt = 16;
+  for (int64_t n_q : {int64_t(1), int64_t(24)}) {
+    const int64_t n_tokens = 20 * pt + 7, past = n_tokens - n_q;
+    TestKv kv = make_kv(n_kv, n_tokens, pt, d, DType::kBF16, rng);
+    auto q = random_vec(size_t(n_q * n_heads * d), rng);
+    std::vector<float> whole(q.size()), pieces(q.size());
+    const int64_t causal = n_q > 1 ? past : -1;
+    attention_paged(q.data(), n_q, n_heads, kv.kv, 0.125f, causal, whole.data(), pool);
+    // Pieces: slots [0,5), [5,9), [9,18) entirely before the chunk, then [18, end) holding the chunk.
+    const std::vector<int64_t> cuts = {0, 5, 9, 18, kv.kv.n_slots};
+    AttentionState st;
+    st.reset(n_q, n_heads, d);
+    for (size_t p = 0; p + 1 < cuts.size(); ++p) {
+      const int64_t a = cuts[p], b = cuts[p + 1], w = b - a;
+      std::vector<const void*> ptrs;
+      for (int64_t h = 0; h < n_kv; ++h)
+        for (int64_t s = a; s < b; ++s) ptrs.push_back(kv.ptrs[size_t(h * kv.kv.n_slots + s)]);
+      const bool last = b == kv.kv.n_slots;
+      PagedKv piece{ptrs.data(), w, pt, d, n_kv, last ? n_tokens - a * pt : w * pt, DType::kBF16};
+      attention_paged_accumulate(q.data(), piece, 0.125f, last && n_q > 1 ? past - a * pt : -1, &st, pool);
+    }
+    attention_finish(st, pieces.data());
+    expect_close(pieces, whole, 1e-5f, ("attention in four pieces, n_q=" + std::to_string(n_q)).c_str());
+  }
+}
+
 TEST(Rope, RotatesPairsByPositionAndKeepsNorm) {
   const int64_t d = 8;
   std::vector<float> inv = {1.f, 0.1f, 0.01f, 0.001f};
@@ -230,10 +293,10 @@ TEST(Retrieval, BoundScoresAvx2MatchesScalarAndBoundsEveryKey) {
   const int64_t d = 64, pt = 16, pages = 9;
   auto keys = random_vec(size_t(pages * pt * d), rng);
   std::string kb = to_dtype_bytes(keys, DType::kBF16);
-  std::vector<float> digests(size_t(pages * 2 * d));
+  std::vector<float> digests(size_t(pages * 2 * d)), stats(size_t(kKeyStatRows * d));
   for (int64_t j = 0; j < pages; ++j) {
-    page_digest(kb.data() + j * pt * d * 2, DType::kBF16, pt, d, DigestKind::kMinMax,
-                digests.data() + j * 2 * d, digests.data() + j * 2 * d + d);
+    page_key_stats(kb.data() + j * pt * d * 2, DType::kBF16, pt, d, stats.data());
+    digest_from_stats(stats.data(), d, DigestKind::kMinMax, digests.data() + j * 2 * d, digests.data() + j * 2 * d + d);
   }
   auto q = random_vec(size_t(d), rng);
   std::vector<float> s(static_cast<size_t>(pages)), ref(static_cast<size_t>(pages));
@@ -253,11 +316,15 @@ TEST(Retrieval, BoundScoresAvx2MatchesScalarAndBoundsEveryKey) {
 TEST(Retrieval, CenterMadDigestIsCentreAndMeanDeviation) {
   // One dimension, keys 0, 2, 10: centre 5, mean |k - 5| = (5 + 3 + 5) / 3.
   std::vector<float> k = {0.f, 2.f, 10.f};
-  float u, l;
-  page_digest(k.data(), DType::kF32, 3, 1, DigestKind::kCenterMad, &u, &l);
+  float stats[3], u, l;
+  page_key_stats(k.data(), DType::kF32, 3, 1, stats);
+  EXPECT_EQ(stats[0], 10.f);
+  EXPECT_EQ(stats[1], 0.f);
+  EXPECT_NEAR(stats[2], 13.f / 3, 1e-6);
+  digest_from_stats(stats, 1, DigestKind::kCenterMad, &u, &l);
   EXPECT_NEAR(u, 5.f + 13.f / 3, 1e-6);
   EXPECT_NEAR(l, 5.f - 13.f / 3, 1e-6);
-  page_digest(k.data(), DType::kF32, 3, 1, DigestKind::kMinMax, &u, &l);
+  digest_from_stats(stats, 1, DigestKind::kMinMax, &u, &l);
   EXPECT_EQ(u, 10.f);
   EXPECT_EQ(l, 0.f);
 }

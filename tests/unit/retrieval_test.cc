@@ -186,11 +186,9 @@ class NeedleTest : public PolicyTest {
       store_row(kv.k_row(0, h, kv.n_tokens()), zero);
       store_row(kv.v_row(0, h, kv.n_tokens()), zero);
     }
-    auto plan = seq.retriever().plan(0, q.data(), 1);
-    EXPECT_TRUE(plan.ok()) << plan.status();
     std::vector<float> out(q.size());
-    attention_paged(q.data(), 1, kHeads, plan->kv, 1.f / 8, plan->causal_base, out.data(), pool);
-    EXPECT_TRUE(seq.retriever().after_attention(0, q.data(), 1).ok());
+    auto plan = seq.attend(0, q.data(), 1, 1.f / 8, out.data(), pool);
+    EXPECT_TRUE(plan.ok()) << plan.status();
     const int32_t id = 1;
     EXPECT_TRUE(kv.commit(&id, 1).ok());
     std::vector<float> mean(kKvHeads, 0.f);
@@ -212,6 +210,7 @@ TEST_F(NeedleTest, SelectingPoliciesFindThePlantedPageAndStreamingCannot) {
   ThreadPool threads(2);
   auto client = KvstoreClient::connect(kvstore_->socket_path());
   ASSERT_TRUE(client.ok()) << client.status();
+  RecallQueue recalls(client->get());
   const auto d0 = unit(3), d1 = unit(40);
   // Query heads 0, 1 read KV head 0 and look along d0; heads 2, 3 read KV head 1 and look along d1.
   std::vector<float> q;
@@ -228,7 +227,7 @@ TEST_F(NeedleTest, SelectingPoliciesFindThePlantedPageAndStreamingCannot) {
     rc.budget = 40;  // 2 selected pages of 38 candidates
     auto info = (*client)->open_session("needle-" + std::to_string(session++), session_geometry(g), true);
     ASSERT_TRUE(info.ok()) << info.status();
-    Sequence seq(&pool, KvStoreBinding{client->get(), info->ref}, rc, kHeads, &threads);
+    Sequence seq(&pool, KvStoreBinding{&recalls, info->ref}, rc, kHeads, &threads);
     fill(seq, d0, d1);
     for (int s = 0; s < 3; ++s) {  // freekv: a synchronous first step, then speculative ones
       std::vector<float> mean = step(seq, q, threads);
@@ -241,11 +240,11 @@ TEST_F(NeedleTest, SelectingPoliciesFindThePlantedPageAndStreamingCannot) {
       }
     }
     if (p == PolicyKind::kFreekv) {
-      const RecallStats st = seq.retriever().total_stats();
+      const RetrievalStats st = seq.total_stats();
       EXPECT_EQ(st.correction_triggers, 0) << "the query did not move, so no head needed correction";
       EXPECT_GT(st.correction_checks, 0);
     }
-    ASSERT_TRUE(seq.retriever().drain().ok());
+    ASSERT_TRUE(seq.drain().ok());
     ASSERT_TRUE((*client)->close_session("needle-" + std::to_string(session - 1)).ok());
   }
 }
@@ -277,7 +276,7 @@ TEST_F(PolicyTest, RecalledChunksEqualOffloadedBytesOverALongBatchedGeneration) 
   };
   std::vector<float> logits;
   for (int s = 0; s < 3; ++s) {
-    ASSERT_TRUE(e->forward().step({{seqs[size_t(s)].get(), prompts[size_t(s)].data(), lengths[s], false}}, &logits).ok());
+    ASSERT_TRUE(step_all(e->forward(), {{seqs[size_t(s)].get(), prompts[size_t(s)].data(), lengths[s], false}}, &logits).ok());
     capture(s);
   }
   int64_t checked = 0;
@@ -285,12 +284,14 @@ TEST_F(PolicyTest, RecalledChunksEqualOffloadedBytesOverALongBatchedGeneration) 
   for (int step = 0; step < 150; ++step) {
     std::vector<StepInput> batch;
     for (int s = 0; s < 3; ++s) batch.push_back({seqs[size_t(s)].get(), &next[size_t(s)], 1, false});
-    ASSERT_TRUE(e->forward().step(batch, &logits).ok()) << "step " << step;
+    ASSERT_TRUE(step_all(e->forward(), batch, &logits).ok()) << "step " << step;
     for (int s = 0; s < 3; ++s) {
       next[size_t(s)] = int32_t(std::max_element(logits.begin() + s * g.n_layers * 0 + s * e->weights().config.vocab,
                                                  logits.begin() + (s + 1) * e->weights().config.vocab) -
                                 (logits.begin() + s * e->weights().config.vocab));
       capture(s);
+      // slot_pages() is what the slots hold once the background recalls land: land them first.
+      ASSERT_TRUE(seqs[size_t(s)]->drain().ok());
       TieredKv& kv = seqs[size_t(s)]->kv();
       for (int64_t l = 0; l < g.n_layers; ++l) {
         for (int64_t h = 0; h < g.n_kv_heads; ++h) {
@@ -319,7 +320,7 @@ TEST_F(PolicyTest, RecalledChunksEqualOffloadedBytesOverALongBatchedGeneration) 
   }
   std::printf("checked %lld recalled chunks byte for byte\n", (long long)checked);
   EXPECT_GT(checked, 1000);
-  for (auto& seq : seqs) ASSERT_TRUE(seq->retriever().drain().ok());
+  for (auto& seq : seqs) ASSERT_TRUE(seq->drain().ok());
 }
 
 }  // namespace

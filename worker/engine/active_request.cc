@@ -82,8 +82,11 @@ void ActiveRequest::sample(const float* row) {
   }
   out_.stats.generated_tokens = int64_t(out_.tokens.size());
   out_.stats.decode_seconds = seconds_between(first_token_, std::chrono::steady_clock::now());
-  out_.stats.retrieval = seq_->retriever().total_stats();
-  out_.stats.retrieval_per_layer = seq_->retriever().stats();
+  out_.stats.retrieval = seq_->total_stats();
+  out_.stats.retrieval_per_layer = seq_->stats();
+  const TieredKv& kv = seq_->kv();
+  out_.stats.kv_peak_bytes = kv.peak_blocks_held() * int64_t(kv.geometry().block_bytes());
+  out_.stats.digest_bytes = kv.digest_bytes();
 }
 
 }  // namespace freekv

@@ -1,5 +1,6 @@
 #include "worker/engine/forward.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "kernels/cpu/primitives.h"
@@ -7,7 +8,8 @@
 
 namespace freekv {
 
-absl::Status ForwardPass::step(const std::vector<StepInput>& inputs, std::vector<float>* logits) {
+absl::Status ForwardPass::step(const std::vector<StepInput>& inputs, std::vector<float>* logits,
+                               std::vector<absl::Status>* failed) {
   const ModelConfig& c = w_.config;
   const int64_t h = c.hidden, hd = c.head_dim, q_dim = int64_t(c.n_heads) * hd,
                 kv_dim = int64_t(c.n_kv_heads) * hd, inter = c.intermediate;
@@ -19,6 +21,7 @@ absl::Status ForwardPass::step(const std::vector<StepInput>& inputs, std::vector
     absl::Status s = inputs[i].seq->kv().reserve(inputs[i].n_tokens);
     if (!s.ok()) return s;
   }
+  failed->assign(inputs.size(), absl::OkStatus());
 
   x_.resize(size_t(rows * h));
   xn_.resize(size_t(rows * h));
@@ -51,7 +54,7 @@ absl::Status ForwardPass::step(const std::vector<StepInput>& inputs, std::vector
     }
     rope_apply(q_.data(), positions_.data(), w_.rope_inv_freq.data(), rows, c.n_heads, hd);
     rope_apply(k_.data(), positions_.data(), w_.rope_inv_freq.data(), rows, c.n_kv_heads, hd);
-    FREEKV_RETURN_IF_ERROR(attention_layer(inputs, l));
+    attention_layer(inputs, l, failed);
     matmul(attn_.data(), L.wo.data, L.wo.dtype, L.bo.empty() ? nullptr : L.bo.data(), xn_.data(), rows, q_dim, h, pool_);
     add_inplace(x_.data(), xn_.data(), rows * h);
 
@@ -62,7 +65,9 @@ absl::Status ForwardPass::step(const std::vector<StepInput>& inputs, std::vector
     matmul(gate_.data(), L.w_down.data, L.w_down.dtype, nullptr, xn_.data(), rows, inter, h, pool_);
     add_inplace(x_.data(), xn_.data(), rows * h);
   }
-  for (const StepInput& in : inputs) FREEKV_RETURN_IF_ERROR(in.seq->kv().commit(in.tokens, in.n_tokens));
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    if ((*failed)[i].ok()) (*failed)[i] = inputs[i].seq->kv().commit(inputs[i].tokens, inputs[i].n_tokens);
+  }
 
   // Logits only for the rows asked for: the vocabulary product is the largest one of the step.
   int64_t out_rows = 0;
@@ -84,14 +89,23 @@ absl::Status ForwardPass::step(const std::vector<StepInput>& inputs, std::vector
 }
 
 // Writes the new tokens' K/V into each sequence's pages, then attends each sequence's queries over
-// what its retrieval plan chose (causal within the new tokens).
-absl::Status ForwardPass::attention_layer(const std::vector<StepInput>& inputs, int64_t layer) {
+// what its retrieval policy chose (causal within the new tokens). A sequence that fails here drops
+// out: its attention rows are zeroed and it takes no further part in the step.
+void ForwardPass::attention_layer(const std::vector<StepInput>& inputs, int64_t layer, std::vector<absl::Status>* failed) {
   const ModelConfig& c = w_.config;
   const int64_t hd = c.head_dim, n_kv = c.n_kv_heads, q_dim = int64_t(c.n_heads) * hd;
   const CpuPrimitives& prim = cpu_primitives();
   const float scale = 1.f / std::sqrt(float(hd));
   int64_t r = 0;
-  for (const StepInput& in : inputs) {
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    const StepInput& in = inputs[i];
+    float* out = attn_.data() + r * q_dim;
+    float* q = q_.data() + r * q_dim;
+    if (!(*failed)[i].ok()) {
+      std::fill(out, out + in.n_tokens * q_dim, 0.f);
+      r += in.n_tokens;
+      continue;
+    }
     TieredKv& kv = in.seq->kv();
     const int64_t pos0 = kv.n_tokens();
     const DType kv_dtype = kv.geometry().dtype;
@@ -103,13 +117,14 @@ absl::Status ForwardPass::attention_layer(const std::vector<StepInput>& inputs, 
         prim.from_f32(vrow, kv_dtype, kv.v_row(layer, head, pos0 + t), hd);
       }
     }
-    const float* q = q_.data() + r * q_dim;
-    FREEKV_ASSIGN_OR_RETURN(AttentionPlan plan, in.seq->retriever().plan(layer, q, in.n_tokens));
-    attention_paged(q, in.n_tokens, c.n_heads, plan.kv, scale, plan.causal_base, attn_.data() + r * q_dim, pool_);
-    FREEKV_RETURN_IF_ERROR(in.seq->retriever().after_attention(layer, q, in.n_tokens));
+    if (query_override_ && in.n_tokens == 1) query_override_(in.seq, layer, q);
+    absl::StatusOr<LayerPlan> plan = in.seq->attend(layer, q, in.n_tokens, scale, out, pool_);
+    if (!plan.ok()) {
+      (*failed)[i] = plan.status();
+      std::fill(out, out + in.n_tokens * q_dim, 0.f);
+    }
     r += in.n_tokens;
   }
-  return absl::OkStatus();
 }
 
 }  // namespace freekv

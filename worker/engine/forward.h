@@ -2,10 +2,14 @@
 // tokens (a prefill chunk or a single decode token). Rows of all sequences go through the matrix
 // products together, so a decode batch reads the weights once; attention runs per sequence over its
 // own paged KV, after the new tokens' K/V have been written into it, over the pages its retrieval
-// policy chooses (Retriever::plan), and offloads the pages the step completed (TieredKv::commit).
+// policy chooses (Sequence::attend), and offloads the pages the step completed (TieredKv::commit).
+//
+// A sequence whose attention or offload fails (a recall, the kvstore full) drops out of the step on
+// its own: the others finish it and keep their tokens; nothing of the step is committed for it.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "common/thread_pool.h"
@@ -21,22 +25,30 @@ struct StepInput {
   bool all_logits;            // logits for every new token (true) or only the last one
 };
 
+// Replaces the post-RoPE queries of a decode row before attention: q[n_heads, head_dim] of `seq` at
+// `layer`. A benchmark seam (synthetic query dynamics drive retrieval); serving never sets one.
+using QueryOverride = std::function<void(const Sequence* seq, int64_t layer, float* q)>;
+
 class ForwardPass {
  public:
   ForwardPass(const ModelWeights& weights, ThreadPool& pool) : w_(weights), pool_(pool) {}
 
   // Appends every input's tokens to its KV and writes logits: for each input in order, n_tokens rows
-  // (all_logits) or one row, each [vocab] fp32, into *logits (resized). Fails with
-  // RESOURCE_EXHAUSTED, before any K/V is written, when the KV pool cannot hold the new tokens (pages
-  // already reserved for earlier inputs stay with their sequences and serve their next tokens).
-  // A failing recall or offload (kvstore gone) fails the step with the kvstore's status.
-  absl::Status step(const std::vector<StepInput>& inputs, std::vector<float>* logits);
+  // (all_logits) or one row, each [vocab] fp32, into *logits (resized). (*failed)[i] is OK, or why
+  // input i dropped out of the step (its rows of *logits are then meaningless and none of its tokens
+  // were committed). Returns RESOURCE_EXHAUSTED, before any K/V is written, when the KV pool cannot hold
+  // the new tokens (pages already reserved for earlier inputs stay with their sequences and serve their
+  // next tokens).
+  absl::Status step(const std::vector<StepInput>& inputs, std::vector<float>* logits, std::vector<absl::Status>* failed);
+
+  void set_query_override(QueryOverride fn) { query_override_ = std::move(fn); }
 
  private:
-  absl::Status attention_layer(const std::vector<StepInput>& inputs, int64_t layer);
+  void attention_layer(const std::vector<StepInput>& inputs, int64_t layer, std::vector<absl::Status>* failed);
 
   const ModelWeights& w_;
   ThreadPool& pool_;
+  QueryOverride query_override_;
   // Activations of the current step, reused across steps: [rows, dim] fp32.
   std::vector<float> x_, xn_, q_, k_, v_, attn_, gate_, up_, tmp_;
   std::vector<int32_t> positions_;

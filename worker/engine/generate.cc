@@ -7,9 +7,6 @@
 #include <unistd.h>
 
 namespace freekv {
-namespace {
-
-}  // namespace
 
 std::string StopStringFilter::push(std::string_view text) {
   if (stopped_) return {};
@@ -75,11 +72,21 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::load(const std::string& model_di
   e->kv_pool_ = std::make_unique<KvBlockPool>(g, options.kv_memory);
   e->forward_ = std::make_unique<ForwardPass>(*e->weights_, *e->threads_);
   if (!options.kvstore_socket.empty()) {
+    if (options.recall_staging_pairs < 1) {
+      return absl::InvalidArgumentError(absl::StrCat("--recall-staging-pairs must be >= 1, got ", options.recall_staging_pairs));
+    }
     KvstoreClient::Options ko;
     ko.worker_name = "freekv-engine";
-    // freekv keeps one recall in flight per (sequence, layer): one staging pair each.
-    ko.staging_pairs = uint32_t(std::max(1, options.max_batch) * c.n_layers);
-    FREEKV_ASSIGN_OR_RETURN(e->kvstore_, KvstoreClient::connect(options.kvstore_socket, ko));
+    // Recalls in flight share this bounded pool of staging pairs, whatever the depth and the batch.
+    ko.staging_pairs = uint32_t(options.recall_staging_pairs);
+    auto client = KvstoreClient::connect(options.kvstore_socket, ko);
+    if (!client.ok()) {
+      return absl::Status(client.status().code(), absl::StrCat("attaching to the kvstore with --recall-staging-pairs ",
+                                                               options.recall_staging_pairs, ": ",
+                                                               client.status().message()));
+    }
+    e->kvstore_ = std::move(*client);
+    e->recalls_ = std::make_unique<RecallQueue>(e->kvstore_.get());
   } else if (options.retrieval.offloaded()) {
     return absl::InvalidArgumentError(absl::StrCat("policy ", policy_name(options.retrieval.policy),
                                                    " offloads pages and needs a kvstore; give its socket (--kvstore)"));
@@ -95,7 +102,7 @@ absl::StatusOr<std::unique_ptr<Sequence>> Engine::new_sequence(const std::string
     if (!info.created) {
       return absl::AlreadyExistsError(absl::StrCat("kvstore session '", session_id, "' already exists"));
     }
-    binding = {kvstore_.get(), info.ref};
+    binding = {recalls_.get(), info.ref};
   }
   return std::make_unique<Sequence>(kv_pool_.get(), binding, options_.retrieval, weights_->config.n_heads, threads_.get());
 }
@@ -108,7 +115,7 @@ absl::StatusOr<std::unique_ptr<Sequence>> Engine::open_sequence(const std::strin
   }
   const KvGeometry& g = kv_pool_->geometry();
   FREEKV_ASSIGN_OR_RETURN(KvSessionInfo info, kvstore_->open_session(session_id, session_geometry(g), /*create_if_missing=*/true));
-  auto seq = std::make_unique<Sequence>(kv_pool_.get(), KvStoreBinding{kvstore_.get(), info.ref}, options_.retrieval,
+  auto seq = std::make_unique<Sequence>(kv_pool_.get(), KvStoreBinding{recalls_.get(), info.ref}, options_.retrieval,
                                         weights_->config.n_heads, threads_.get());
   if (info.created) return seq;
   FREEKV_ASSIGN_OR_RETURN(KvSessionStats st, kvstore_->session_stats(session_id));
@@ -118,7 +125,7 @@ absl::StatusOr<std::unique_ptr<Sequence>> Engine::open_sequence(const std::strin
   // sample from (a worker that died right after completing a page leaves no pending token).
   int64_t pages = ids.empty() ? 0 : (int64_t(ids.size()) - 1) / g.page_tokens;
   for (const KvLayerStats& l : st.layers) pages = std::min<int64_t>(pages, l.highest_page + 1);
-  RecallStats attach_stats;
+  RetrievalStats attach_stats;
   FREEKV_RETURN_IF_ERROR(seq->kv().attach(pages, int64_t(ids.size()), &attach_stats));
   replay->assign(ids.begin() + pages * g.page_tokens, ids.end());
   return seq;
@@ -172,40 +179,66 @@ absl::StatusOr<std::unique_ptr<ActiveRequest>> Engine::start_request(const Gener
                                                    " tokens; with this prompt and max tokens it would exceed the model's ",
                                                    weights_->config.max_positions, " positions"));
   }
+  const int64_t stored_before = (*seq)->kv().stored_tokens();
   auto active = std::make_unique<ActiveRequest>(weights_->config, *tokenizer_, options_.prefill_chunk, std::move(full),
                                                 std::move(*seq), std::move(on_text));
   active->private_session = !keep;
+  active->set_session_before(stored_before, int64_t(r.prompt.size()));
   active->result().stats.reused_tokens = reused;
   active->result().stats.prompt_tokens = int64_t(r.prompt.size());
   return active;
 }
 
-absl::StatusOr<GenerateResult> Engine::finish_request(std::unique_ptr<ActiveRequest> active) {
+Engine::Finished Engine::finish_request(std::unique_ptr<ActiveRequest> active, absl::Status failure) {
   const bool keep = !active->private_session;
   const std::string session = active->request().session_id;
-  absl::Status status = active->sequence().retriever().drain();
+  Sequence& seq = active->sequence();
+  absl::Status status = seq.drain();
   GenerateResult result = std::move(active->result());
-  // A kept session stores the last sampled token (it has no KV yet), so the next turn replays it.
-  if (status.ok() && keep && !result.tokens.empty()) status = active->sequence().kv().store_pending_token(result.tokens.back());
+  if (keep && status.ok()) {
+    if (failure.ok()) {
+      if (!result.tokens.empty()) status = seq.kv().store_pending_token(result.tokens.back());
+    } else {
+      // Keep what the client was answered: the prompt and every generated token (the last one without
+      // KV yet), or, when nothing was generated, what the session held before this turn.
+      const int64_t before = active->session_tokens_before();
+      const int64_t target = result.tokens.empty()
+                                 ? before
+                                 : before + active->new_prompt_tokens() + int64_t(result.tokens.size());
+      status = seq.kv().truncate_store(std::min(target, seq.kv().stored_tokens()));
+      if (status.ok() && seq.kv().stored_tokens() + 1 == target) status = seq.kv().store_pending_token(result.tokens.back());
+      if (status.ok() && seq.kv().stored_tokens() != target) {
+        status = absl::InternalError(absl::StrCat("session '", session, "' holds ", seq.kv().stored_tokens(),
+                                                  " token ids after a failed turn, expected ", target));
+      }
+    }
+  }
+  Finished out;
+  out.session_tokens = keep ? seq.kv().stored_tokens() : 0;
   active.reset();  // local pages back to the pool before the kvstore forgets a private session
   if (!keep) status.Update(close_sequence_session(session));
-  if (!status.ok()) return status;
-  return result;
+  if (!failure.ok()) {
+    out.result = failure;
+  } else if (!status.ok()) {
+    out.result = status;
+  } else {
+    out.result = std::move(result);
+  }
+  return out;
 }
 
 absl::StatusOr<GenerateResult> Engine::generate(const GenerateRequest& r,
                                                 const std::function<void(std::string_view)>& on_text) {
   FREEKV_ASSIGN_OR_RETURN(std::unique_ptr<ActiveRequest> active, start_request(r, on_text));
   std::vector<float> logits;
+  std::vector<absl::Status> failed;
   while (!active->finished()) {
-    absl::Status s = forward_->step({active->next_input()}, &logits);
-    if (!s.ok()) {
-      (void)finish_request(std::move(active));  // releases its pages and private session
-      return s;
-    }
+    absl::Status s = forward_->step({active->next_input()}, &logits, &failed);
+    if (s.ok()) s = failed[0];
+    if (!s.ok()) return finish_request(std::move(active), s).result;
     active->accept(logits.data());
   }
-  return finish_request(std::move(active));
+  return finish_request(std::move(active)).result;
 }
 
 }  // namespace freekv

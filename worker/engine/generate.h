@@ -30,7 +30,7 @@ struct EngineOptions {
   uint64_t kv_memory = 16ull << 30;       // bytes of local KV pages across all sequences
   RetrievalConfig retrieval;              // policy and budget
   std::string kvstore_socket;             // freekv-kvstore's unix socket; empty = no offload
-  int max_batch = 4;                      // sequences stepped together (sizes the recall staging)
+  int recall_staging_pairs = 8;           // recalls in flight at once, shared by every sequence and layer
 };
 
 class Engine {
@@ -55,10 +55,19 @@ class Engine {
 
   // The two ends of generate(), for a step loop that runs several requests together:
   // start_request() validates, opens (or resumes) the request's sequence and returns it ready to step;
-  // finish_request() waits for its recalls, keeps or closes its kvstore session, and returns the result.
+  // finish_request() waits for its recalls, settles its kvstore session and returns the result.
+  //
+  // A kept session that ends well stores the last sampled token (it has no KV yet) for the next turn to
+  // replay. One that ends with `failure` (an error, a cancellation) keeps only what its client was
+  // given an answer for: its prompt and the tokens generated, if any token was; otherwise it goes back
+  // to what it held before the turn. Either way no token is stored twice and none the client never got.
   absl::StatusOr<std::unique_ptr<ActiveRequest>> start_request(const GenerateRequest& request,
                                                               std::function<void(std::string_view)> on_text);
-  absl::StatusOr<GenerateResult> finish_request(std::unique_ptr<ActiveRequest> request);
+  struct Finished {
+    absl::StatusOr<GenerateResult> result;
+    int64_t session_tokens = 0;  // token ids the kept session holds afterwards (0 for a private one)
+  };
+  Finished finish_request(std::unique_ptr<ActiveRequest> request, absl::Status failure = absl::OkStatus());
 
   // INVALID_ARGUMENT naming the problem: empty prompt, ids outside the vocabulary, max_tokens < 1,
   // prompt + max_tokens beyond the model's positions, bad sampling values.
@@ -80,6 +89,7 @@ class Engine {
   std::unique_ptr<KvBlockPool> kv_pool_;
   std::unique_ptr<ForwardPass> forward_;
   std::unique_ptr<KvstoreClient> kvstore_;
+  std::unique_ptr<RecallQueue> recalls_;
   uint64_t private_sessions_ = 0;
 };
 

@@ -31,8 +31,10 @@ struct GenerateStats {
   int64_t generated_tokens = 0;
   double prefill_seconds = 0;             // whole prompt, up to and including the first token's logits
   double decode_seconds = 0;              // every later step
-  RecallStats retrieval;                  // summed over layers and steps
-  std::vector<RecallStats> retrieval_per_layer;
+  RetrievalStats retrieval;               // summed over layers and steps
+  std::vector<RetrievalStats> retrieval_per_layer;
+  int64_t kv_peak_bytes = 0;              // most of the worker's KV memory the sequence held at once
+  int64_t digest_bytes = 0;               // page digests kept for selection at the end (grow with the context)
 };
 
 struct GenerateResult {

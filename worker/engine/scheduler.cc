@@ -70,7 +70,7 @@ struct Scheduler::Running {
   bool done = false;
   Job::Clock::time_point admitted;
   Job::Clock::time_point last_token;  // when the previous tokens were published
-  RecallStats recall_seen;            // the sequence's recall counts already reported to the observer
+  RetrievalStats recall_seen;         // the sequence's recall counts already reported to the observer
 };
 
 Scheduler::Scheduler(Engine* engine, SchedulerOptions options) : engine_(engine), options_(options) {
@@ -142,6 +142,9 @@ std::optional<SessionResidency> Scheduler::residency(const std::string& session_
       res.page_bytes = int64_t(g.block_bytes());
       res.chunk_bytes = int64_t(g.chunk_bytes());
       res.tokens = kv.n_tokens();
+      res.kv_bytes = kv.blocks_held() * res.page_bytes;
+      res.kv_peak_bytes = kv.peak_blocks_held() * res.page_bytes;
+      res.digest_bytes = kv.digest_bytes();
       const int64_t pages = (kv.n_tokens() + g.page_tokens - 1) / g.page_tokens;
       for (int64_t l = 0; l < g.n_layers; ++l) {
         SessionResidency::Layer layer;
@@ -297,13 +300,14 @@ void Scheduler::step() {
   inputs.reserve(batch.size());
   for (Running* r : batch) inputs.push_back(r->active->next_input());
   const Job::Clock::time_point started = Job::Clock::now();
-  absl::Status s = engine_->forward().step(inputs, &logits_);
+  std::vector<absl::Status> failed;
+  absl::Status s = engine_->forward().step(inputs, &logits_, &failed);
   steps_.fetch_add(1);
   if (options_.observer != nullptr) {
-    RecallStats recall;
+    RetrievalStats recall;
     int64_t prefill_rows = 0;
     for (size_t i = 0; i < batch.size(); ++i) {
-      const RecallStats total = batch[i]->active->sequence().retriever().total_stats();
+      const RetrievalStats total = batch[i]->active->sequence().total_stats();
       recall += total - batch[i]->recall_seen;
       batch[i]->recall_seen = total;
       if (batch[i]->fed < batch[i]->prompt) prefill_rows += inputs[i].n_tokens;
@@ -311,14 +315,11 @@ void Scheduler::step() {
     options_.observer->on_step(int(batch.size()), rows, prefill_rows, seconds(Job::Clock::now() - started), recall);
   }
   if (!s.ok()) {
-    if (s.code() == absl::StatusCode::kResourceExhausted) {
-      // The pool cannot hold this step's tokens: the youngest request gives its pages back.
-      finish(batch.back(), absl::ResourceExhaustedError(absl::StrCat(
-                               "the worker's KV memory is full (", std::string(s.message()),
-                               "); retry later, shorten the request, or start the worker with more --kv-memory")));
-    } else {
-      for (Running* r : batch) finish(r, s);
-    }
+    // The pool cannot hold this step's tokens (nothing was written): the youngest request gives its
+    // pages back and the others step again.
+    finish(batch.back(), absl::ResourceExhaustedError(absl::StrCat(
+                             "the worker's KV memory is full (", std::string(s.message()),
+                             "); retry later, shorten the request, or start the worker with more --kv-memory")));
     remove_finished();
     return;
   }
@@ -326,6 +327,11 @@ void Scheduler::step() {
   int64_t row = 0;
   for (size_t i = 0; i < batch.size(); ++i) {
     Running* r = batch[i];
+    if (!failed[i].ok()) {  // dropped out of the step on its own: only its request fails
+      finish(r, failed[i]);
+      row += inputs[i].all_logits ? inputs[i].n_tokens : 1;
+      continue;
+    }
     const bool prefill = r->fed < r->prompt;
     if (prefill) {
       r->fed += inputs[i].n_tokens;
@@ -356,13 +362,9 @@ void Scheduler::step() {
 void Scheduler::finish(Running* r, absl::Status failure) {
   if (r->done) return;
   r->done = true;
-  // Stored ids after finish_request(): the reused ones, what was fed of the prompt, and every generated
-  // token (the last one stored without KV, for the next turn to replay).
-  const int64_t session_tokens =
-      r->active->result().stats.reused_tokens + r->fed + int64_t(r->active->result().tokens.size());
-  absl::StatusOr<GenerateResult> result = engine_->finish_request(std::move(r->active));
-  if (!failure.ok()) result = failure;
-  r->job->session_tokens_ = r->job->request().session_id.empty() ? 0 : session_tokens;
+  Engine::Finished finished = engine_->finish_request(std::move(r->active), failure);
+  absl::StatusOr<GenerateResult> result = std::move(finished.result);
+  r->job->session_tokens_ = finished.session_tokens;
   if (!r->text.empty()) {
     r->job->publish({}, r->text);
     r->text.clear();

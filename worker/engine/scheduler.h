@@ -14,8 +14,10 @@
 // session keeps what was generated so far in the kvstore (its last sampled token included).
 //
 // A session has at most one request queued or running: a second one is FAILED_PRECONDITION.
-// KV memory running out mid-step fails the most recently admitted request of the step with
-// RESOURCE_EXHAUSTED; the others continue.
+// The worker's KV memory running out before a step fails the most recently admitted request of the
+// step with RESOURCE_EXHAUSTED and the step runs again without it. A sequence that fails inside a step
+// (a recall fails, the kvstore is full when its pages are offloaded) fails its own request only; the
+// others keep their tokens, and its kept session is settled as Engine::finish_request says.
 #pragma once
 
 #include <atomic>
@@ -42,7 +44,7 @@ class SchedulerObserver {
   virtual ~SchedulerObserver() = default;
   // One forward step: `sequences` in the batch, `rows` token rows of which `prefill_rows` were prompt
   // tokens, `seconds` of wall time, and the recall and correction counts the step's sequences added.
-  virtual void on_step(int sequences, int64_t rows, int64_t prefill_rows, double seconds, const RecallStats& recall) = 0;
+  virtual void on_step(int sequences, int64_t rows, int64_t prefill_rows, double seconds, const RetrievalStats& recall) = 0;
   // `tokens` newly sampled tokens of one request. With `first` they include its first token and
   // `seconds` counts from the request's arrival (queueing included); otherwise from its previous tokens.
   virtual void on_tokens(int64_t tokens, double seconds, bool first) = 0;
@@ -109,6 +111,9 @@ struct SessionResidency {
   int64_t page_bytes = 0;         // one page of one layer, all KV heads
   int64_t chunk_bytes = 0;        // one KV head's share of a page
   int64_t tokens = 0;             // tokens with KV in the sequence
+  int64_t kv_bytes = 0;           // the worker's KV memory it holds now (pages, slots, a streaming group)
+  int64_t kv_peak_bytes = 0;      // ... and the most it held at once
+  int64_t digest_bytes = 0;       // page digests kept for selection
 };
 
 struct SchedulerLoad {
@@ -145,6 +150,7 @@ class Scheduler {
   void admit(std::shared_ptr<Job> job);
   void step();
   void finish(Running* r, absl::Status failure);
+  // Fails the inputs of a step that dropped out of it; the rest of the batch is unaffected.
   // Completes the job and tells the observer.
   void complete(Job& job, absl::StatusOr<GenerateResult> result);
   void remove_finished();

@@ -48,7 +48,10 @@ void SequenceKv::adopt_released(int64_t n_pages) {
 
 void SequenceKv::release(int64_t layer, int64_t page) {
   int32_t& b = pages_[size_t(layer)][size_t(page)];
-  if (b >= 0) pool_->release(b);
+  if (b >= 0) {
+    pool_->release(b);
+    --held_;
+  }
   b = -1;
 }
 
@@ -56,6 +59,7 @@ absl::StatusOr<uint8_t*> SequenceKv::restore(int64_t layer, int64_t page) {
   int32_t& b = pages_[size_t(layer)][size_t(page)];
   if (b < 0) {
     FREEKV_ASSIGN_OR_RETURN(b, pool_->alloc());
+    ++held_;
   }
   return pool_->block(b);
 }
@@ -76,6 +80,7 @@ absl::Status SequenceKv::reserve(int64_t n) {
   size_t next = 0;
   for (auto& layer : pages_)
     for (int64_t i = 0; i < per_layer; ++i) layer.push_back(fresh[next++]);
+  held_ += int64_t(fresh.size());
   return absl::OkStatus();
 }
 

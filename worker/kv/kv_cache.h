@@ -88,11 +88,14 @@ class SequenceKv {
   PagedKv view(int64_t layer, int64_t n_tokens, std::vector<const void*>* chunk_ptrs);
 
   int64_t n_pages() const { return pages_.empty() ? 0 : int64_t(pages_[0].size()); }
+  // Blocks this sequence holds (resident pages of every layer).
+  int64_t blocks_held() const { return held_; }
 
  private:
   KvBlockPool* pool_;
   std::vector<std::vector<int32_t>> pages_;  // [layer][logical page] -> block, -1 when released
   int64_t n_tokens_ = 0;
+  int64_t held_ = 0;
 };
 
 }  // namespace freekv

@@ -8,6 +8,7 @@
 
 #include "common/units.h"
 #include "freekv/v1/kvstore.grpc.pb.h"
+#include "proto/convert/kv_geometry.h"
 
 namespace freekv {
 
@@ -38,23 +39,6 @@ absl::Status from_grpc(const grpc::Status& s, const std::string& what) {
 
 void set_deadline(grpc::ClientContext* ctx) {
   ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(kControlDeadlineS));
-}
-
-v1::KvDType to_proto(DType t) {
-  switch (t) {
-    case DType::kF32: return v1::KV_DTYPE_F32;
-    case DType::kF16: return v1::KV_DTYPE_F16;
-    case DType::kBF16: return v1::KV_DTYPE_BF16;
-  }
-  return v1::KV_DTYPE_UNSPECIFIED;
-}
-
-DType from_proto(v1::KvDType t) {
-  switch (t) {
-    case v1::KV_DTYPE_F32: return DType::kF32;
-    case v1::KV_DTYPE_F16: return DType::kF16;
-    default: return DType::kBF16;
-  }
 }
 
 }  // namespace
@@ -165,12 +149,7 @@ absl::StatusOr<KvSessionInfo> KvstoreClient::open_session(const std::string& ses
                                                           bool create_if_missing) {
   v1::OpenSessionRequest req;
   req.set_session_id(session_id);
-  auto* pg = req.mutable_geometry();
-  pg->set_n_layers(g.n_layers);
-  pg->set_n_kv_heads(g.n_kv_heads);
-  pg->set_head_dim(g.head_dim);
-  pg->set_page_tokens(g.page_tokens);
-  pg->set_dtype(to_proto(g.dtype));
+  geometry_to_proto(g, req.mutable_geometry());
   req.set_create_if_missing(create_if_missing);
   v1::OpenSessionResponse resp;
   grpc::ClientContext ctx;
@@ -179,8 +158,7 @@ absl::StatusOr<KvSessionInfo> KvstoreClient::open_session(const std::string& ses
   const v1::SessionInfo& s = resp.session();
   KvSessionInfo info;
   info.id = s.session_id();
-  info.geometry = KvSessionGeometry{s.geometry().n_layers(), s.geometry().n_kv_heads(), s.geometry().head_dim(),
-                                    s.geometry().page_tokens(), from_proto(s.geometry().dtype())};
+  FREEKV_ASSIGN_OR_RETURN(info.geometry, geometry_from_proto(s.geometry()));
   info.ref = SessionRef{s.slot(), s.generation()};
   info.created = resp.created();
   info.n_tokens = s.n_tokens();
@@ -278,9 +256,7 @@ absl::StatusOr<dp::Completion> KvstoreClient::next_completion(uint64_t seq, Tick
     const RingResult rr = completions_.try_pop(&c);
     if (rr == RingResult::kOk) {
       if (c.seq == seq) return c;
-      auto it = tickets_.find(c.seq);
-      if (it != tickets_.end()) it->second.stash.push_back(c);
-      // Anything else answers a request we stopped waiting for: dropped.
+      route_completion(c);
       continue;
     }
     if (rr == RingResult::kCorrupt) return absl::InternalError("the completion ring is corrupt");
@@ -296,6 +272,36 @@ absl::StatusOr<dp::Completion> KvstoreClient::next_completion(uint64_t seq, Tick
         },
         kWaitSliceNs, kSpinNs);
   }
+}
+
+void KvstoreClient::route_completion(const dp::Completion& c) {
+  auto it = tickets_.find(c.seq);
+  if (it == tickets_.end()) return;  // answers a request nobody waits for any more: dropped
+  Ticket& t = it->second;
+  if (!t.abandoned) {
+    t.stash.push_back(c);
+    return;
+  }
+  // A recall whose wait gave up: hand each buffer straight back, and free the pair once the kvstore
+  // is done with it (its last buffer, or its final answer).
+  const bool data = c.kind == uint32_t(dp::CompletionKind::kRecallData);
+  if (data && c.pair == t.pair && c.buffer <= 1) {
+    dp::Request r{};
+    r.op = uint32_t(dp::Op::kRelease);
+    r.pair = t.pair;
+    r.flags = c.buffer;
+    r.ticket = c.seq;
+    if (!send(r).ok()) return;  // the channel is gone: the pair stays out of use
+  }
+  if (!data || (c.flags & dp::kLastBuffer) != 0) {
+    pair_busy_[t.pair] = false;
+    tickets_.erase(it);
+  }
+}
+
+void KvstoreClient::poll_completions() {
+  dp::Completion c;
+  while (completions_.try_pop(&c) == RingResult::kOk) route_completion(c);
 }
 
 absl::StatusOr<dp::Completion> KvstoreClient::call(dp::Request r) {
@@ -335,7 +341,7 @@ static absl::StatusOr<dp::Request> page_range_request(dp::Op op, const char* wha
   r.session_slot = s.slot;
   r.session_generation = s.generation;
   r.layer = layer;
-  r.first_page = first_page;
+  r.first = first_page;
   r.count = uint32_t(n);
   return r;
 }
@@ -369,6 +375,15 @@ absl::Status KvstoreClient::commit_pages(SessionRef s, int layer, int64_t first_
 
 absl::Status KvstoreClient::discard_pages(SessionRef s, int layer, int64_t first_page, int n) {
   FREEKV_ASSIGN_OR_RETURN(dp::Request r, page_range_request(dp::Op::kDiscard, "discard_pages", s, layer, first_page, n));
+  return call(r).status();
+}
+
+absl::Status KvstoreClient::truncate(SessionRef s, uint64_t keep_tokens) {
+  dp::Request r{};
+  r.op = uint32_t(dp::Op::kTruncate);
+  r.session_slot = s.slot;
+  r.session_generation = s.generation;
+  r.first = int64_t(keep_tokens);
   return call(r).status();
 }
 
@@ -429,28 +444,29 @@ const uint8_t* KvstoreClient::committed_page(SessionRef s, int layer, int64_t pa
 
 // ---- recall ----
 
+uint32_t KvstoreClient::free_pairs() {
+  if (std::find(pair_busy_.begin(), pair_busy_.end(), false) == pair_busy_.end()) poll_completions();
+  return uint32_t(std::count(pair_busy_.begin(), pair_busy_.end(), false));
+}
+
 absl::StatusOr<uint64_t> KvstoreClient::post_recall(SessionRef s, int layer, const std::vector<RecallItem>& items,
-                                                    RecallMode mode) {
+                                                    RecallMode mode, RecallSource source) {
   if (items.size() > max_items_) {
     return absl::InvalidArgumentError(absl::StrCat("recall of ", items.size(), " items exceeds this channel's limit of ",
                                                    max_items_, " (Options::max_recall_items)"));
   }
-  uint32_t pair = n_pairs_;
-  for (uint32_t p = 0; p < n_pairs_; ++p) {
-    if (!pair_busy_[p]) {
-      pair = p;
-      break;
-    }
-  }
+  free_pairs();  // reclaims pairs of abandoned recalls that have ended
+  const uint32_t pair = uint32_t(std::find(pair_busy_.begin(), pair_busy_.end(), false) - pair_busy_.begin());
   const dp::SessionEntry* e = live_entry(s);
   if (e == nullptr) return absl::NotFoundError("post_recall: the session is closed or unknown");
-  const uint64_t chunk_bytes = e->geometry().chunk_bytes();
+  const uint64_t chunk_bytes =
+      source == RecallSource::kKeyStats ? e->geometry().head_key_stats_bytes() : e->geometry().chunk_bytes();
   if (pair == n_pairs_) {
     return absl::FailedPreconditionError(absl::StrCat("all ", n_pairs_,
                                                       " staging pairs carry a recall; wait_recall one first"));
   }
   auto* dst = reinterpret_cast<dp::RecallItem*>(channel_->data() + ch_hdr_->items_offset) + uint64_t(pair) * max_items_;
-  for (size_t i = 0; i < items.size(); ++i) dst[i] = dp::RecallItem{items[i].kv_head, items[i].page};
+  std::copy(items.begin(), items.end(), dst);
   dp::Request r{};
   r.op = uint32_t(dp::Op::kRecall);
   r.session_slot = s.slot;
@@ -458,7 +474,8 @@ absl::StatusOr<uint64_t> KvstoreClient::post_recall(SessionRef s, int layer, con
   r.layer = layer;
   r.pair = pair;
   r.count = uint32_t(items.size());
-  r.flags = mode == RecallMode::kSingleBuffered ? dp::kRecallSingleBuffer : 0;
+  r.flags = (mode == RecallMode::kSingleBuffered ? dp::kRecallSingleBuffer : 0) |
+            (source == RecallSource::kKeyStats ? dp::kRecallKeyStats : 0);
   FREEKV_ASSIGN_OR_RETURN(uint64_t seq, send(r));
   pair_busy_[pair] = true;
   Ticket& t = tickets_[seq];
@@ -475,6 +492,7 @@ absl::Status KvstoreClient::wait_recall(uint64_t ticket,
     return absl::InvalidArgumentError(absl::StrCat("unknown recall ticket ", ticket, " (never posted, or waited already)"));
   }
   Ticket& t = it->second;
+  if (t.abandoned) return absl::InvalidArgumentError(absl::StrCat("recall ticket ", ticket, " was given up already"));
   const uint32_t pair = t.pair;
   auto finish = [&](absl::Status s, bool pair_reusable) {
     if (pair_reusable) pair_busy_[pair] = false;  // else the kvstore may still write into it: keep it out of use
@@ -483,7 +501,14 @@ absl::Status KvstoreClient::wait_recall(uint64_t ticket,
   };
   for (;;) {
     auto next = next_completion(ticket, &t);
-    if (!next.ok()) return finish(next.status(), false);
+    if (!next.ok()) {
+      if (!absl::IsDeadlineExceeded(next.status())) return finish(next.status(), false);
+      // Timed out: the kvstore may still be gathering into the pair. Give the recall up; its pair comes
+      // back when its remaining completions arrive (route_completion), so nothing leaks.
+      t.abandoned = true;
+      for (const dp::Completion& c : std::deque<dp::Completion>(std::move(t.stash))) route_completion(c);
+      return next.status();
+    }
     dp::Completion& c = *next;
     switch (dp::CompletionKind(c.kind)) {
       case dp::CompletionKind::kDone:

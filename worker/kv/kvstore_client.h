@@ -49,11 +49,8 @@ namespace freekv {
 
 using KvSessionGeometry = dp::SessionGeometry;  // layers, kv heads, head dim, page tokens, dtype
 
-// Data-plane handle of an open session (from open_session); stale once the session is closed.
-struct SessionRef {
-  uint32_t slot = 0;
-  uint64_t generation = 0;
-};
+using SessionRef = dp::SessionRef;  // from open_session; stale once the session is closed
+using RecallItem = dp::RecallItem;  // (kv_head, logical page of the recall's layer)
 
 struct KvSessionInfo {
   std::string id;
@@ -89,14 +86,14 @@ struct KvPoolStats {
   uint64_t pool_starts = 0;
 };
 
-struct RecallItem {
-  uint32_t kv_head = 0;
-  uint32_t page = 0;  // logical page of the recall's layer
-};
-
 enum class RecallMode {
   kDoubleBuffered,  // gather into one buffer while the other is consumed (the normal path)
   kSingleBuffered,  // one buffer, no overlap (a baseline for the benchmark)
+};
+
+enum class RecallSource {
+  kKv,        // an item is the chunk [2][page_tokens][head_dim] of (kv_head, page)
+  kKeyStats,  // an item is that head's key statistics [3][head_dim] fp32, stored after the page
 };
 
 class KvstoreClient {
@@ -140,6 +137,9 @@ class KvstoreClient {
   absl::Status commit_pages(SessionRef s, int layer, int64_t first_page, int n);
   // Gives back pages obtained with page_for_write and not committed.
   absl::Status discard_pages(SessionRef s, int layer, int64_t first_page, int n);
+  // Keeps the first keep_tokens token ids (≤ those stored) and the pages they fill completely; frees
+  // the rest (undoes a failed turn).
+  absl::Status truncate(SessionRef s, uint64_t keep_tokens);
 
   // ---- token ids ----
   // Appends ids (≥ 0) to the session's stored token ids (all or nothing per call).
@@ -150,11 +150,16 @@ class KvstoreClient {
   // ---- recall (data plane) ----
   // Posts a recall of `items` of `layer`; returns its ticket. Items are validated by the kvstore: an
   // uncommitted page, a page or head out of range, or an unknown session makes wait_recall fail with a
-  // message naming the item (nothing is copied then).
+  // message naming the item (nothing is copied then). FAILED_PRECONDITION when every pair is taken.
   absl::StatusOr<uint64_t> post_recall(SessionRef s, int layer, const std::vector<RecallItem>& items,
-                                       RecallMode mode = RecallMode::kDoubleBuffered);
-  // Waits for the recall and hands every chunk to consume(item_index, chunk) in item order.
+                                       RecallMode mode = RecallMode::kDoubleBuffered,
+                                       RecallSource source = RecallSource::kKv);
+  // Waits for the recall and hands every item to consume(item_index, bytes) in item order. A wait that
+  // times out (DEADLINE_EXCEEDED) gives the recall up: its staging pair returns to use by itself once
+  // the kvstore has finished with it.
   absl::Status wait_recall(uint64_t ticket, const std::function<void(int64_t item, const uint8_t* chunk)>& consume);
+  // Staging pairs free for post_recall now (reclaiming those of given-up recalls that have ended).
+  uint32_t free_pairs();
 
   // ---- direct reads (CPU) ----
   // The committed block of (session, layer, page) in the mapped pool, or nullptr when the page is not
@@ -176,14 +181,19 @@ class KvstoreClient {
     uint32_t next_item = 0;
     uint64_t chunk_bytes = 0;
     std::deque<dp::Completion> stash;  // completions that arrived while waiting for another request
+    bool abandoned = false;            // its wait timed out: remaining completions free the pair
   };
 
   KvstoreClient();
   absl::Status attach(const std::string& path, const Options& options);
   // Sends a request (assigns its seq) and returns the seq.
   absl::StatusOr<uint64_t> send(dp::Request r);
-  // The next completion for `seq`; completions of other tickets are stashed.
+  // The next completion for `seq`; completions of other tickets are routed (route_completion).
   absl::StatusOr<dp::Completion> next_completion(uint64_t seq, Ticket* ticket);
+  // Stashes a completion for its waiting ticket, or finishes off a given-up recall with it.
+  void route_completion(const dp::Completion& c);
+  // Routes every completion already on the ring (without waiting).
+  void poll_completions();
   absl::StatusOr<dp::Completion> call(dp::Request r);
   absl::Status channel_state_error() const;
   const dp::SessionEntry* live_entry(SessionRef s) const;

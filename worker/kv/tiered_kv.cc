@@ -1,253 +1,313 @@
 #include "worker/kv/tiered_kv.h"
 
 #include <algorithm>
-#include <chrono>
 #include <cstring>
 
-#include "common/check.h"
-
 namespace freekv {
-namespace {
 
-double seconds_since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
-
-}  // namespace
-
-RecallStats& RecallStats::operator+=(const RecallStats& o) {
-  pages_recalled += o.pages_recalled;
-  bytes_recalled += o.bytes_recalled;
-  sync_recalls += o.sync_recalls;
-  async_recalls += o.async_recalls;
-  recall_wait_seconds += o.recall_wait_seconds;
-  correction_checks += o.correction_checks;
-  correction_triggers += o.correction_triggers;
-  selection_steps += o.selection_steps;
-  return *this;
-}
-
-RecallStats RecallStats::operator-(const RecallStats& o) const {
-  RecallStats d = *this;
-  d.pages_recalled -= o.pages_recalled;
-  d.bytes_recalled -= o.bytes_recalled;
-  d.sync_recalls -= o.sync_recalls;
-  d.async_recalls -= o.async_recalls;
-  d.recall_wait_seconds -= o.recall_wait_seconds;
-  d.correction_checks -= o.correction_checks;
-  d.correction_triggers -= o.correction_triggers;
-  d.selection_steps -= o.selection_steps;
-  return d;
-}
+static_assert(kKeyStatRows == int64_t(dp::kKeyStatRows), "the kernels' key statistics must be what the kvstore stores");
 
 TieredKv::TieredKv(KvBlockPool* pool, KvStoreBinding store, int64_t selected_slots, DigestKind digest, bool keep_digests)
-    : local_(pool), store_(store), selected_slots_(selected_slots), digest_kind_(digest), keep_digests_(keep_digests) {
+    : pool_(pool), local_(pool), store_(store), selected_slots_(selected_slots), digest_kind_(digest),
+      keep_digests_(keep_digests) {
   const KvGeometry& g = pool->geometry();
-  slots_.resize(size_t(g.n_layers));
+  slot_blocks_.resize(size_t(g.n_layers));
   slot_pages_.resize(size_t(g.n_layers));
   digests_.resize(size_t(g.n_layers));
+  pending_.resize(size_t(g.n_layers));
   for (int64_t l = 0; l < g.n_layers; ++l) {
-    slots_[size_t(l)].assign(size_t(g.n_kv_heads), std::vector<uint8_t>(size_t(selected_slots) * g.chunk_bytes()));
     slot_pages_[size_t(l)].assign(size_t(g.n_kv_heads), std::vector<int32_t>(size_t(selected_slots), -1));
     digests_[size_t(l)].resize(size_t(g.n_kv_heads));
   }
 }
 
-TieredKv::~TieredKv() = default;
+TieredKv::~TieredKv() {
+  // The recall queue holds pointers into our slots until a recall lands: land them before the blocks go.
+  for (Pending& p : pending_) {
+    if (p.active()) store_.recalls->finish(p.handle, nullptr).IgnoreError();
+  }
+  for (const auto& layer : slot_blocks_)
+    for (int32_t b : layer) pool_->release(b);
+}
 
-absl::Status TieredKv::attach(int64_t committed_pages, int64_t stored_tokens, RecallStats* stats) {
+int64_t TieredKv::digest_bytes() const {
+  const KvGeometry& g = geometry();
+  return digested_pages_ * g.n_layers * g.n_kv_heads * 2 * g.head_dim * int64_t(sizeof(float)) * (keep_digests_ ? 1 : 0);
+}
+
+absl::Status TieredKv::reserve(int64_t n) {
+  FREEKV_RETURN_IF_ERROR(local_.reserve(n));
+  note_usage();
+  return absl::OkStatus();
+}
+
+// ---- offload and digests ----
+
+absl::Status TieredKv::commit(const int32_t* ids, int64_t n) {
+  const int64_t first = local_.n_tokens();
+  local_.commit(n);
+  FREEKV_RETURN_IF_ERROR(complete_pages(std::max(digested_pages_, offloaded_pages_), n_tokens() / geometry().page_tokens));
+  if (!offloads()) return absl::OkStatus();
+  // The ids go after their pages: a failure in between leaves pages past the stored ids, which a resume
+  // ignores. Ids the kvstore already holds (replayed after a resume) are not appended twice.
+  const int64_t skip = std::clamp<int64_t>(stored_tokens_ - first, 0, n);
+  if (n - skip > 0) {
+    FREEKV_RETURN_IF_ERROR(store_.client()->append_tokens(store_.session, ids + skip, n - skip));
+    stored_tokens_ += n - skip;
+  }
+  return absl::OkStatus();
+}
+
+// Pages [first_page, end_page) just completed: key statistics of every (layer, head), digests from
+// them, and with a kvstore the page and its statistics written into a pool block and committed.
+absl::Status TieredKv::complete_pages(int64_t first_page, int64_t end_page) {
+  if (first_page >= end_page || (!keep_digests_ && !offloads())) return absl::OkStatus();
+  const KvGeometry& g = geometry();
+  const dp::SessionGeometry sg = session_geometry(g);
+  const int64_t stats_floats = kKeyStatRows * g.head_dim;
+  std::vector<float> scratch(size_t(g.n_kv_heads * stats_floats));
+  constexpr int64_t kBatch = dp::kMaxAllocPages;  // pages per round trip to the kvstore
+  for (int64_t l = 0; l < g.n_layers; ++l) {
+    for (int64_t p = first_page; p < end_page; p += kBatch) {
+      const int n = int(std::min(kBatch, end_page - p));
+      std::vector<uint8_t*> dst;
+      if (offloads()) {
+        FREEKV_ASSIGN_OR_RETURN(dst, store_.client()->pages_for_write(store_.session, int(l), p, n));
+      }
+      for (int i = 0; i < n; ++i) {
+        const uint8_t* block = local_.block(l, p + i);
+        // Statistics go straight after the page in the pool block, or into scratch without a kvstore.
+        float* stats = scratch.data();
+        if (offloads()) {
+          std::memcpy(dst[size_t(i)], block, g.block_bytes());
+          stats = reinterpret_cast<float*>(dst[size_t(i)] + sg.page_bytes());
+        }
+        for (int64_t h = 0; h < g.n_kv_heads; ++h) {
+          float* st = stats + h * stats_floats;
+          page_key_stats(block + size_t(h) * g.chunk_bytes(), g.dtype, g.page_tokens, g.head_dim, st);
+          if (!keep_digests_) continue;
+          std::vector<float>& d = digests_[size_t(l)][size_t(h)];
+          d.resize(size_t((p + i + 1) * 2 * g.head_dim));
+          float* upper = d.data() + (p + i) * 2 * g.head_dim;
+          digest_from_stats(st, g.head_dim, digest_kind_, upper, upper + g.head_dim);
+        }
+      }
+      if (offloads()) FREEKV_RETURN_IF_ERROR(store_.client()->commit_pages(store_.session, int(l), p, n));
+    }
+  }
+  digested_pages_ = keep_digests_ ? end_page : 0;
+  if (offloads()) offloaded_pages_ = end_page;
+  return absl::OkStatus();
+}
+
+absl::Status TieredKv::attach(int64_t committed_pages, int64_t stored_tokens, RetrievalStats* stats) {
   local_.adopt_released(committed_pages);
   offloaded_pages_ = committed_pages;
   stored_tokens_ = stored_tokens;
-  for (int64_t l = 0; l < geometry().n_layers; ++l) FREEKV_RETURN_IF_ERROR(restore_all(l, stats));
-  return commit(nullptr, 0);  // digests of the adopted pages
+  if (!keep_digests_ || committed_pages == 0) return absl::OkStatus();
+  // Digests from the stored key statistics: no page crosses into this worker.
+  const KvGeometry& g = geometry();
+  const int64_t stats_floats = kKeyStatRows * g.head_dim;
+  std::vector<float> all(size_t(committed_pages * g.n_kv_heads * stats_floats));
+  for (int64_t l = 0; l < g.n_layers; ++l) {
+    RecallRequest r;
+    r.session = store_.session;
+    r.layer = int(l);
+    r.source = RecallSource::kKeyStats;
+    r.item_bytes = size_t(stats_floats) * sizeof(float);
+    for (int64_t h = 0; h < g.n_kv_heads; ++h) {
+      for (int64_t p = 0; p < committed_pages; ++p) {
+        r.items.push_back({uint32_t(h), uint32_t(p)});
+        r.destinations.push_back(reinterpret_cast<uint8_t*>(all.data() + (h * committed_pages + p) * stats_floats));
+      }
+    }
+    FREEKV_RETURN_IF_ERROR(store_.recalls->fetch(r, &stats->recall_wait_seconds));
+    for (int64_t h = 0; h < g.n_kv_heads; ++h) {
+      std::vector<float>& d = digests_[size_t(l)][size_t(h)];
+      d.resize(size_t(committed_pages * 2 * g.head_dim));
+      for (int64_t p = 0; p < committed_pages; ++p) {
+        float* upper = d.data() + p * 2 * g.head_dim;
+        digest_from_stats(all.data() + (h * committed_pages + p) * stats_floats, g.head_dim, digest_kind_, upper,
+                          upper + g.head_dim);
+      }
+    }
+  }
+  digested_pages_ = committed_pages;
+  return absl::OkStatus();
 }
 
 absl::Status TieredKv::store_pending_token(int32_t id) {
-  if (store_.client == nullptr) return absl::OkStatus();
-  FREEKV_RETURN_IF_ERROR(store_.client->append_tokens(store_.session, &id, 1));
+  if (!offloads()) return absl::OkStatus();
+  FREEKV_RETURN_IF_ERROR(store_.client()->append_tokens(store_.session, &id, 1));
   ++stored_tokens_;
   return absl::OkStatus();
 }
 
-absl::Status TieredKv::commit(const int32_t* ids, int64_t n) {
-  const KvGeometry& g = geometry();
-  const int64_t first = local_.n_tokens();
-  local_.commit(n);
-  const int64_t complete = n_tokens() / g.page_tokens;
-  if (keep_digests_) {
-    for (int64_t p = digested_pages_; p < complete; ++p) {
-      for (int64_t l = 0; l < g.n_layers; ++l) {
-        const uint8_t* block = local_.block(l, p);
-        for (int64_t h = 0; h < g.n_kv_heads; ++h) {
-          std::vector<float>& d = digests_[size_t(l)][size_t(h)];
-          d.resize(size_t((p + 1) * 2 * g.head_dim));
-          float* upper = d.data() + p * 2 * g.head_dim;
-          page_digest(block + size_t(h) * g.chunk_bytes(), g.dtype, g.page_tokens, g.head_dim, digest_kind_, upper,
-                      upper + g.head_dim);
-        }
-      }
-    }
-    digested_pages_ = complete;
-  }
-  if (store_.client == nullptr) return absl::OkStatus();
-  // Ids the kvstore already holds (replayed after a resume) are not appended twice.
-  const int64_t skip = std::clamp<int64_t>(stored_tokens_ - first, 0, n);
-  if (n - skip > 0) {
-    FREEKV_RETURN_IF_ERROR(store_.client->append_tokens(store_.session, ids + skip, n - skip));
-    stored_tokens_ += n - skip;
-  }
-  return offload_pages(offloaded_pages_, complete);
-}
-
-absl::Status TieredKv::offload_pages(int64_t first_page, int64_t end_page) {
-  const KvGeometry& g = geometry();
-  constexpr int64_t kBatch = 16;  // pages per round trip to the kvstore
-  for (int64_t l = 0; l < g.n_layers; ++l) {
-    for (int64_t p = first_page; p < end_page; p += kBatch) {
-      const int n = int(std::min(kBatch, end_page - p));
-      FREEKV_ASSIGN_OR_RETURN(std::vector<uint8_t*> dst, store_.client->pages_for_write(store_.session, int(l), p, n));
-      for (int i = 0; i < n; ++i) std::memcpy(dst[size_t(i)], local_.block(l, p + i), g.block_bytes());
-      FREEKV_RETURN_IF_ERROR(store_.client->commit_pages(store_.session, int(l), p, n));
-    }
-  }
-  offloaded_pages_ = end_page;
+absl::Status TieredKv::truncate_store(int64_t keep_tokens) {
+  if (!offloads() || keep_tokens >= stored_tokens_) return absl::OkStatus();
+  FREEKV_RETURN_IF_ERROR(store_.client()->truncate(store_.session, uint64_t(keep_tokens)));
+  stored_tokens_ = keep_tokens;
+  offloaded_pages_ = std::min(offloaded_pages_, keep_tokens / geometry().page_tokens);
   return absl::OkStatus();
 }
 
-absl::Status TieredKv::recall_into(int64_t layer, const std::vector<RecallItem>& items,
-                                   const std::function<uint8_t*(int64_t item)>& dest, RecallStats* stats) {
+// ---- recall ----
+
+absl::Status TieredKv::recall_now(int64_t layer, std::vector<RecallItem> items, std::vector<uint8_t*> destinations,
+                                  RetrievalStats* stats) {
   if (items.empty()) return absl::OkStatus();
-  if (store_.client == nullptr) {
-    return absl::FailedPreconditionError("a released page is needed but no kvstore holds it");
+  if (!offloads()) {
+    return absl::FailedPreconditionError(absl::StrCat("page ", items[0].page, " of layer ", layer,
+                                                      " is needed but was dropped and no kvstore holds it"));
   }
-  const size_t chunk = geometry().chunk_bytes();
-  const size_t per_recall = store_.client->max_recall_items();
-  for (size_t b = 0; b < items.size(); b += per_recall) {
-    std::vector<RecallItem> part(items.begin() + b, items.begin() + std::min(items.size(), b + per_recall));
-    auto t0 = std::chrono::steady_clock::now();
-    FREEKV_ASSIGN_OR_RETURN(uint64_t ticket, store_.client->post_recall(store_.session, int(layer), part));
-    FREEKV_RETURN_IF_ERROR(store_.client->wait_recall(ticket, [&](int64_t i, const uint8_t* src) {
-      std::memcpy(dest(int64_t(b) + i), src, chunk);
-    }));
-    stats->recall_wait_seconds += seconds_since(t0);
-    stats->sync_recalls += 1;
-    stats->pages_recalled += int64_t(part.size());
-    stats->bytes_recalled += int64_t(part.size() * chunk);
-  }
+  RecallRequest r;
+  r.session = store_.session;
+  r.layer = int(layer);
+  r.item_bytes = geometry().chunk_bytes();
+  const int64_t n = int64_t(items.size());
+  r.items = std::move(items);
+  r.destinations = std::move(destinations);
+  FREEKV_RETURN_IF_ERROR(store_.recalls->fetch(r, &stats->recall_wait_seconds));
+  stats->sync_recalls += 1;
+  stats->pages_recalled += n;
+  stats->bytes_recalled += n * int64_t(geometry().chunk_bytes());
   return absl::OkStatus();
 }
 
-absl::Status TieredKv::restore_all(int64_t layer, RecallStats* stats) {
-  const KvGeometry& g = geometry();
-  const int64_t pages = (n_tokens() + g.page_tokens - 1) / g.page_tokens;
-  std::vector<RecallItem> items;
-  std::vector<uint8_t*> blocks;
-  for (int64_t p = 0; p < pages; ++p) {
-    if (local_.resident(layer, p)) continue;
-    FREEKV_ASSIGN_OR_RETURN(uint8_t* block, local_.restore(layer, p));
-    for (int64_t h = 0; h < g.n_kv_heads; ++h) {
-      items.push_back({uint32_t(h), uint32_t(p)});
-      blocks.push_back(block + size_t(h) * g.chunk_bytes());
-    }
-  }
-  return recall_into(layer, items, [&](int64_t i) { return blocks[size_t(i)]; }, stats);
-}
-
-uint8_t* TieredKv::slot_chunk(int64_t layer, int64_t head, int64_t slot) {
-  return slots_[size_t(layer)][size_t(head)].data() + size_t(slot) * geometry().chunk_bytes();
-}
-
-absl::Status TieredKv::fill_now(int64_t layer, const std::vector<SlotFill>& fills, RecallStats* stats) {
-  const size_t chunk = geometry().chunk_bytes();
-  std::vector<RecallItem> items;
-  std::vector<uint8_t*> dests;
-  for (const SlotFill& f : fills) {
-    uint8_t* dst = slot_chunk(layer, f.head, f.slot);
-    if (local_.resident(layer, f.page)) {
-      std::memcpy(dst, local_.block(layer, f.page) + size_t(f.head) * chunk, chunk);
-    } else {
-      items.push_back({uint32_t(f.head), uint32_t(f.page)});
-      dests.push_back(dst);
-    }
-  }
-  FREEKV_RETURN_IF_ERROR(recall_into(layer, items, [&](int64_t i) { return dests[size_t(i)]; }, stats));
-  for (const SlotFill& f : fills) slot_pages_[size_t(layer)][size_t(f.head)][size_t(f.slot)] = f.page;
-  return absl::OkStatus();
-}
-
-absl::StatusOr<PendingFill> TieredKv::fill_async(int64_t layer, std::vector<SlotFill> fills, RecallStats* stats) {
-  PendingFill pending;
-  if (fills.empty()) return pending;
-  if (store_.client == nullptr || fills.size() > store_.client->max_recall_items()) {
-    FREEKV_RETURN_IF_ERROR(fill_now(layer, fills, stats));  // nothing to overlap with
-    return pending;
-  }
-  std::vector<RecallItem> items;
-  for (const SlotFill& f : fills) items.push_back({uint32_t(f.head), uint32_t(f.page)});
-  FREEKV_ASSIGN_OR_RETURN(pending.ticket, store_.client->post_recall(store_.session, int(layer), items));
-  pending.layer = layer;
-  pending.fills = std::move(fills);
-  stats->async_recalls += 1;
-  return pending;
-}
-
-absl::Status TieredKv::finish(PendingFill* pending, RecallStats* stats) {
-  if (!pending->active()) return absl::OkStatus();
-  const size_t chunk = geometry().chunk_bytes();
-  const int64_t layer = pending->layer;
-  auto t0 = std::chrono::steady_clock::now();
-  absl::Status s = store_.client->wait_recall(pending->ticket, [&](int64_t i, const uint8_t* src) {
-    const SlotFill& f = pending->fills[size_t(i)];
-    std::memcpy(slot_chunk(layer, f.head, f.slot), src, chunk);
-  });
-  stats->recall_wait_seconds += seconds_since(t0);
+absl::Status TieredKv::finish_pending(int64_t layer, RetrievalStats* stats) {
+  Pending& p = pending_[size_t(layer)];
+  if (!p.active()) return absl::OkStatus();
+  absl::Status s = store_.recalls->finish(p.handle, &stats->recall_wait_seconds);
   if (s.ok()) {
-    for (const SlotFill& f : pending->fills) slot_pages_[size_t(layer)][size_t(f.head)][size_t(f.slot)] = f.page;
-    stats->pages_recalled += int64_t(pending->fills.size());
-    stats->bytes_recalled += int64_t(pending->fills.size() * chunk);
+    stats->pages_recalled += int64_t(p.moves.size());
+    stats->bytes_recalled += int64_t(p.moves.size() * geometry().chunk_bytes());
+  } else {
+    for (const auto& [head, m] : p.moves) slot_pages_[size_t(layer)][size_t(head)][size_t(m.slot)] = -1;
   }
-  *pending = PendingFill{};
+  p = Pending{};
   return s;
 }
 
-void TieredKv::clear_slots(int64_t layer) {
-  for (auto& head : slot_pages_[size_t(layer)]) std::fill(head.begin(), head.end(), -1);
+absl::Status TieredKv::drain(std::vector<RetrievalStats>* stats) {
+  absl::Status first;
+  for (size_t l = 0; l < pending_.size(); ++l) first.Update(finish_pending(int64_t(l), &(*stats)[l]));
+  return first;
 }
 
-PagedKv TieredKv::view_all(int64_t layer, int64_t tokens, std::vector<const void*>* chunk_ptrs) {
-  return local_.view(layer, tokens, chunk_ptrs);
+// ---- slots ----
+
+absl::Status TieredKv::ensure_slots(int64_t layer) {
+  std::vector<int32_t>& blocks = slot_blocks_[size_t(layer)];
+  if (int64_t(blocks.size()) == selected_slots_) return absl::OkStatus();
+  while (int64_t(blocks.size()) < selected_slots_) {
+    FREEKV_ASSIGN_OR_RETURN(int32_t b, pool_->alloc());
+    blocks.push_back(b);
+    ++slot_blocks_held_;
+  }
+  note_usage();
+  return absl::OkStatus();
 }
 
-PagedKv TieredKv::view_budget(int64_t layer, int64_t tokens, int64_t sink_pages, int64_t window_first,
-                              const std::vector<std::vector<int32_t>>* local_selected,
-                              std::vector<const void*>* chunk_ptrs) {
+uint8_t* TieredKv::slot_chunk(int64_t layer, int64_t head, int64_t slot) {
+  return pool_->block(slot_blocks_[size_t(layer)][size_t(slot)]) + size_t(head) * geometry().chunk_bytes();
+}
+
+const uint8_t* TieredKv::slot_data(int64_t layer, int64_t head, int64_t slot) {
+  if (int64_t(slot_blocks_[size_t(layer)].size()) <= slot) return nullptr;
+  return slot_chunk(layer, head, slot);
+}
+
+// ---- carrying out plans ----
+
+absl::Status TieredKv::prepare(const LayerPlan& plan, RetrievalStats* stats) {
   const KvGeometry& g = geometry();
-  const int64_t pages = (tokens + g.page_tokens - 1) / g.page_tokens;
+  const int64_t layer = plan.layer, pages = (plan.tokens + g.page_tokens - 1) / g.page_tokens;
   const size_t chunk = g.chunk_bytes();
-  // Every head attends the same number of middle pages: selection takes min(k, candidates) for each.
-  auto middle_count = [&](int64_t h) -> int64_t {
-    if (local_selected != nullptr) return int64_t((*local_selected)[size_t(h)].size());
-    int64_t n = 0;
-    for (int32_t p : slot_pages_[size_t(layer)][size_t(h)]) n += p >= 0 ? 1 : 0;
-    return n;
+  // What the plan counts on being in the slots includes the recall started after the last attention.
+  FREEKV_RETURN_IF_ERROR(finish_pending(layer, stats));
+  for (int32_t p : plan.release) {
+    if (offloads() && !offloaded(p)) {
+      return absl::InternalError(absl::StrCat("plan releases page ", p, " of layer ", layer, " before the kvstore holds it"));
+    }
+    local_.release(layer, p);
+  }
+  // Sinks and window stay resident (a resumed session brings them back here, once).
+  std::vector<RecallItem> items;
+  std::vector<uint8_t*> dests;
+  auto keep_resident = [&](int64_t p) -> absl::Status {
+    if (local_.resident(layer, p)) return absl::OkStatus();
+    FREEKV_ASSIGN_OR_RETURN(uint8_t* block, local_.restore(layer, p));
+    for (int64_t h = 0; h < g.n_kv_heads; ++h) {
+      items.push_back({uint32_t(h), uint32_t(p)});
+      dests.push_back(block + size_t(h) * chunk);
+    }
+    return absl::OkStatus();
   };
-  const int64_t middle = middle_count(0);
-  const int64_t n_slots = sink_pages + middle + (pages - window_first);
-  chunk_ptrs->resize(size_t(g.n_kv_heads * n_slots));
+  for (int64_t p = 0; p < pages; ++p) {
+    if (plan.keep_all_resident || p < plan.sink_pages || p >= plan.window_first) FREEKV_RETURN_IF_ERROR(keep_resident(p));
+  }
+  note_usage();
+  FREEKV_RETURN_IF_ERROR(recall_now(layer, std::move(items), std::move(dests), stats));
+
+  if (plan.heads.empty()) return absl::OkStatus();
+  if (plan.middle_from_slots) FREEKV_RETURN_IF_ERROR(ensure_slots(layer));
+  items.clear();
+  dests.clear();
+  std::vector<std::pair<int32_t, SlotMove>> recalled;
+  for (size_t h = 0; h < plan.heads.size(); ++h) {
+    std::vector<int32_t>& held = slot_pages_[size_t(layer)][h];
+    for (int32_t s : plan.heads[h].free_slots) held[size_t(s)] = -1;
+    for (const SlotMove& m : plan.heads[h].fetch_now) {
+      uint8_t* dst = slot_chunk(layer, int64_t(h), m.slot);
+      held[size_t(m.slot)] = m.page;
+      if (local_.resident(layer, m.page)) {
+        std::memcpy(dst, local_.block(layer, m.page) + h * chunk, chunk);
+      } else {
+        items.push_back({uint32_t(h), uint32_t(m.page)});
+        dests.push_back(dst);
+        recalled.push_back({int32_t(h), m});
+      }
+    }
+  }
+  absl::Status s = recall_now(layer, std::move(items), std::move(dests), stats);
+  if (!s.ok()) {  // nothing the failed recall was filling counts as held
+    for (const auto& [head, m] : recalled) slot_pages_[size_t(layer)][size_t(head)][size_t(m.slot)] = -1;
+  }
+  return s;
+}
+
+absl::StatusOr<PagedKv> TieredKv::budget_view(const LayerPlan& plan, std::vector<const void*>* chunk_ptrs) {
+  const KvGeometry& g = geometry();
+  const int64_t layer = plan.layer, pages = (plan.tokens + g.page_tokens - 1) / g.page_tokens;
+  const size_t chunk = g.chunk_bytes();
+  if (plan.dense || plan.window_first >= pages || int64_t(plan.heads.size()) != g.n_kv_heads) {
+    return absl::InternalError("budget_view needs a budget plan with a window and one entry per KV head");
+  }
+  size_t middle = 0;
+  for (const HeadPlan& hp : plan.heads) middle = std::max(middle, hp.middle.size());
+  const int64_t n_slots = plan.sink_pages + int64_t(middle) + (pages - plan.window_first);
+  chunk_ptrs->assign(size_t(g.n_kv_heads * n_slots), nullptr);  // heads with fewer middle pages keep empty slots
   for (int64_t h = 0; h < g.n_kv_heads; ++h) {
-    FREEKV_CHECK(middle_count(h) == middle, "heads attend different numbers of selected pages");
     const void** row = chunk_ptrs->data() + h * n_slots;
     int64_t s = 0;
-    for (int64_t p = 0; p < sink_pages; ++p) row[s++] = local_.block(layer, p) + size_t(h) * chunk;
-    if (local_selected != nullptr) {
-      for (int32_t p : (*local_selected)[size_t(h)]) row[s++] = local_.block(layer, p) + size_t(h) * chunk;
-    } else {
-      const auto& held = slot_pages_[size_t(layer)][size_t(h)];
-      for (size_t slot = 0; slot < held.size(); ++slot)
-        if (held[slot] >= 0) row[s++] = slot_chunk(layer, h, int64_t(slot));
+    for (int64_t p = 0; p < plan.sink_pages; ++p) row[s++] = local_.block(layer, p) + size_t(h) * chunk;
+    const std::vector<int32_t>& held = slot_pages_[size_t(layer)][size_t(h)];
+    for (int32_t p : plan.heads[size_t(h)].middle) {
+      if (plan.middle_from_slots) {
+        const auto it = std::find(held.begin(), held.end(), p);
+        if (it == held.end()) {
+          return absl::InternalError(absl::StrCat("layer ", layer, " head ", h, ": page ", p, " is attended but in no slot"));
+        }
+        row[s++] = slot_chunk(layer, h, it - held.begin());
+      } else {
+        if (!local_.resident(layer, p)) {
+          return absl::InternalError(absl::StrCat("layer ", layer, ": page ", p, " is attended but not resident"));
+        }
+        row[s++] = local_.block(layer, p) + size_t(h) * chunk;
+      }
     }
-    for (int64_t p = window_first; p < pages; ++p) row[s++] = local_.block(layer, p) + size_t(h) * chunk;
+    s = plan.sink_pages + int64_t(middle);
+    for (int64_t p = plan.window_first; p < pages; ++p) row[s++] = local_.block(layer, p) + size_t(h) * chunk;
   }
   PagedKv kv;
   kv.chunks = chunk_ptrs->data();
@@ -255,10 +315,121 @@ PagedKv TieredKv::view_budget(int64_t layer, int64_t tokens, int64_t sink_pages,
   kv.page_tokens = g.page_tokens;
   kv.head_dim = g.head_dim;
   kv.n_kv_heads = g.n_kv_heads;
-  // Only the last slot (the current page) may be partial.
-  kv.n_tokens = (n_slots - 1) * g.page_tokens + (tokens - (pages - 1) * g.page_tokens);
+  kv.n_tokens = (n_slots - 1) * g.page_tokens + (plan.tokens - (pages - 1) * g.page_tokens);  // last slot partial
   kv.dtype = g.dtype;
   return kv;
+}
+
+absl::Status TieredKv::attend_dense(const LayerPlan& plan, const AttendPiece& attend, RetrievalStats* stats) {
+  const KvGeometry& g = geometry();
+  const int64_t layer = plan.layer, pt = g.page_tokens, pages = (plan.tokens + pt - 1) / pt;
+  const int64_t past = plan.tokens - plan.new_tokens;
+  const size_t chunk = g.chunk_bytes();
+  std::vector<int32_t> released, kept;
+  for (int64_t p = 0; p < pages; ++p) (local_.resident(layer, p) ? kept : released).push_back(int32_t(p));
+  std::vector<const void*> ptrs;
+  auto piece = [&](const std::vector<const void*>& chunks, int64_t n_slots, int64_t n_tokens) {
+    PagedKv kv;
+    kv.chunks = chunks.data();
+    kv.n_slots = n_slots;
+    kv.page_tokens = pt;
+    kv.head_dim = g.head_dim;
+    kv.n_kv_heads = g.n_kv_heads;
+    kv.n_tokens = n_tokens;
+    kv.dtype = g.dtype;
+    return kv;
+  };
+  if (!released.empty()) {
+    if ((int64_t(released.back()) + 1) * pt > past) {
+      return absl::InternalError(absl::StrCat("layer ", layer, ": page ", released.back(),
+                                              " is released but holds tokens of this step"));
+    }
+    // A few transient blocks of the pool carry the released pages, group by group.
+    std::vector<int32_t> group;
+    absl::Status alloc;
+    while (int64_t(group.size()) < std::min<int64_t>(kStreamGroupPages, int64_t(released.size()))) {
+      auto b = pool_->alloc();
+      if (!b.ok()) {
+        alloc = b.status();
+        break;
+      }
+      group.push_back(*b);
+    }
+    stream_blocks_held_ = int64_t(group.size());
+    note_usage();
+    absl::Status s = group.empty() ? alloc : absl::OkStatus();
+    for (size_t first = 0; s.ok() && first < released.size(); first += group.size()) {
+      const size_t n = std::min(group.size(), released.size() - first);
+      std::vector<RecallItem> items;
+      std::vector<uint8_t*> dests;
+      ptrs.assign(size_t(g.n_kv_heads) * n, nullptr);
+      for (size_t i = 0; i < n; ++i) {
+        for (int64_t h = 0; h < g.n_kv_heads; ++h) {
+          uint8_t* dst = pool_->block(group[i]) + size_t(h) * chunk;
+          items.push_back({uint32_t(h), uint32_t(released[first + i])});
+          dests.push_back(dst);
+          ptrs[size_t(h) * n + i] = dst;
+        }
+      }
+      s = recall_now(layer, std::move(items), std::move(dests), stats);
+      if (s.ok()) attend(piece(ptrs, int64_t(n), int64_t(n) * pt), -1);
+    }
+    for (int32_t b : group) pool_->release(b);
+    stream_blocks_held_ = 0;
+    FREEKV_RETURN_IF_ERROR(s);
+  }
+  // The resident pages, packed: every released page lies before the step's tokens, so the step's
+  // queries see packed index j iff the token's position is at most their own.
+  const int64_t n = int64_t(kept.size());
+  ptrs.assign(size_t(g.n_kv_heads * n), nullptr);
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t h = 0; h < g.n_kv_heads; ++h) ptrs[size_t(h * n + i)] = local_.block(layer, kept[size_t(i)]) + size_t(h) * chunk;
+  const int64_t last_tokens = plan.tokens - (pages - 1) * pt;
+  attend(piece(ptrs, n, (n - 1) * pt + last_tokens), past - int64_t(released.size()) * pt);
+  return absl::OkStatus();
+}
+
+absl::Status TieredKv::after_attention(const LayerPlan& plan, RetrievalStats* stats) {
+  const KvGeometry& g = geometry();
+  const int64_t layer = plan.layer;
+  const size_t chunk = g.chunk_bytes();
+  RecallRequest r;
+  r.session = store_.session;
+  r.layer = int(layer);
+  r.item_bytes = chunk;
+  Pending pending;
+  for (size_t h = 0; h < plan.heads.size(); ++h) {
+    for (const SlotMove& m : plan.heads[h].fetch_next) {
+      uint8_t* dst = slot_chunk(layer, int64_t(h), m.slot);
+      slot_pages_[size_t(layer)][h][size_t(m.slot)] = m.page;  // what the slot will hold once this lands
+      if (local_.resident(layer, m.page)) {
+        std::memcpy(dst, local_.block(layer, m.page) + h * chunk, chunk);
+      } else {
+        r.items.push_back({uint32_t(h), uint32_t(m.page)});
+        r.destinations.push_back(dst);
+        pending.moves.push_back({int32_t(h), m});
+      }
+    }
+  }
+  if (r.items.empty()) return absl::OkStatus();
+  if (!offloads() || r.items.size() > store_.client()->max_recall_items()) {
+    // Nothing to overlap with, or too large for one background recall: fetch now (attention is done).
+    std::vector<RecallItem> items = std::move(r.items);
+    absl::Status s = recall_now(layer, std::move(items), std::move(r.destinations), stats);
+    if (!s.ok()) {
+      for (const auto& [head, m] : pending.moves) slot_pages_[size_t(layer)][size_t(head)][size_t(m.slot)] = -1;
+    }
+    return s;
+  }
+  auto handle = store_.recalls->post(std::move(r));
+  if (!handle.ok()) {
+    for (const auto& [head, m] : pending.moves) slot_pages_[size_t(layer)][size_t(head)][size_t(m.slot)] = -1;
+    return handle.status();
+  }
+  pending.handle = *handle;
+  pending_[size_t(layer)] = std::move(pending);
+  stats->async_recalls += 1;
+  return absl::OkStatus();
 }
 
 }  // namespace freekv

@@ -40,7 +40,7 @@ std::vector<int32_t> top_k_pages(const std::vector<float>& scores, int64_t first
   return idx;
 }
 
-std::vector<SlotUpdate> plan_slot_updates(const std::vector<int32_t>& slot_pages, const std::vector<int32_t>& selected) {
+std::vector<SlotMove> plan_slot_updates(const std::vector<int32_t>& slot_pages, const std::vector<int32_t>& selected) {
   std::unordered_set<int32_t> wanted(selected.begin(), selected.end()), held;
   std::vector<int32_t> free_slots, victims;
   for (size_t s = 0; s < slot_pages.size(); ++s) {
@@ -49,7 +49,7 @@ std::vector<SlotUpdate> plan_slot_updates(const std::vector<int32_t>& slot_pages
     else held.insert(slot_pages[s]);
   }
   free_slots.insert(free_slots.end(), victims.begin(), victims.end());
-  std::vector<SlotUpdate> updates;
+  std::vector<SlotMove> updates;
   size_t next = 0;
   for (int32_t page : selected) {
     if (held.count(page) != 0) continue;

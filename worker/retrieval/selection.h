@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "worker/kv/layer_plan.h"
 #include "worker/retrieval/config.h"
 
 namespace freekv {
@@ -19,13 +20,9 @@ std::vector<float> score_candidates(const float* q, int64_t group, const float* 
 // The k best candidates (logical pages), ties to the lower page; all of them when there are ≤ k.
 std::vector<int32_t> top_k_pages(const std::vector<float>& scores, int64_t first, int64_t k);
 
-struct SlotUpdate {
-  int32_t slot;
-  int32_t page;  // logical page to bring into the slot
-};
-
 // slot_pages[s] is the page held by selected slot s (-1 when empty). Returns, for every selected page
 // not yet held, the slot it goes to: empty slots first, then slots whose page was not selected.
-std::vector<SlotUpdate> plan_slot_updates(const std::vector<int32_t>& slot_pages, const std::vector<int32_t>& selected);
+// |selected| must not exceed the slots.
+std::vector<SlotMove> plan_slot_updates(const std::vector<int32_t>& slot_pages, const std::vector<int32_t>& selected);
 
 }  // namespace freekv

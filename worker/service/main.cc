@@ -65,6 +65,9 @@ ABSL_FLAG(std::string, gqa_score, "avgsm", "Combine a KV head's query heads by a
 ABSL_FLAG(std::string, digest, "minmax", "Page digest: minmax (Quest) or center-mad (ArkVale).");
 ABSL_FLAG(std::string, dense_layers, "", "Comma-separated layers that always attend the full context.");
 ABSL_FLAG(int32_t, max_batch, 8, "Most sequences stepped together (continuous batching).");
+ABSL_FLAG(int32_t, recall_staging_pairs, 8,
+          "Recalls from the kvstore in flight at once, shared by every sequence and layer (each takes one staging "
+          "pair of 2 × the kvstore's --staging-buffer); more only lets more layers prefetch ahead on a GPU.");
 ABSL_FLAG(int64_t, max_step_tokens, 0, "Most rows (prefill + decode tokens) of one step; 0 = prefill chunk + max batch.");
 ABSL_FLAG(int32_t, max_queue, 1024, "Most requests waiting for a batch seat; beyond it requests are RESOURCE_EXHAUSTED.");
 ABSL_FLAG(std::string, max_prompt_bytes, "4MiB", "Largest prompt text accepted, with units.");
@@ -112,7 +115,7 @@ absl::StatusOr<EngineOptions> engine_options() {
     o.retrieval.dense_layers.push_back(layer);
   }
   if (absl::GetFlag(FLAGS_max_batch) < 1) return absl::InvalidArgumentError("--max-batch must be >= 1");
-  o.max_batch = absl::GetFlag(FLAGS_max_batch);
+  o.recall_staging_pairs = absl::GetFlag(FLAGS_recall_staging_pairs);
   o.kvstore_socket = absl::GetFlag(FLAGS_kvstore);
   return o;
 }
@@ -214,7 +217,7 @@ int check_config() {
   if (c.ok()) {
     summary = absl::StrCat("Would load ", model, " (", model_desc, "), serve the Worker API and health on ",
                            absl::GetFlag(FLAGS_listen), " with policy ", policy_name(options->retrieval.policy),
-                           ", max batch ", options->max_batch, ", ", human_bytes(options->kv_memory), " of KV memory",
+                           ", max batch ", absl::GetFlag(FLAGS_max_batch), ", ", human_bytes(options->kv_memory), " of KV memory",
                            kvstore.empty() ? ", no kvstore" : ", kvstore " + kvstore,
                            absl::GetFlag(FLAGS_coordinator).empty() ? ", not registering"
                                                                     : ", registering with " + absl::GetFlag(FLAGS_coordinator),
@@ -249,7 +252,7 @@ int run() {
   WorkerMetrics worker_metrics(&metrics);
   SchedulerOptions so;
   so.observer = &worker_metrics;
-  so.max_batch = options->max_batch;
+  so.max_batch = absl::GetFlag(FLAGS_max_batch);
   so.max_step_tokens = absl::GetFlag(FLAGS_max_step_tokens);
   so.max_queue = absl::GetFlag(FLAGS_max_queue);
   auto scheduler = std::make_unique<Scheduler>(engine->get(), so);
@@ -273,7 +276,7 @@ int run() {
   }
   const ModelConfig& c = (*engine)->weights().config;
   std::fprintf(stderr, "freekv-worker: serving %s on %s (policy %s, max batch %d%s%s)\n", model.c_str(), address.c_str(),
-               policy_name(options->retrieval.policy), options->max_batch, kvstore ? ", kvstore " : "",
+               policy_name(options->retrieval.policy), absl::GetFlag(FLAGS_max_batch), kvstore ? ", kvstore " : "",
                kvstore ? kvstore->id().c_str() : "");
 
   std::unique_ptr<Registrar> registrar;
@@ -284,7 +287,7 @@ int run() {
     info.set_kvstore_id(kvstore ? kvstore->id() : "");
     info.set_model(std::filesystem::path(model).filename().string());
     info.set_policy(policy_name(options->retrieval.policy));
-    info.set_max_batch(options->max_batch);
+    info.set_max_batch(absl::GetFlag(FLAGS_max_batch));
     info.set_max_positions(c.max_positions);
     info.set_vocab(c.vocab);
     info.set_pid(getpid());

@@ -72,7 +72,7 @@ absl::StatusOr<GenerateRequest> to_engine_request(const v1::GenerateRequest& in,
   return r;
 }
 
-v1::RetrievalStats to_proto(const RecallStats& s, PolicyKind policy) {
+v1::RetrievalStats to_proto(const RetrievalStats& s, PolicyKind policy) {
   v1::RetrievalStats p;
   p.set_policy(policy_name(policy));
   p.set_pages_recalled(s.pages_recalled);

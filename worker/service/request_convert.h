@@ -26,7 +26,7 @@ absl::StatusOr<GenerateRequest> to_engine_request(const v1::GenerateRequest& in,
                                                   const ModelConfig& model, int64_t session_tokens,
                                                   const RequestLimits& limits);
 
-v1::RetrievalStats to_proto(const RecallStats& stats, PolicyKind policy);
+v1::RetrievalStats to_proto(const RetrievalStats& stats, PolicyKind policy);
 
 // The final message of a stream.
 v1::GenerateDone make_done(const GenerateResult& result, const Job& job, PolicyKind policy, const std::string& worker_id);

@@ -61,7 +61,7 @@ void WorkerMetrics::watch(Scheduler* scheduler, Engine* engine) {
   });
 }
 
-void WorkerMetrics::on_step(int sequences, int64_t rows, int64_t prefill_rows, double seconds, const RecallStats& recall) {
+void WorkerMetrics::on_step(int sequences, int64_t rows, int64_t prefill_rows, double seconds, const RetrievalStats& recall) {
   steps_.add();
   prompt_tokens_.add(double(prefill_rows));
   step_seconds_.observe(seconds);

@@ -19,7 +19,7 @@ class WorkerMetrics final : public SchedulerObserver {
   // outlive the registry's scrapes.
   void watch(Scheduler* scheduler, Engine* engine);
 
-  void on_step(int sequences, int64_t rows, int64_t prefill_rows, double seconds, const RecallStats& recall) override;
+  void on_step(int sequences, int64_t rows, int64_t prefill_rows, double seconds, const RetrievalStats& recall) override;
   void on_tokens(int64_t tokens, double seconds, bool first) override;
   void on_finish(const absl::Status& status) override;
 
