@@ -61,7 +61,12 @@ void print_session(const v1::SessionDetail& d) {
   std::printf("  %-6s %10llu %12s %12llu %12s %15llu %14s\n", "total", (unsigned long long)o.host_pages(),
               size(o.host_bytes()).c_str(), (unsigned long long)o.worker_pages(), size(o.worker_bytes()).c_str(),
               (unsigned long long)o.selected_chunks(), size(o.selected_bytes()).c_str());
-  if (!s.generating()) std::printf("  (worker pages are held only while a turn runs; between turns the KV lives in the kvstore)\n");
+  if (s.generating()) {
+    std::printf("  worker KV memory held: %s now, %s at most; page digests %s\n", size(o.worker_kv_bytes()).c_str(),
+                size(o.worker_kv_peak_bytes()).c_str(), size(o.digest_bytes()).c_str());
+  } else {
+    std::printf("  (worker pages are held only while a turn runs; between turns the KV lives in the kvstore)\n");
+  }
   const v1::RetrievalStats& r = d.retrieval();
   std::printf("turns: %lld prompt tokens, %lld reused from the session's KV, %lld generated\n", (long long)d.prompt_tokens(),
               (long long)d.reused_tokens(), (long long)d.generated_tokens());

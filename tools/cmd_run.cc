@@ -93,6 +93,8 @@ int cmd_run(int argc, char** argv) {
                    {"prefill_tokens_per_second", prefill_tps},
                    {"decode_tokens_per_second", decode_tps}};
     j["retrieval"] = retrieval_stats_json(options->retrieval, st);
+    j["kv_memory"] = {{"peak_bytes", st.kv_peak_bytes}, {"digest_bytes", st.digest_bytes},
+                      {"block_bytes", (*engine)->kv_pool().geometry().block_bytes()}};
     std::cout << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
   } else {
     std::printf("\n");

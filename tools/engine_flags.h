@@ -24,7 +24,7 @@ struct EngineFlags {
   // Where pages are offloaded: a kvstore socket, "spawn" (a private kvstore for this command), or
   // "none". The default, "auto", spawns one for the policies that offload (arkvale, freekv).
   std::string kvstore = "auto";
-  std::string kvstore_pool = "8GiB", kvstore_block = "128KiB";
+  std::string kvstore_pool = "8GiB", kvstore_block = "144KiB";
   int64_t recall_staging_pairs = 8;
 
   void add_to(ArgParser& parser);

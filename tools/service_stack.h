@@ -56,7 +56,7 @@ struct StackOptions {
   std::string coordinator_listen = "127.0.0.1:0";
   std::string admin_token_file;           // created (0600) when missing
   std::string pool_name;                  // default: derived from run_dir's name
-  std::string pool_size = "1GiB", block_size = "128KiB";
+  std::string pool_size = "1GiB", block_size = "144KiB";
   std::vector<std::string> worker_flags;  // extra freekv-worker flags (--policy freekv, --threads 2, ...)
   int heartbeat_interval_ms = 500;
   // Prometheus /metrics on 127.0.0.1: the coordinator on this port, the kvstore on +1, worker n on +2+n.

@@ -40,6 +40,9 @@ struct LayerPlan {
   bool middle_from_slots = false;   // middle pages are read from selected slots (else resident pages)
   std::vector<HeadPlan> heads;      // [n_kv_heads]; empty for dense plans that move nothing
   std::vector<int32_t> release;     // resident pages to free before attention (the kvstore keeps them)
+  // And candidates [sink_pages, window_first) of this span still resident go as soon as the kvstore
+  // holds them, pages this step completes included (so a prefill chunk's pages do not stay for the next).
+  bool release_when_offloaded = false;
 
   // What the decision counted (added to the layer's RetrievalStats).
   bool selection_step = false;

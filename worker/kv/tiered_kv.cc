@@ -15,6 +15,7 @@ TieredKv::TieredKv(KvBlockPool* pool, KvStoreBinding store, int64_t selected_slo
   slot_pages_.resize(size_t(g.n_layers));
   digests_.resize(size_t(g.n_layers));
   pending_.resize(size_t(g.n_layers));
+  release_span_.assign(size_t(g.n_layers), {0, 0});
   for (int64_t l = 0; l < g.n_layers; ++l) {
     slot_pages_[size_t(l)].assign(size_t(g.n_kv_heads), std::vector<int32_t>(size_t(selected_slots), -1));
     digests_[size_t(l)].resize(size_t(g.n_kv_heads));
@@ -48,6 +49,10 @@ absl::Status TieredKv::commit(const int32_t* ids, int64_t n) {
   local_.commit(n);
   FREEKV_RETURN_IF_ERROR(complete_pages(std::max(digested_pages_, offloaded_pages_), n_tokens() / geometry().page_tokens));
   if (!offloads()) return absl::OkStatus();
+  for (size_t l = 0; l < release_span_.size(); ++l) {
+    const auto [first, end] = release_span_[l];
+    for (int64_t p = first; p < std::min(end, offloaded_pages_); ++p) local_.release(int64_t(l), p);
+  }
   // The ids go after their pages: a failure in between leaves pages past the stored ids, which a resume
   // ignores. Ids the kvstore already holds (replayed after a resume) are not appended twice.
   const int64_t skip = std::clamp<int64_t>(stored_tokens_ - first, 0, n);
@@ -231,6 +236,8 @@ absl::Status TieredKv::prepare(const LayerPlan& plan, RetrievalStats* stats) {
     }
     local_.release(layer, p);
   }
+  release_span_[size_t(layer)] = plan.release_when_offloaded ? std::make_pair(plan.sink_pages, plan.window_first)
+                                                             : std::make_pair(int64_t(0), int64_t(0));
   // Sinks and window stay resident (a resumed session brings them back here, once).
   std::vector<RecallItem> items;
   std::vector<uint8_t*> dests;

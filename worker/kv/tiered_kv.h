@@ -72,7 +72,8 @@ class TieredKv {
   uint8_t* k_row(int64_t layer, int64_t head, int64_t pos) { return local_.k_row(layer, head, pos); }
   uint8_t* v_row(int64_t layer, int64_t head, int64_t pos) { return local_.v_row(layer, head, pos); }
   // Records n tokens (ids[n]); every page they completed gets its digests and, with a kvstore, is
-  // offloaded in every layer with its key statistics, and then the ids are appended there.
+  // offloaded in every layer with its key statistics, and then the ids are appended there. Candidates
+  // of a layer whose last plan said release_when_offloaded leave local memory once offloaded.
   absl::Status commit(const int32_t* ids, int64_t n);
 
   // ---- kvstore sessions ----
@@ -160,6 +161,7 @@ class TieredKv {
   std::vector<std::vector<std::vector<int32_t>>> slot_pages_;   // [layer][head][slot]
   std::vector<std::vector<std::vector<float>>> digests_;        // [layer][head] -> [pages][2][hd]
   std::vector<Pending> pending_;                                // [layer]
+  std::vector<std::pair<int64_t, int64_t>> release_span_;       // [layer] candidates to free once offloaded
   int64_t digested_pages_ = 0;
   int64_t offloaded_pages_ = 0;
   int64_t stored_tokens_ = 0;  // token ids the kvstore holds for this session

@@ -38,6 +38,7 @@ LayerPlan PolicyBase::start_plan(int64_t layer, int64_t n_q, const PageSpan& s, 
 }
 
 void PolicyBase::release_candidates(LayerPlan* plan, const PageSpan& s, bool drop) const {
+  plan->release_when_offloaded = kv_->offloads();
   for (int64_t p = s.sink_pages; p < s.window_first; ++p) {
     if (kv_->resident(plan->layer, p) && (kv_->offloaded(p) || (drop && !kv_->offloads()))) {
       plan->release.push_back(int32_t(p));

@@ -28,7 +28,7 @@ class PolicyBase : public RetrievalPolicy {
   // A plan with the step's span and nothing decided yet; `dense` or a budget plan with empty heads.
   LayerPlan start_plan(int64_t layer, int64_t n_q, const PageSpan& s, bool dense) const;
   // Adds the candidates still resident to plan->release: those the kvstore holds, and with `drop` and
-  // no kvstore every one (their KV is gone for good).
+  // no kvstore every one (their KV is gone for good); with a kvstore, the rest go once it holds them.
   void release_candidates(LayerPlan* plan, const PageSpan& s, bool drop) const;
   // Top-k candidates of KV head h for the group's queries q_heads[group, head_dim] (ascending pages),
   // for each head with heads[h] set, scored in parallel; others get an empty list.

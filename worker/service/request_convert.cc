@@ -103,6 +103,8 @@ v1::GenerateDone make_done(const GenerateResult& result, const Job& job, PolicyK
   u->set_prefill_seconds(st.prefill_seconds);
   u->set_decode_seconds(st.decode_seconds);
   u->set_queue_seconds(job.queue_seconds());
+  u->set_worker_kv_peak_bytes(st.kv_peak_bytes);
+  u->set_digest_bytes(st.digest_bytes);
   *d.mutable_retrieval() = to_proto(st.retrieval, policy);
   return d;
 }

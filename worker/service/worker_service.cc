@@ -181,6 +181,11 @@ absl::Status WorkerService::fill_session_info(const std::string& session_id, boo
   if (!with_layers) return absl::OkStatus();
   std::optional<SessionResidency> res;
   if (out->generating()) res = scheduler_->residency(session_id);
+  if (res.has_value()) {
+    occ->set_worker_kv_bytes(uint64_t(res->kv_bytes));
+    occ->set_worker_kv_peak_bytes(uint64_t(res->kv_peak_bytes));
+    occ->set_digest_bytes(uint64_t(res->digest_bytes));
+  }
   for (const v1::LayerOccupancy& l : info.layers()) {
     v1::LayerKvOccupancy* o = occ->add_layers();
     o->set_layer(l.layer());
