@@ -20,6 +20,7 @@ class KvstoreProcess {
   ~KvstoreProcess();
 
   const std::string& socket_path() const { return socket_; }
+  pid_t pid() const { return pid_; }  // tests stop and continue it (SIGSTOP, SIGCONT) to make recalls time out
 
  private:
   KvstoreProcess() = default;

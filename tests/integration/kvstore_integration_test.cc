@@ -159,6 +159,9 @@ TEST_F(KvstoreProcessTest, RestartRefusesAnotherGeometryAndKeepsTheSegment) {
   EXPECT_EQ(st.wait(10000), 0) << st.output;
   EXPECT_NE(st.output.find("\"health\": \"SERVING\""), std::string::npos) << st.output;
   EXPECT_NE(st.output.find("\"session_id\": \"g1\""), std::string::npos) << st.output;
+  // ... and the limits a worker may ask for, flag by flag.
+  EXPECT_NE(st.output.find("\"max_staging_pairs\": 64"), std::string::npos) << st.output;
+  EXPECT_NE(st.output.find("\"max_recall_items\": 4096"), std::string::npos) << st.output;
 }
 
 TEST_F(KvstoreProcessTest, PoolExhaustionFailsOnlyTheRequester) {

@@ -114,6 +114,10 @@ TEST(ServicesSession, AdminOccupancyEqualsTheKvstores) {
       EXPECT_GT(live.occupancy().worker_pages(), 0u);
       EXPECT_GT(live.occupancy().selected_chunks(), 0u);
       EXPECT_EQ(live.occupancy().worker_bytes(), live.occupancy().worker_pages() * live.occupancy().page_bytes());
+      // All the worker's KV memory the sequence holds: its pages and its selected slots.
+      EXPECT_GE(live.occupancy().worker_kv_bytes(), live.occupancy().worker_bytes() + live.occupancy().selected_bytes());
+      EXPECT_GE(live.occupancy().worker_kv_peak_bytes(), live.occupancy().worker_kv_bytes());
+      EXPECT_GT(live.occupancy().digest_bytes(), 0u);
       seen = true;
       return false;  // cancels the rest of the turn
     }
@@ -124,6 +128,53 @@ TEST(ServicesSession, AdminOccupancyEqualsTheKvstores) {
   // The cancelled turn kept what it generated, and the session is free for the next turn.
   Outcome after = generate(*stub, greedy_ids(prompt_ids(4, 5), 4, "occ"));
   EXPECT_TRUE(after.status.ok()) << after.status.error_message();
+  finish_stack(std::move(stack));
+}
+
+TEST(ServicesSession, FullKvstoreLeavesEachSessionWithWhatItsClientReceived) {
+  // Four new sessions at once, each a 164-token prompt and 300 tokens, in a pool too small for them:
+  // every turn may end RESOURCE_EXHAUSTED, but each session then holds exactly its prompt and the
+  // tokens its client received (nothing when it received none), each once.
+  auto stack = start_stack("sess-full", {}, "16MiB");
+  ASSERT_NE(stack, nullptr);
+  auto stub = generation_stub(*stack);
+  std::vector<Outcome> outcomes(4);
+  std::vector<std::vector<int32_t>> prompts;
+  for (int i = 0; i < 4; ++i) {
+    prompts.push_back(prompt_ids(164, 40 + uint32_t(i)));
+    ASSERT_TRUE(create_session(*stub, "full-" + std::to_string(i)).ok());
+  }
+  std::vector<std::thread> clients;
+  for (int i = 0; i < 4; ++i) {
+    clients.emplace_back([&, i] {
+      outcomes[size_t(i)] = generate(*stub, greedy_ids(prompts[size_t(i)], 300, "full-" + std::to_string(i)));
+    });
+  }
+  for (auto& c : clients) c.join();
+  auto engine = reference_engine(*stack);
+  ASSERT_NE(engine, nullptr);
+  KvstoreClient& kv = *engine->kvstore();
+  int exhausted = 0;
+  for (int i = 0; i < 4; ++i) {
+    const Outcome& o = outcomes[size_t(i)];
+    EXPECT_TRUE(o.status.ok() || o.status.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED) << o.status.error_message();
+    exhausted += o.status.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED;
+    auto info = kv.open_session("full-" + std::to_string(i), session_geometry(engine->kv_pool().geometry()), false);
+    ASSERT_TRUE(info.ok()) << info.status();
+    auto stored = kv.tokens(info->ref);
+    ASSERT_TRUE(stored.ok()) << stored.status();
+    std::vector<int32_t> want;
+    if (!o.tokens.empty()) {
+      want = prompts[size_t(i)];
+      want.insert(want.end(), o.tokens.begin(), o.tokens.end());
+    }
+    EXPECT_EQ(*stored, want) << "session " << i << " (" << o.tokens.size() << " tokens received, "
+                             << o.status.error_message() << ")";
+    std::printf("session %d: %s after %zu tokens; it holds %zu ids\n", i, o.status.ok() ? "OK" : "RESOURCE_EXHAUSTED",
+                o.tokens.size(), stored->size());
+  }
+  EXPECT_GT(exhausted, 0) << "the pool was meant to be too small";
+  engine.reset();
   finish_stack(std::move(stack));
 }
 

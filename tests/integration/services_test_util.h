@@ -57,7 +57,8 @@ inline RetrievalConfig whole_context_config() {
   return c;
 }
 
-inline std::unique_ptr<ServiceStack> start_stack(const std::string& test_name, std::vector<std::string> worker_flags = {}) {
+inline std::unique_ptr<ServiceStack> start_stack(const std::string& test_name, std::vector<std::string> worker_flags = {},
+                                                 const std::string& pool_size = "512MiB") {
   StackOptions o;
   o.bin_dir = FREEKV_BIN_DIR;
   o.model = FREEKV_DEFAULT_MODEL_DIR;
@@ -65,7 +66,7 @@ inline std::unique_ptr<ServiceStack> start_stack(const std::string& test_name, s
   std::error_code ec;
   std::filesystem::remove_all(o.run_dir, ec);
   o.pool_name = absl::StrCat("fkt-", test_name, "-", getpid());
-  o.pool_size = "512MiB";
+  o.pool_size = pool_size;
   o.heartbeat_interval_ms = 1000;
   o.worker_flags = retrieval_flags();
   o.worker_flags.push_back("--max_batch=16");

@@ -141,6 +141,89 @@ TEST_F(ServiceTest, OffloadTokensAndRecallEveryByte) {
   EXPECT_GT(ps->recall_gbps_last_minute, 0.0);
 }
 
+TEST_F(ServiceTest, TruncateKeepsIdsAndTheirWholePagesOnly) {
+  auto c = client();
+  ASSERT_NE(c, nullptr);
+  auto s = c->open_session("t1", kGeo, true);
+  ASSERT_TRUE(s.ok()) << s.status();
+  write(c.get(), "t1", s->ref, 20);
+  const std::vector<int32_t> ids = freekv::testing::session_tokens("t1", 330);
+  ASSERT_TRUE(c->append_tokens(s->ref, ids.data(), 330).ok());
+  // 100 ids fill pages 0..5 (16 tokens each) completely; page 6 holds four of them and goes.
+  ASSERT_TRUE(c->truncate(s->ref, 100).ok());
+  EXPECT_EQ(*c->tokens(s->ref), std::vector<int32_t>(ids.begin(), ids.begin() + 100));
+  for (uint32_t l = 0; l < kGeo.n_layers; ++l) {
+    EXPECT_NE(c->committed_page(s->ref, int(l), 5), nullptr);
+    EXPECT_EQ(c->committed_page(s->ref, int(l), 6), nullptr);
+  }
+  EXPECT_EQ(c->pool_stats()->blocks_data, 6u * kGeo.n_layers);
+  EXPECT_EQ(c->truncate(s->ref, 101).code(), absl::StatusCode::kInvalidArgument);
+  // The session grows again from there.
+  ASSERT_TRUE(c->append_tokens(s->ref, ids.data() + 100, 30).ok());
+  EXPECT_EQ(*c->tokens(s->ref), std::vector<int32_t>(ids.begin(), ids.begin() + 130));
+  write(c.get(), "t1", s->ref, 8);
+  EXPECT_NE(c->committed_page(s->ref, 2, 7), nullptr);
+  ASSERT_TRUE(c->truncate(s->ref, 0).ok());
+  EXPECT_EQ(c->pool_stats()->blocks_data, 0u);
+  EXPECT_TRUE(c->tokens(s->ref)->empty());
+}
+
+TEST_F(ServiceTest, KeyStatisticsComeBackWithoutThePages) {
+  auto c = client();
+  ASSERT_NE(c, nullptr);
+  auto s = c->open_session("k1", kGeo, true);
+  ASSERT_TRUE(s.ok()) << s.status();
+  // Pages with their key statistics after them: head h of page p of layer l is l·1000 + p·10 + h.
+  const size_t stats_floats = kGeo.head_key_stats_bytes() / sizeof(float);
+  for (uint32_t l = 0; l < kGeo.n_layers; ++l) {
+    auto blocks = c->pages_for_write(s->ref, int(l), 0, 4);
+    ASSERT_TRUE(blocks.ok()) << blocks.status();
+    for (int p = 0; p < 4; ++p) {
+      fill_page("k1", int(l), p, (*blocks)[size_t(p)], kGeo.page_bytes());
+      auto* stats = reinterpret_cast<float*>((*blocks)[size_t(p)] + kGeo.page_bytes());
+      for (uint32_t h = 0; h < kGeo.n_kv_heads; ++h)
+        for (size_t i = 0; i < stats_floats; ++i) stats[h * stats_floats + i] = float(l * 1000 + p * 10 + h) + float(i) / 1024;
+    }
+    ASSERT_TRUE(c->commit_pages(s->ref, int(l), 0, 4).ok());
+  }
+  const std::vector<RecallItem> items = {{3, 0}, {0, 2}, {1, 3}, {2, 1}};
+  auto t = c->post_recall(s->ref, 2, items, RecallMode::kDoubleBuffered, RecallSource::kKeyStats);
+  ASSERT_TRUE(t.ok()) << t.status();
+  int seen = 0;
+  ASSERT_TRUE(c->wait_recall(*t, [&](int64_t i, const uint8_t* bytes) {
+                 const auto* f = reinterpret_cast<const float*>(bytes);
+                 const RecallItem& it = items[size_t(i)];
+                 for (size_t k = 0; k < stats_floats; ++k) {
+                   ASSERT_EQ(f[k], float(2000 + it.page * 10 + it.kv_head) + float(k) / 1024) << "item " << i;
+                 }
+                 ++seen;
+               }).ok());
+  EXPECT_EQ(seen, 4);
+}
+
+TEST_F(ServiceTest, AWorkerAskingBeyondALimitIsToldBothNumbersAndTheFlag) {
+  KvstoreClient::Options o;
+  o.worker_name = "greedy";
+  o.staging_pairs = 100;
+  auto c = KvstoreClient::connect(socket_, o);
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kResourceExhausted);
+  for (const char* part : {"100", "at most 64", "--max-staging-pairs"}) {
+    EXPECT_NE(c.status().message().find(part), std::string::npos) << c.status();
+  }
+  o.staging_pairs = 4;
+  o.max_recall_items = 5000;
+  c = KvstoreClient::connect(socket_, o);
+  ASSERT_FALSE(c.ok());
+  for (const char* part : {"5000", "at most 4096", "--max-recall-items"}) {
+    EXPECT_NE(c.status().message().find(part), std::string::npos) << c.status();
+  }
+  const v1::WorkerLimits limits = server_->pool_stats().worker_limits();
+  EXPECT_EQ(limits.max_staging_pairs(), 64u);
+  EXPECT_EQ(limits.max_recall_items(), 4096u);
+  EXPECT_EQ(limits.max_worker_staging_bytes(), 256ull << 20);
+}
+
 TEST_F(ServiceTest, SeveralRecallsInFlightWaitedInAnyOrder) {
   auto c = client(/*pairs=*/3, /*buffer=*/8 << 10);
   auto a = c->open_session("a", kGeo, true);

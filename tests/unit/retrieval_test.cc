@@ -256,7 +256,9 @@ TEST_F(PolicyTest, RecalledChunksEqualOffloadedBytesOverALongBatchedGeneration) 
   const KvGeometry& g = e->kv_pool().geometry();
   std::vector<std::unique_ptr<Sequence>> seqs;
   std::vector<std::vector<int32_t>> prompts = {{}, {}, {}};
-  const int lengths[] = {70, 101, 133};
+  // Prompts within sinks + window (48 tokens): every page completes during decode and is captured while
+  // it is still in the window, before it leaves the worker.
+  const int lengths[] = {20, 33, 45};
   for (int s = 0; s < 3; ++s) {
     for (int i = 0; i < lengths[s]; ++i) prompts[size_t(s)].push_back(int32_t((i * 17 + s * 5) % 397));
     seqs.push_back(*e->new_sequence("bytes-" + std::to_string(s)));

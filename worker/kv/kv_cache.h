@@ -75,7 +75,10 @@ class SequenceKv {
   uint8_t* v_row(int64_t layer, int64_t head, int64_t pos);
 
   // Residency of single pages (offloaded policies keep only sinks and the window locally).
-  bool resident(int64_t layer, int64_t page) const { return pages_[size_t(layer)][size_t(page)] >= 0; }
+  bool resident(int64_t layer, int64_t page) const {
+    const auto& pages = pages_[size_t(layer)];
+    return page >= 0 && page < int64_t(pages.size()) && pages[size_t(page)] >= 0;
+  }
   // Frees the page's block; the page must already be safe elsewhere (offloaded) or be dropped.
   void release(int64_t layer, int64_t page);
   // Gives a released page a block again and returns it, for the caller to fill.

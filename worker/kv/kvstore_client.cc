@@ -445,7 +445,7 @@ const uint8_t* KvstoreClient::committed_page(SessionRef s, int layer, int64_t pa
 // ---- recall ----
 
 uint32_t KvstoreClient::free_pairs() {
-  if (std::find(pair_busy_.begin(), pair_busy_.end(), false) == pair_busy_.end()) poll_completions();
+  poll_completions();  // given-up recalls that have ended free their pairs here
   return uint32_t(std::count(pair_busy_.begin(), pair_busy_.end(), false));
 }
 

@@ -224,7 +224,42 @@ const uint8_t* TieredKv::slot_data(int64_t layer, int64_t head, int64_t slot) {
 
 // ---- carrying out plans ----
 
+// A plan names only pages the layer has and slots it has: anything else is a bug in the policy, which
+// fails the sequence instead of touching memory it does not own.
+absl::Status TieredKv::check_plan(const LayerPlan& plan) const {
+  const KvGeometry& g = geometry();
+  const int64_t pages = (plan.tokens + g.page_tokens - 1) / g.page_tokens;
+  auto bad = [&](const std::string& what) {
+    return absl::InternalError(absl::StrCat("retrieval plan for layer ", plan.layer, ": ", what));
+  };
+  if (plan.layer < 0 || plan.layer >= g.n_layers || pages > local_.n_pages() || plan.new_tokens < 0 ||
+      plan.new_tokens > plan.tokens) {
+    return bad(absl::StrCat("layer or tokens out of range (", plan.tokens, " tokens, ", local_.n_pages(), " pages)"));
+  }
+  if (!plan.heads.empty() && int64_t(plan.heads.size()) != g.n_kv_heads) return bad("one entry per KV head expected");
+  auto page_ok = [&](int64_t p) { return p >= 0 && p < pages; };
+  auto slot_ok = [&](int64_t s) { return s >= 0 && s < selected_slots_; };
+  for (int32_t p : plan.release) {
+    if (!page_ok(p)) return bad(absl::StrCat("releases page ", p));
+  }
+  for (const HeadPlan& hp : plan.heads) {
+    for (int32_t p : hp.middle) {
+      if (!page_ok(p)) return bad(absl::StrCat("attends page ", p));
+    }
+    for (int32_t s : hp.free_slots) {
+      if (!slot_ok(s)) return bad(absl::StrCat("frees slot ", s));
+    }
+    for (const auto* moves : {&hp.fetch_now, &hp.fetch_next}) {
+      for (const SlotMove& m : *moves) {
+        if (!slot_ok(m.slot) || !page_ok(m.page)) return bad(absl::StrCat("moves page ", m.page, " into slot ", m.slot));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::Status TieredKv::prepare(const LayerPlan& plan, RetrievalStats* stats) {
+  FREEKV_RETURN_IF_ERROR(check_plan(plan));
   const KvGeometry& g = geometry();
   const int64_t layer = plan.layer, pages = (plan.tokens + g.page_tokens - 1) / g.page_tokens;
   const size_t chunk = g.chunk_bytes();
@@ -397,6 +432,7 @@ absl::Status TieredKv::attend_dense(const LayerPlan& plan, const AttendPiece& at
 }
 
 absl::Status TieredKv::after_attention(const LayerPlan& plan, RetrievalStats* stats) {
+  FREEKV_RETURN_IF_ERROR(check_plan(plan));
   const KvGeometry& g = geometry();
   const int64_t layer = plan.layer;
   const size_t chunk = g.chunk_bytes();

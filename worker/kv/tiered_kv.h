@@ -142,6 +142,7 @@ class TieredKv {
     bool active() const { return handle != 0; }
   };
 
+  absl::Status check_plan(const LayerPlan& plan) const;
   uint8_t* slot_chunk(int64_t layer, int64_t head, int64_t slot);
   absl::Status ensure_slots(int64_t layer);
   absl::Status finish_pending(int64_t layer, RetrievalStats* stats);
