@@ -1,16 +1,27 @@
 #!/usr/bin/env bash
-# Retrieval benchmark of issue 4: decode of the Llama-3.2-1B-shaped random bf16 model at 32K context,
-# batch 1 and 4, under every policy (budget 2048 = 512 sink + 1024 selected + 512 recent), with the
-# offloading policies going through a private freekv-kvstore. Writes
-# bench/results/cpu-policies-<host>-<date>.json. Needs the model of bench/make_bench_model.sh (made if
-# missing) and about 16 GiB of free memory; takes several minutes on 2 cores. Extra flags go to `freekv bench`
-# (e.g. --correction-threshold -1 to measure freekv without correction).
+# Retrieval benchmark: decode of the Llama-3.2-1B-shaped random bf16 model at 32K context, batch 1 and
+# 4, budget 2048 = 512 sink + 1024 selected + 512 recent, τ = 0.9, the offloading policies through a
+# private freekv-kvstore. Three runs, each its own JSON in bench/results/:
+#   cpu-policies-cos0.9-<host>-<date>.json  harness queries, adjacent-step cosine 0.9 (the paper's regime)
+#   cpu-policies-cos0.5-<host>-<date>.json  harness queries, cosine 0.5
+#   cpu-policies-model-<host>-<date>.json   the random model's own queries and random keys (every
+#                                            correction fires), every policy, for comparison
+# The harness (tools/query_dynamics.h) synthesizes keys with hot pages and replaces each decode step's
+# queries, so freekv takes its speculative path as it would under a trained model. Needs the model of
+# bench/make_bench_model.sh (made if missing) and about 16 GiB of free memory; takes 15-25 minutes on 2
+# cores. Extra flags go to every `freekv bench` run.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="${BUILD_DIR:-$root/build}"
 model="$("$root/bench/make_bench_model.sh")"
 mkdir -p "$root/bench/results"
-out="${OUT:-$root/bench/results/cpu-policies-$(hostname)-$(date -u +%Y%m%d).json}"
-"$build/bin/freekv" bench --model "$model" --contexts 32768 --batches 1,4 \
-  --policies full,streaming,quest,arkvale,freekv --prefill-tokens 32 --decode-steps 8 --out "$out" "$@"
+tag="$(hostname)-$(date -u +%Y%m%d)"
+common=(--model "$model" --contexts 32768 --batches 1,4 --prefill-tokens 32 --decode-steps 8 --kvstore-pool 6GiB)
+for cos in 0.9 0.5; do
+  out="$root/bench/results/cpu-policies-cos$cos-$tag.json"
+  "$build/bin/freekv" bench "${common[@]}" --policies quest,arkvale,freekv --query-cosine "$cos" --out "$out" "$@" > /dev/null
+  echo "run_policy_bench: wrote $out" >&2
+done
+out="$root/bench/results/cpu-policies-model-$tag.json"
+"$build/bin/freekv" bench "${common[@]}" --policies full,streaming,quest,arkvale,freekv --out "$out" "$@" > /dev/null
 echo "run_policy_bench: wrote $out" >&2

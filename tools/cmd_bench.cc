@@ -255,7 +255,6 @@ int cmd_bench(int argc, char** argv) {
   EngineFlags engine_flags;
   engine_flags.kv_memory = "12GiB";
   engine_flags.kvstore_pool = "6GiB";
-  engine_flags.kvstore_block = "64KiB";
   ArgParser p("freekv bench --model DIR [--contexts 1024,8192,32768] [--batches 1,4] [--policies full,freekv] [--out FILE.json]",
               "Measures prefill and decode tokens/s, the fraction of copy-loop memory bandwidth a decode step achieves,\n"
               "and per retrieval policy the recall bytes, correction rate and recall wait of a step. bench/run_cpu_bench.sh\n"
@@ -286,7 +285,7 @@ int cmd_bench(int argc, char** argv) {
   }
   auto policy_list = parse_policy_list(policies);
   if (!policy_list.ok()) return report_error("bench", policy_list.status());
-  auto kvstore = engine_flags.start_kvstore_for(*policy_list, &*options);
+  auto kvstore = engine_flags.start_kvstore_for(*policy_list, &*options, model);
   if (!kvstore.ok()) return report_error("bench", kvstore.status());
 
   nlohmann::json j;

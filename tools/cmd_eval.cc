@@ -88,7 +88,7 @@ int cmd_eval(int argc, char** argv) {
   if (!options.ok()) return report_error("eval", options.status());
   auto policy_list = parse_policy_list(policies);
   if (!policy_list.ok()) return report_error("eval", policy_list.status());
-  auto kvstore = engine_flags.start_kvstore_for(*policy_list, &*options);
+  auto kvstore = engine_flags.start_kvstore_for(*policy_list, &*options, model);
   if (!kvstore.ok()) return report_error("eval", kvstore.status());
   std::vector<int64_t> ctx_list;
   for (double c : parse_doubles(contexts)) ctx_list.push_back(int64_t(c));

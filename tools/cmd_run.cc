@@ -51,7 +51,7 @@ int cmd_run(int argc, char** argv) {
   if (prompt->empty()) return report_error("run", absl::InvalidArgumentError("give --prompt or --prompt-file"));
   auto options = engine_flags.to_options();
   if (!options.ok()) return report_error("run", options.status());
-  auto kvstore = engine_flags.start_kvstore(&*options);
+  auto kvstore = engine_flags.start_kvstore(&*options, model);
   if (!kvstore.ok()) return report_error("run", kvstore.status());
   auto engine = Engine::load(model, *options);
   if (!engine.ok()) return report_error("run", engine.status());

@@ -2,7 +2,10 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
+#include <filesystem>
+
 #include "common/units.h"
+#include "worker/model/config.h"
 
 namespace freekv {
 
@@ -23,7 +26,8 @@ void EngineFlags::add_to(ArgParser& p) {
   p.add_string("dense-layers", &dense_layers, "comma-separated layers that always attend the full context");
   p.add_string("kvstore", &kvstore, "kvstore socket path, 'spawn' (private one), 'none', or 'auto' (spawn when the policy offloads)");
   p.add_string("kvstore-pool", &kvstore_pool, "pool size of a spawned kvstore");
-  p.add_string("kvstore-block", &kvstore_block, "block size of a spawned kvstore (>= one page of all KV heads)");
+  p.add_string("kvstore-block", &kvstore_block,
+               "block size of a spawned kvstore (>= one page of all KV heads and its key statistics; auto = that)");
   p.add_int("recall-staging-pairs", &recall_staging_pairs,
             "recalls from the kvstore in flight at once, shared by every sequence and layer");
 }
@@ -56,13 +60,21 @@ absl::StatusOr<EngineOptions> EngineFlags::to_options() const {
   return o;
 }
 
-absl::StatusOr<std::unique_ptr<KvstoreProcess>> EngineFlags::start_kvstore(EngineOptions* options) const {
+absl::StatusOr<std::unique_ptr<KvstoreProcess>> EngineFlags::start_kvstore(EngineOptions* options,
+                                                                           const std::string& model_dir) const {
   const bool spawn = kvstore == "spawn" || (kvstore == "auto" && options->retrieval.offloaded());
   if (!spawn) {
     if (kvstore != "auto" && kvstore != "none") options->kvstore_socket = kvstore;
     return std::unique_ptr<KvstoreProcess>();
   }
-  FREEKV_ASSIGN_OR_RETURN(auto process, KvstoreProcess::start(kvstore_pool, kvstore_block));
+  std::string block = kvstore_block;
+  if (block == "auto") {  // one page of this model, all KV heads, with its key statistics, in 4 KiB units
+    FREEKV_ASSIGN_OR_RETURN(ModelConfig c, load_model_config((std::filesystem::path(model_dir) / "config.json").string()));
+    const dp::SessionGeometry g{uint32_t(c.n_layers), uint32_t(c.n_kv_heads), uint32_t(c.head_dim),
+                                uint32_t(options->page_tokens), options->kv_dtype};
+    block = absl::StrCat((g.stored_page_bytes() + 4095) / 4096 * 4, "KiB");
+  }
+  FREEKV_ASSIGN_OR_RETURN(auto process, KvstoreProcess::start(kvstore_pool, block));
   options->kvstore_socket = process->socket_path();
   return process;
 }
@@ -82,12 +94,17 @@ absl::StatusOr<std::vector<PolicyKind>> parse_policy_list(const std::string& lis
 }
 
 absl::StatusOr<std::unique_ptr<KvstoreProcess>> EngineFlags::start_kvstore_for(const std::vector<PolicyKind>& policies,
-                                                                               EngineOptions* options) const {
+                                                                               EngineOptions* options,
+                                                                               const std::string& model_dir) const {
   const PolicyKind saved = options->retrieval.policy;
   bool any_offload = false;
-  for (PolicyKind p : policies) any_offload |= p == PolicyKind::kArkvale || p == PolicyKind::kFreekv;
+  for (PolicyKind p : policies) {
+    options->retrieval.policy = p;
+    any_offload |= options->retrieval.offloaded();
+  }
+  // One policy that offloads stands for them all when the kvstore is started.
   options->retrieval.policy = any_offload ? PolicyKind::kFreekv : PolicyKind::kFull;
-  auto process = start_kvstore(options);
+  auto process = start_kvstore(options, model_dir);
   options->retrieval.policy = saved;
   return process;
 }

@@ -24,16 +24,18 @@ struct EngineFlags {
   // Where pages are offloaded: a kvstore socket, "spawn" (a private kvstore for this command), or
   // "none". The default, "auto", spawns one for the policies that offload (arkvale, freekv).
   std::string kvstore = "auto";
-  std::string kvstore_pool = "8GiB", kvstore_block = "144KiB";
+  // A spawned kvstore's pool, and its block size ("auto": one page of the model with its key statistics).
+  std::string kvstore_pool = "8GiB", kvstore_block = "auto";
   int64_t recall_staging_pairs = 8;
 
   void add_to(ArgParser& parser);
   absl::StatusOr<EngineOptions> to_options() const;
-  // Starts the private kvstore when the flags ask for one and points options at it.
-  absl::StatusOr<std::unique_ptr<KvstoreProcess>> start_kvstore(EngineOptions* options) const;
+  // Starts the private kvstore when the flags ask for one (for the model in model_dir) and points
+  // options at it.
+  absl::StatusOr<std::unique_ptr<KvstoreProcess>> start_kvstore(EngineOptions* options, const std::string& model_dir) const;
   // For a command comparing several policies: one kvstore for all of them when any offloads.
   absl::StatusOr<std::unique_ptr<KvstoreProcess>> start_kvstore_for(const std::vector<PolicyKind>& policies,
-                                                                    EngineOptions* options) const;
+                                                                    EngineOptions* options, const std::string& model_dir) const;
   // The options of one of those policies: the ones that do not offload run without the kvstore
   // (unless one was named explicitly), so quest stays the no-offload speed bound.
   EngineOptions for_policy(const EngineOptions& shared, PolicyKind policy) const;

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "common/grpc_util.h"
 #include "common/units.h"
 #include "freekv/v1/kvstore.grpc.pb.h"
 #include "proto/convert/kv_geometry.h"
@@ -30,11 +31,11 @@ constexpr int64_t kWaitSliceNs = 100'000'000;
 // wake-up costs about as much as copying a whole staging buffer.
 constexpr int64_t kSpinNs = 300'000;
 
-absl::Status from_grpc(const grpc::Status& s, const std::string& what) {
-  if (s.ok()) return absl::OkStatus();
-  std::string msg = s.error_message();
-  if (s.error_code() == grpc::StatusCode::UNAVAILABLE) msg = absl::StrCat("kvstore unreachable (", msg, ")");
-  return absl::Status(absl::StatusCode(int(s.error_code())), absl::StrCat(what, ": ", msg));
+// A control RPC's failure, named after the call; UNAVAILABLE says the kvstore is out of reach.
+absl::Status control_error(const grpc::Status& s, const std::string& what) {
+  absl::Status st = from_grpc(s);
+  if (absl::IsUnavailable(st)) st = absl::UnavailableError(absl::StrCat("kvstore unreachable (", st.message(), ")"));
+  return annotate(st, what);
 }
 
 void set_deadline(grpc::ClientContext* ctx) {
@@ -80,7 +81,7 @@ absl::Status KvstoreClient::attach(const std::string& path, const Options& o) {
   impl_->attach_stream = impl_->stub->AttachWorker(&impl_->attach_ctx, req);
   v1::AttachWorkerResponse resp;
   if (!impl_->attach_stream->Read(&resp)) {
-    return from_grpc(impl_->attach_stream->Finish(), "AttachWorker");
+    return control_error(impl_->attach_stream->Finish(), "AttachWorker");
   }
   if (resp.abi_version() != dp::kAbiVersion) {
     return absl::FailedPreconditionError(absl::StrCat("the kvstore speaks data-plane ABI ", resp.abi_version(),
@@ -154,7 +155,7 @@ absl::StatusOr<KvSessionInfo> KvstoreClient::open_session(const std::string& ses
   v1::OpenSessionResponse resp;
   grpc::ClientContext ctx;
   set_deadline(&ctx);
-  FREEKV_RETURN_IF_ERROR(from_grpc(impl_->stub->OpenSession(&ctx, req, &resp), "OpenSession"));
+  FREEKV_RETURN_IF_ERROR(control_error(impl_->stub->OpenSession(&ctx, req, &resp), "OpenSession"));
   const v1::SessionInfo& s = resp.session();
   KvSessionInfo info;
   info.id = s.session_id();
@@ -173,7 +174,7 @@ absl::Status KvstoreClient::close_session(const std::string& session_id) {
   v1::CloseSessionResponse resp;
   grpc::ClientContext ctx;
   set_deadline(&ctx);
-  return from_grpc(impl_->stub->CloseSession(&ctx, req, &resp), "CloseSession");
+  return control_error(impl_->stub->CloseSession(&ctx, req, &resp), "CloseSession");
 }
 
 absl::StatusOr<KvSessionStats> KvstoreClient::session_stats(const std::string& session_id) {
@@ -182,7 +183,7 @@ absl::StatusOr<KvSessionStats> KvstoreClient::session_stats(const std::string& s
   v1::GetSessionResponse resp;
   grpc::ClientContext ctx;
   set_deadline(&ctx);
-  FREEKV_RETURN_IF_ERROR(from_grpc(impl_->stub->GetSession(&ctx, req, &resp), "GetSession"));
+  FREEKV_RETURN_IF_ERROR(control_error(impl_->stub->GetSession(&ctx, req, &resp), "GetSession"));
   KvSessionStats st;
   st.n_tokens = resp.session().n_tokens();
   st.committed_pages = resp.session().committed_pages();
@@ -196,7 +197,7 @@ absl::StatusOr<KvPoolStats> KvstoreClient::pool_stats() {
   v1::GetPoolStatsResponse resp;
   grpc::ClientContext ctx;
   set_deadline(&ctx);
-  FREEKV_RETURN_IF_ERROR(from_grpc(impl_->stub->GetPoolStats(&ctx, v1::GetPoolStatsRequest(), &resp), "GetPoolStats"));
+  FREEKV_RETURN_IF_ERROR(control_error(impl_->stub->GetPoolStats(&ctx, v1::GetPoolStatsRequest(), &resp), "GetPoolStats"));
   const v1::PoolStats& s = resp.stats();
   KvPoolStats p;
   p.blocks_total = s.blocks_total();

@@ -23,11 +23,10 @@ class FreekvPolicy : public PolicyBase {
 
   absl::StatusOr<LayerPlan> plan(int64_t layer, const float* q, int64_t n_q) override {
     LayerState& st = layers_[size_t(layer)];
-    const PageSpan s = span(kv_->n_tokens() + n_q);
-    const bool budget = budget_applies(layer, n_q, s);
-    LayerPlan plan = start_plan(layer, n_q, s, !budget);
+    PageSpan s;
+    LayerPlan plan = begin(layer, n_q, &s);
     release_candidates(&plan, s, /*drop=*/false);
-    if (!budget) {
+    if (plan.dense) {
       st.speculating = false;  // the next budget step starts over, synchronously
       return plan;
     }
@@ -65,7 +64,7 @@ class FreekvPolicy : public PolicyBase {
 
     // Speculation: step t+1 (one token longer) attends what q_t selects; recalled after attention.
     const PageSpan next_span = span(s.tokens + 1);
-    FREEKV_ASSIGN_OR_RETURN(st.next, select(layer, std::vector<bool>(size_t(n_kv_heads_), true), q_t, next_span));
+    FREEKV_ASSIGN_OR_RETURN(st.next, select_all(layer, q, n_q, next_span));
     for (int64_t h = 0; h < n_kv_heads_; ++h) {
       plan.heads[size_t(h)].fetch_next = plan_slot_updates(held[size_t(h)], st.next[size_t(h)]);
     }

@@ -37,6 +37,16 @@ LayerPlan PolicyBase::start_plan(int64_t layer, int64_t n_q, const PageSpan& s, 
   return plan;
 }
 
+LayerPlan PolicyBase::begin(int64_t layer, int64_t n_q, PageSpan* s) const {
+  *s = span(kv_->n_tokens() + n_q);
+  return start_plan(layer, n_q, *s, !budget_applies(layer, n_q, *s));
+}
+
+absl::StatusOr<std::vector<std::vector<int32_t>>> PolicyBase::select_all(int64_t layer, const float* q, int64_t n_q,
+                                                                         const PageSpan& s) const {
+  return select(layer, std::vector<bool>(size_t(n_kv_heads_), true), q + (n_q - 1) * n_heads_ * head_dim_, s);
+}
+
 void PolicyBase::release_candidates(LayerPlan* plan, const PageSpan& s, bool drop) const {
   plan->release_when_offloaded = kv_->offloads();
   for (int64_t p = s.sink_pages; p < s.window_first; ++p) {

@@ -27,6 +27,8 @@ class PolicyBase : public RetrievalPolicy {
   bool budget_applies(int64_t layer, int64_t n_q, const PageSpan& s) const;
   // A plan with the step's span and nothing decided yet; `dense` or a budget plan with empty heads.
   LayerPlan start_plan(int64_t layer, int64_t n_q, const PageSpan& s, bool dense) const;
+  // The step's plan as far as the span goes: a budget plan when the budget applies, else dense.
+  LayerPlan begin(int64_t layer, int64_t n_q, PageSpan* s) const;
   // Adds the candidates still resident to plan->release: those the kvstore holds, and with `drop` and
   // no kvstore every one (their KV is gone for good); with a kvstore, the rest go once it holds them.
   void release_candidates(LayerPlan* plan, const PageSpan& s, bool drop) const;
@@ -34,6 +36,9 @@ class PolicyBase : public RetrievalPolicy {
   // for each head with heads[h] set, scored in parallel; others get an empty list.
   absl::StatusOr<std::vector<std::vector<int32_t>>> select(int64_t layer, const std::vector<bool>& heads,
                                                            const float* q_last, const PageSpan& s) const;
+  // select() for every KV head with the last of the step's n_q queries q[n_q, n_heads, head_dim].
+  absl::StatusOr<std::vector<std::vector<int32_t>>> select_all(int64_t layer, const float* q, int64_t n_q,
+                                                               const PageSpan& s) const;
   const RetrievalConfig config_;
   const int64_t n_heads_, n_kv_heads_, head_dim_, page_tokens_;
   const TieredKv* kv_;

@@ -11,13 +11,11 @@ class QuestPolicy : public PolicyBase {
   using PolicyBase::PolicyBase;
 
   absl::StatusOr<LayerPlan> plan(int64_t layer, const float* q, int64_t n_q) override {
-    const PageSpan s = span(kv_->n_tokens() + n_q);
-    const bool budget = budget_applies(layer, n_q, s);
-    LayerPlan plan = start_plan(layer, n_q, s, !budget);
+    PageSpan s;
+    LayerPlan plan = begin(layer, n_q, &s);
     plan.keep_all_resident = true;
-    if (!budget) return plan;
-    FREEKV_ASSIGN_OR_RETURN(auto selected, select(layer, std::vector<bool>(size_t(n_kv_heads_), true),
-                                                   q + (n_q - 1) * n_heads_ * head_dim_, s));
+    if (plan.dense) return plan;
+    FREEKV_ASSIGN_OR_RETURN(auto selected, select_all(layer, q, n_q, s));
     for (size_t h = 0; h < selected.size(); ++h) plan.heads[h].middle = std::move(selected[h]);
     return plan;
   }

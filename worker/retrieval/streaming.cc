@@ -11,10 +11,9 @@ class StreamingPolicy : public PolicyBase {
   using PolicyBase::PolicyBase;
 
   absl::StatusOr<LayerPlan> plan(int64_t layer, const float*, int64_t n_q) override {
-    const PageSpan s = span(kv_->n_tokens() + n_q);
-    const bool budget = budget_applies(layer, n_q, s);
-    LayerPlan plan = start_plan(layer, n_q, s, !budget);
-    release_candidates(&plan, s, /*drop=*/budget);
+    PageSpan s;
+    LayerPlan plan = begin(layer, n_q, &s);
+    release_candidates(&plan, s, /*drop=*/!plan.dense);
     return plan;
   }
 

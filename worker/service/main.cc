@@ -115,6 +115,7 @@ absl::StatusOr<EngineOptions> engine_options() {
     o.retrieval.dense_layers.push_back(layer);
   }
   if (absl::GetFlag(FLAGS_max_batch) < 1) return absl::InvalidArgumentError("--max-batch must be >= 1");
+  if (absl::GetFlag(FLAGS_recall_staging_pairs) < 1) return absl::InvalidArgumentError("--recall-staging-pairs must be >= 1");
   o.recall_staging_pairs = absl::GetFlag(FLAGS_recall_staging_pairs);
   o.kvstore_socket = absl::GetFlag(FLAGS_kvstore);
   return o;
