@@ -5,23 +5,28 @@
 #   cpu-policies-cos0.9-<host>-<date>.json  harness queries, adjacent-step cosine 0.9 (the paper's regime)
 #   cpu-policies-cos0.5-<host>-<date>.json  harness queries, cosine 0.5
 #   cpu-policies-model-<host>-<date>.json   the random model's own queries and random keys (every
-#                                            correction fires), every policy, for comparison
+#                                            correction fires), for comparison
+#   cpu-policies-full-<host>-<date>.json    full attention alone, the model's queries (what the budget saves)
+# Within a run the policies' decode steps alternate (see tools/cmd_bench.cc).
 # The harness (tools/query_dynamics.h) synthesizes keys with hot pages and replaces each decode step's
 # queries, so freekv takes its speculative path as it would under a trained model. Needs the model of
-# bench/make_bench_model.sh (made if missing) and about 16 GiB of free memory; takes 15-25 minutes on 2
-# cores. Extra flags go to every `freekv bench` run.
+# bench/make_bench_model.sh (made if missing) and about 16 GiB of free memory (quest keeps 4 GiB of KV
+# resident at batch 4, the kvstore holds 9 GiB for arkvale's and freekv's sequences); takes 15-25 minutes
+# on 2 cores. Extra flags go to every `freekv bench` run.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="${BUILD_DIR:-$root/build}"
 model="$("$root/bench/make_bench_model.sh")"
 mkdir -p "$root/bench/results"
 tag="$(hostname)-$(date -u +%Y%m%d)"
-common=(--model "$model" --contexts 32768 --batches 1,4 --prefill-tokens 32 --decode-steps 8 --kvstore-pool 6GiB)
+common=(--model "$model" --contexts 32768 --batches 1,4 --prefill-tokens 32 --decode-steps 12 --kvstore-pool 10GiB)
 for cos in 0.9 0.5; do
   out="$root/bench/results/cpu-policies-cos$cos-$tag.json"
   "$build/bin/freekv" bench "${common[@]}" --policies quest,arkvale,freekv --query-cosine "$cos" --out "$out" "$@" > /dev/null
   echo "run_policy_bench: wrote $out" >&2
 done
-out="$root/bench/results/cpu-policies-model-$tag.json"
-"$build/bin/freekv" bench "${common[@]}" --policies full,streaming,quest,arkvale,freekv --out "$out" "$@" > /dev/null
-echo "run_policy_bench: wrote $out" >&2
+for run in model:quest,arkvale,freekv full:full; do
+  out="$root/bench/results/cpu-policies-${run%%:*}-$tag.json"
+  "$build/bin/freekv" bench "${common[@]}" --policies "${run#*:}" --out "$out" "$@" > /dev/null
+  echo "run_policy_bench: wrote $out" >&2
+done

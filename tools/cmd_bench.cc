@@ -1,6 +1,9 @@
 // `freekv bench`: prefill and decode speed of the CPU engine at several context lengths and batch
 // sizes, set against the memory bandwidth of a plain copy loop measured in the same run.
 //
+// Every listed policy runs over the same inputs in one process, their decode steps interleaved, so
+// the ratios between them are measured in the same minutes of a shared machine.
+//
 // What is timed: a decode step is one forward step of `batch` sequences by one token each, with the
 // KV of `context` earlier tokens per sequence; bytes read per step are the weights (the embedding
 // table counts only when it is also the output head) plus every K/V byte attention reads. Prefill is
@@ -145,79 +148,124 @@ struct CaseResult {
   int64_t kv_peak_bytes = 0;  // the most worker KV memory one sequence held
 };
 
-absl::StatusOr<CaseResult> run_case(Engine& engine, int64_t context, int64_t batch, int64_t prefill_tokens,
-                                    int64_t decode_steps, double copy_bw, double read_bw,
-                                    const QueryDynamicsSpec* dynamics) {
-  const ModelConfig& c = engine.weights().config;
-  std::mt19937 rng(1234);
-  std::unique_ptr<QueryDynamics> dyn;
-  if (dynamics != nullptr) dyn = std::make_unique<QueryDynamics>(*dynamics);  // the same draws for every policy
+// One policy's share of a case: its sequences, their inputs and what was measured.
+struct PolicyCase {
+  Engine* engine = nullptr;
+  std::mt19937 rng{1234};                // the same inputs for every policy
+  std::unique_ptr<QueryDynamics> dyn;    // ... and the same query draws
   std::vector<std::unique_ptr<Sequence>> seqs;
+  std::vector<RetrievalStats> before;    // at the first timed step
+  CaseResult r;
+};
+
+std::string session_of(const Engine& e, int64_t context, int64_t batch, int64_t b) {
+  return absl::StrCat("bench-", policy_name(e.options().retrieval.policy), "-", context, "-", batch, "-", b);
+}
+
+// KV of the earlier context for every sequence, then one timed prefill chunk each.
+absl::Status start_case(PolicyCase& pc, int64_t context, int64_t batch, int64_t prefill_tokens,
+                        const QueryDynamicsSpec* dynamics) {
+  Engine& engine = *pc.engine;
+  const ModelConfig& c = engine.weights().config;
+  if (dynamics != nullptr) pc.dyn = std::make_unique<QueryDynamics>(*dynamics);
   for (int64_t b = 0; b < batch; ++b) {
-    FREEKV_ASSIGN_OR_RETURN(auto seq, engine.new_sequence(absl::StrCat("bench-", context, "-", batch, "-", b)));
-    seqs.push_back(std::move(seq));
-    FREEKV_RETURN_IF_ERROR(synthesize_kv(*seqs.back(), b, context - prefill_tokens, c.vocab, rng, dyn.get()));
+    FREEKV_ASSIGN_OR_RETURN(auto seq, engine.new_sequence(session_of(engine, context, batch, b)));
+    pc.seqs.push_back(std::move(seq));
+    FREEKV_RETURN_IF_ERROR(synthesize_kv(*pc.seqs.back(), b, context - prefill_tokens, c.vocab, pc.rng, pc.dyn.get()));
   }
-  if (dyn != nullptr) {
-    engine.forward().set_query_override([&](const Sequence* seq, int64_t layer, float* q) {
-      for (size_t b = 0; b < seqs.size(); ++b)
-        if (seqs[b].get() == seq) dyn->next_query(int64_t(b), layer, q);
+  if (pc.dyn != nullptr) {
+    engine.forward().set_query_override([&pc](const Sequence* seq, int64_t layer, float* q) {
+      for (size_t b = 0; b < pc.seqs.size(); ++b)
+        if (pc.seqs[b].get() == seq) pc.dyn->next_query(int64_t(b), layer, q);
     });
   }
   std::uniform_int_distribution<int32_t> tok(0, c.vocab - 1);
   std::vector<std::vector<int32_t>> prompt(size_t(batch), std::vector<int32_t>(static_cast<size_t>(prefill_tokens)));
-  for (auto& p : prompt) for (auto& t : p) t = tok(rng);
+  for (auto& p : prompt) for (auto& t : p) t = tok(pc.rng);
+  pc.r.context = context;
+  pc.r.batch = batch;
+  std::vector<StepInput> in;
+  for (int64_t b = 0; b < batch; ++b) in.push_back({pc.seqs[size_t(b)].get(), prompt[size_t(b)].data(), prefill_tokens, false});
   std::vector<float> logits;
-  CaseResult r;
-  r.context = context;
-  r.batch = batch;
-  {
-    std::vector<StepInput> in;
-    for (int64_t b = 0; b < batch; ++b) in.push_back({seqs[size_t(b)].get(), prompt[size_t(b)].data(), prefill_tokens, false});
-    auto t0 = Clock::now();
-    FREEKV_RETURN_IF_ERROR(step_all(engine, in, &logits));
-    r.prefill_seconds = since(t0);
-    r.prefill_tokens_per_second = double(batch * prefill_tokens) / r.prefill_seconds;
+  auto t0 = Clock::now();
+  FREEKV_RETURN_IF_ERROR(step_all(engine, in, &logits));
+  pc.r.prefill_seconds = since(t0);
+  pc.r.prefill_tokens_per_second = double(batch * prefill_tokens) / pc.r.prefill_seconds;
+  return absl::OkStatus();
+}
+
+// One decode step of every sequence; step 0 (untimed) warms caches and makes the first, synchronous
+// selection.
+absl::Status decode_step(PolicyCase& pc, int64_t step) {
+  const int64_t batch = int64_t(pc.seqs.size());
+  if (step == 1) {
+    pc.before.clear();
+    for (const auto& seq : pc.seqs) pc.before.push_back(seq->total_stats());
   }
+  std::uniform_int_distribution<int32_t> tok(0, pc.engine->weights().config.vocab - 1);
   std::vector<int32_t> next(static_cast<size_t>(batch));
-  std::vector<RetrievalStats> before(static_cast<size_t>(batch));
-  for (int64_t s = 0; s <= decode_steps; ++s) {
-    if (s == 1) {  // step 0 (untimed) makes the first, synchronous selection
-      for (int64_t b = 0; b < batch; ++b) before[size_t(b)] = seqs[size_t(b)]->total_stats();
-    }
-    std::vector<StepInput> in;
-    for (int64_t b = 0; b < batch; ++b) {
-      next[size_t(b)] = tok(rng);
-      in.push_back({seqs[size_t(b)].get(), &next[size_t(b)], 1, false});
-    }
-    auto t0 = Clock::now();
-    FREEKV_RETURN_IF_ERROR(step_all(engine, in, &logits));
-    if (s > 0) r.decode_step_seconds.push_back(since(t0));  // step 0 warms caches and buffers
+  std::vector<StepInput> in;
+  for (int64_t b = 0; b < batch; ++b) {
+    next[size_t(b)] = tok(pc.rng);
+    in.push_back({pc.seqs[size_t(b)].get(), &next[size_t(b)], 1, false});
   }
+  std::vector<float> logits;
+  auto t0 = Clock::now();
+  FREEKV_RETURN_IF_ERROR(step_all(*pc.engine, in, &logits));
+  if (step > 0) pc.r.decode_step_seconds.push_back(since(t0));
+  return absl::OkStatus();
+}
+
+// Totals, the median step, the bytes a step reads; then the sequences and their sessions go.
+absl::Status finish_case(PolicyCase& pc, double copy_bw, double read_bw) {
+  Engine& engine = *pc.engine;
+  CaseResult& r = pc.r;
   engine.forward().set_query_override(nullptr);
-  for (int64_t b = 0; b < batch; ++b) {
-    r.retrieval += seqs[size_t(b)]->total_stats() - before[size_t(b)];
-    r.kv_peak_bytes = std::max(r.kv_peak_bytes, seqs[size_t(b)]->kv().peak_blocks_held() *
-                                                    int64_t(seqs[size_t(b)]->kv().geometry().block_bytes()));
+  for (size_t b = 0; b < pc.seqs.size(); ++b) {
+    r.retrieval += pc.seqs[b]->total_stats() - pc.before[b];
+    r.kv_peak_bytes = std::max(r.kv_peak_bytes, pc.seqs[b]->kv().peak_blocks_held() *
+                                                    int64_t(pc.seqs[b]->kv().geometry().block_bytes()));
   }
-  for (auto& seq : seqs) FREEKV_RETURN_IF_ERROR(seq->drain());
-  for (int64_t b = 0; b < batch; ++b) {
-    FREEKV_RETURN_IF_ERROR(engine.close_sequence_session(absl::StrCat("bench-", context, "-", batch, "-", b)));
+  for (auto& seq : pc.seqs) FREEKV_RETURN_IF_ERROR(seq->drain());
+  pc.seqs.clear();
+  for (int64_t b = 0; b < r.batch; ++b) {
+    FREEKV_RETURN_IF_ERROR(engine.close_sequence_session(session_of(engine, r.context, r.batch, b)));
   }
   std::vector<double> sorted = r.decode_step_seconds;
   std::sort(sorted.begin(), sorted.end());
   const double median = sorted[sorted.size() / 2];
-  r.decode_tokens_per_second = double(batch) / median;
+  r.decode_tokens_per_second = double(r.batch) / median;
   const KvGeometry& g = engine.kv_pool().geometry();
   // K/V bytes attention reads: the whole context under full, the budget under the other policies.
   const RetrievalConfig& rc = engine.options().retrieval;
-  const int64_t attended = rc.policy == PolicyKind::kFull ? context : std::min(context, rc.budget);
-  const double kv_bytes = double(batch) * double(attended) * double(g.n_layers * g.n_kv_heads * g.head_dim * 2) *
+  const int64_t attended = rc.policy == PolicyKind::kFull ? r.context : std::min(r.context, rc.budget);
+  const double kv_bytes = double(r.batch) * double(attended) * double(g.n_layers * g.n_kv_heads * g.head_dim * 2) *
                           double(dtype_size(g.dtype));
   r.bytes_per_step = double(engine.weights().weight_bytes) + kv_bytes;
   r.bandwidth_fraction = r.bytes_per_step / median / copy_bw;
   r.read_bandwidth_fraction = r.bytes_per_step / median / read_bw;
-  return r;
+  return absl::OkStatus();
+}
+
+// Every policy over the same case, their decode steps interleaved (policy A step 1, policy B step 1,
+// ...), so that the machine's drift between minutes weighs on all of them alike.
+absl::StatusOr<std::vector<CaseResult>> run_case(const std::vector<Engine*>& engines, int64_t context, int64_t batch,
+                                                 int64_t prefill_tokens, int64_t decode_steps, double copy_bw,
+                                                 double read_bw, const QueryDynamicsSpec* dynamics) {
+  std::vector<std::unique_ptr<PolicyCase>> cases;
+  for (Engine* e : engines) {
+    cases.push_back(std::make_unique<PolicyCase>());
+    cases.back()->engine = e;
+    FREEKV_RETURN_IF_ERROR(start_case(*cases.back(), context, batch, prefill_tokens, dynamics));
+  }
+  for (int64_t s = 0; s <= decode_steps; ++s)
+    for (auto& pc : cases) FREEKV_RETURN_IF_ERROR(decode_step(*pc, s));
+  std::vector<CaseResult> out;
+  for (auto& pc : cases) {
+    FREEKV_RETURN_IF_ERROR(finish_case(*pc, copy_bw, read_bw));
+    out.push_back(pc->r);
+  }
+  return out;
 }
 
 std::string git_commit() {
@@ -293,7 +341,8 @@ int cmd_bench(int argc, char** argv) {
   j["commit"] = git_commit();
   j["simd"] = cpu_primitives().name;
   j["model"] = model;
-  j["method"] = "decode: median of timed steps after one untimed step; bytes_per_step = weights + K/V attended; "
+  j["method"] = "decode: median of timed steps after one untimed step, the policies' steps interleaved; "
+                "bytes_per_step = weights + K/V attended; "
                 "KV of earlier tokens synthesized (offloaded and digested like generated pages)";
   std::unique_ptr<QueryDynamicsSpec> dynamics;
   if (query_cosine != 0) {
@@ -315,8 +364,9 @@ int cmd_bench(int argc, char** argv) {
                     {"page_tokens", options->page_tokens}};
   double copy_bw = 0, read_bw = 0;
   std::map<std::tuple<std::string, int64_t, int64_t>, CaseResult> results;
+  std::vector<std::unique_ptr<Engine>> engines;
+  std::vector<Engine*> engine_ptrs;
   for (PolicyKind policy : *policy_list) {
-    const std::string name = policy_name(policy);
     auto engine = Engine::load(model, engine_flags.for_policy(*options, policy));
     if (!engine.ok()) return report_error("bench", engine.status());
     Engine& e = **engine;
@@ -332,37 +382,41 @@ int cmd_bench(int argc, char** argv) {
       warm->reset();
       if (absl::Status st = e.close_sequence_session("bench-warm-up"); !st.ok()) return report_error("bench", st);
     }
-    if (copy_bw == 0) {
-      copy_bw = copy_bandwidth(e.threads(), size_t(1) << 29, 5);
-      read_bw = read_bandwidth(e.threads(), size_t(1) << 29, 5);
-      std::fprintf(stderr, "copy-loop bandwidth: %.2f GB/s (read + write bytes); read-only loop: %.2f GB/s\n",
-                   copy_bw / 1e9, read_bw / 1e9);
-      j["read_bandwidth_bytes_per_second"] = read_bw;
-      j["threads"] = e.threads().size();
-      j["weight_bytes_per_step"] = e.weights().weight_bytes;
-      j["copy_bandwidth_bytes_per_second"] = copy_bw;
-    }
-    for (int64_t batch : batch_list) {
-      for (int64_t ctx : ctx_list) {
-        if (dynamics != nullptr) {
-          const ModelConfig& mc = e.weights().config;
-          dynamics->n_layers = mc.n_layers;
-          dynamics->n_heads = mc.n_heads;
-          dynamics->n_kv_heads = mc.n_kv_heads;
-          dynamics->head_dim = mc.head_dim;
-        }
-        auto r = run_case(e, ctx, batch, prefill_tokens, decode_steps, copy_bw, read_bw, dynamics.get());
-        if (!r.ok()) return report_error("bench", r.status());
-        const RetrievalStats& st = r->retrieval;
+    engine_ptrs.push_back(&e);
+    engines.push_back(std::move(*engine));
+  }
+  Engine& first = *engine_ptrs[0];
+  copy_bw = copy_bandwidth(first.threads(), size_t(1) << 29, 5);
+  read_bw = read_bandwidth(first.threads(), size_t(1) << 29, 5);
+  std::fprintf(stderr, "copy-loop bandwidth: %.2f GB/s (read + write bytes); read-only loop: %.2f GB/s\n", copy_bw / 1e9,
+               read_bw / 1e9);
+  j["read_bandwidth_bytes_per_second"] = read_bw;
+  j["threads"] = first.threads().size();
+  j["weight_bytes_per_step"] = first.weights().weight_bytes;
+  j["copy_bandwidth_bytes_per_second"] = copy_bw;
+  if (dynamics != nullptr) {
+    const ModelConfig& mc = first.weights().config;
+    dynamics->n_layers = mc.n_layers;
+    dynamics->n_heads = mc.n_heads;
+    dynamics->n_kv_heads = mc.n_kv_heads;
+    dynamics->head_dim = mc.head_dim;
+  }
+  for (int64_t batch : batch_list) {
+    for (int64_t ctx : ctx_list) {
+      auto rs = run_case(engine_ptrs, ctx, batch, prefill_tokens, decode_steps, copy_bw, read_bw, dynamics.get());
+      if (!rs.ok()) return report_error("bench", rs.status());
+      for (size_t i = 0; i < rs->size(); ++i) {
+        const CaseResult& r = (*rs)[i];
+        const std::string name = policy_name((*policy_list)[i]);
+        const RetrievalStats& st = r.retrieval;
         std::fprintf(stderr, "%-9s context %6lld batch %lld: prefill %8.1f tok/s, decode %7.2f tok/s (%.1f ms/step), "
                      "%.1f%% of copy bandwidth (%.1f%% of read-only), recall %.2f MB/step, corrections %lld/%lld\n",
-                     name.c_str(), (long long)ctx, (long long)batch, r->prefill_tokens_per_second, r->decode_tokens_per_second,
-                     1e3 * double(batch) / r->decode_tokens_per_second, 100 * r->bandwidth_fraction,
-                     100 * r->read_bandwidth_fraction,
-                     double(st.bytes_recalled) / 1e6 / double(decode_steps), (long long)st.correction_triggers,
-                     (long long)st.correction_checks);
-        j["cases"].push_back(case_json(name, *r, decode_steps));
-        results[{name, ctx, batch}] = *r;
+                     name.c_str(), (long long)ctx, (long long)batch, r.prefill_tokens_per_second, r.decode_tokens_per_second,
+                     1e3 * double(batch) / r.decode_tokens_per_second, 100 * r.bandwidth_fraction,
+                     100 * r.read_bandwidth_fraction, double(st.bytes_recalled) / 1e6 / double(decode_steps),
+                     (long long)st.correction_triggers, (long long)st.correction_checks);
+        j["cases"].push_back(case_json(name, r, decode_steps));
+        results[{name, ctx, batch}] = r;
       }
     }
   }
