@@ -1,6 +1,11 @@
 #include "worker/kv/kv_cache.h"
 
+#include <sys/mman.h>
+
 #include <algorithm>
+
+#include <cerrno>
+#include <cstring>
 
 #include "common/units.h"
 
@@ -8,6 +13,10 @@ namespace freekv {
 
 KvBlockPool::KvBlockPool(const KvGeometry& geometry, uint64_t max_bytes)
     : geometry_(geometry), max_blocks_(int64_t(max_bytes / geometry.block_bytes())) {}
+
+KvBlockPool::~KvBlockPool() {
+  for (uint8_t* slab : slabs_) munmap(slab, size_t(kBlocksPerSlab) * geometry_.block_bytes());
+}
 
 absl::StatusOr<int32_t> KvBlockPool::alloc() {
   if (free_.empty()) {
@@ -18,7 +27,13 @@ absl::StatusOr<int32_t> KvBlockPool::alloc() {
           " in use (limit ", format_size(uint64_t(max_blocks_) * geometry_.block_bytes()),
           "); raise --kv-memory or shorten the request"));
     }
-    slabs_.emplace_back(new uint8_t[size_t(kBlocksPerSlab) * geometry_.block_bytes()]);
+    void* slab = mmap(nullptr, size_t(kBlocksPerSlab) * geometry_.block_bytes(), PROT_READ | PROT_WRITE,
+                      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (slab == MAP_FAILED) {
+      return absl::ResourceExhaustedError(absl::StrCat("cannot map ", format_size(uint64_t(kBlocksPerSlab) * geometry_.block_bytes()),
+                                                       " more of KV memory (", std::strerror(errno), ")"));
+    }
+    slabs_.push_back(static_cast<uint8_t*>(slab));
     const int64_t n = std::min(kBlocksPerSlab, max_blocks_ - have);
     for (int64_t i = n - 1; i >= 0; --i) free_.push_back(int32_t(have + i));
   }
@@ -28,8 +43,13 @@ absl::StatusOr<int32_t> KvBlockPool::alloc() {
   return id;
 }
 
-void KvBlockPool::release(int32_t block) {
-  free_.push_back(block);
+void KvBlockPool::release(int32_t id) {
+  // The whole pages inside the block go back to the system; the next user of the block gets zero pages.
+  constexpr uintptr_t kPage = 4096;
+  const uintptr_t start = reinterpret_cast<uintptr_t>(block(id)), end = start + geometry_.block_bytes();
+  const uintptr_t first = (start + kPage - 1) / kPage * kPage, last = end / kPage * kPage;
+  if (last > first) madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);
+  free_.push_back(id);
   --in_use_;
 }
 

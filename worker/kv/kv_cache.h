@@ -4,7 +4,9 @@
 // dtype (DESIGN §3), so one KV head's share of a page — a chunk — is contiguous and is what the
 // attention kernel reads (PagedKv) and what a recall moves. Blocks come from a pool that grows in
 // slabs up to a byte limit; running out is RESOURCE_EXHAUSTED for the sequence that asked, and every
-// other sequence keeps its pages.
+// other sequence keeps its pages. A released block's memory goes back to the operating system (its
+// whole 4 KiB pages), so the worker's resident memory follows what its sequences hold, not the most
+// they ever held.
 #pragma once
 
 #include <atomic>
@@ -32,12 +34,13 @@ struct KvGeometry {
 class KvBlockPool {
  public:
   KvBlockPool(const KvGeometry& geometry, uint64_t max_bytes);
+  ~KvBlockPool();
   KvBlockPool(const KvBlockPool&) = delete;
   KvBlockPool& operator=(const KvBlockPool&) = delete;
 
   absl::StatusOr<int32_t> alloc();
   void release(int32_t block);
-  uint8_t* block(int32_t id) { return slabs_[size_t(id / kBlocksPerSlab)].get() + size_t(id % kBlocksPerSlab) * geometry_.block_bytes(); }
+  uint8_t* block(int32_t id) { return slabs_[size_t(id / kBlocksPerSlab)] + size_t(id % kBlocksPerSlab) * geometry_.block_bytes(); }
   const KvGeometry& geometry() const { return geometry_; }
   // Readable from any thread (metrics scrapes); alloc() and release() belong to one thread.
   int64_t blocks_in_use() const { return in_use_.load(std::memory_order_relaxed); }
@@ -48,7 +51,7 @@ class KvBlockPool {
   KvGeometry geometry_;
   int64_t max_blocks_;
   std::atomic<int64_t> in_use_{0};
-  std::vector<std::unique_ptr<uint8_t[]>> slabs_;
+  std::vector<uint8_t*> slabs_;  // anonymous mappings of kBlocksPerSlab blocks
   std::vector<int32_t> free_;
 };
 
