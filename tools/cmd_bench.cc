@@ -145,7 +145,7 @@ struct CaseResult {
   std::vector<double> decode_step_seconds;
   double decode_tokens_per_second = 0, bytes_per_step = 0, bandwidth_fraction = 0, read_bandwidth_fraction = 0;
   RetrievalStats retrieval;  // over the timed decode steps, all sequences
-  int64_t kv_peak_bytes = 0;  // the most worker KV memory one sequence held
+  int64_t kv_bytes = 0;  // worker KV memory one sequence holds after the timed steps (the most of any)
 };
 
 // One policy's share of a case: its sequences, their inputs and what was measured.
@@ -223,8 +223,8 @@ absl::Status finish_case(PolicyCase& pc, double copy_bw, double read_bw) {
   engine.forward().set_query_override(nullptr);
   for (size_t b = 0; b < pc.seqs.size(); ++b) {
     r.retrieval += pc.seqs[b]->total_stats() - pc.before[b];
-    r.kv_peak_bytes = std::max(r.kv_peak_bytes, pc.seqs[b]->kv().peak_blocks_held() *
-                                                    int64_t(pc.seqs[b]->kv().geometry().block_bytes()));
+    // Not the peak: synthesizing the context writes it all locally before the kvstore takes it.
+    r.kv_bytes = std::max(r.kv_bytes, pc.seqs[b]->kv().blocks_held() * int64_t(pc.seqs[b]->kv().geometry().block_bytes()));
   }
   for (auto& seq : pc.seqs) FREEKV_RETURN_IF_ERROR(seq->drain());
   pc.seqs.clear();
@@ -291,7 +291,7 @@ nlohmann::json case_json(const std::string& policy, const CaseResult& r, int64_t
           {"recall_pages_per_step", double(st.pages_recalled) / steps},
           {"recall_wait_seconds_per_step", st.recall_wait_seconds / steps},
           {"sync_recalls", st.sync_recalls}, {"async_recalls", st.async_recalls},
-          {"kv_peak_bytes_per_sequence", r.kv_peak_bytes},
+          {"kv_bytes_per_sequence", r.kv_bytes},
           {"correction_checks", st.correction_checks}, {"correction_triggers", st.correction_triggers},
           {"correction_rate", st.correction_checks > 0 ? double(st.correction_triggers) / double(st.correction_checks) : 0.0}};
 }

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Any model, any batch: a 32-layer model with 8 KV heads (Llama-3-8B's depth and KV heads, 32 query
-# heads, at hidden size 256) under every policy, through `freekv run` (one process, private kvstore) and
-# through `freekv up --max-batch 8` with eight concurrent `freekv generate` streams. Every layer of
-# every sequence keeps a recall in flight under freekv (256 at once here), which must share the
-# worker's few staging pairs; the context (about 300 tokens) crosses the budget (256 = 32 + 160 + 64).
+# Any model, any batch: Llama-3-8B's attention geometry (32 layers, 32 query and 8 KV heads of 128) at
+# hidden size 256, under every policy, through `freekv run` (one process, private kvstore) and through
+# `freekv up --max-batch 8` with eight concurrent `freekv generate` streams. Every layer of every
+# sequence keeps a recall in flight under freekv (256 at once here), which must share the worker's few
+# staging pairs; the context (about 800 tokens) crosses the budget (256 = 32 + 160 + 64).
 set -euo pipefail
 freekv="$1"
 work="$(mktemp -d)"
@@ -14,7 +14,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$freekv" mkmodel --arch llama --layers 32 --hidden 256 --heads 32 --kv-heads 8 --head-dim 64 --intermediate 512 \
+"$freekv" mkmodel --arch llama --layers 32 --hidden 256 --heads 32 --kv-heads 8 --head-dim 128 --intermediate 512 \
   --vocab 512 --seed 5 --out "$work/model" > /dev/null
 prompt="$(printf 'a river of tokens flows past the window %.0s' $(seq 45))"
 budget=(--budget 256 --sink 32 --recent 64)
