@@ -16,10 +16,11 @@
 // where chunk points at [2 (K, V)][page_tokens][head_dim] (chunk_bytes() bytes) in a staging buffer that
 // is valid only during the call. The kvstore gathers into one buffer of the recall's staging pair while
 // consume() runs over the other (double buffering). Each recall in flight owns one staging pair, so up
-// to staging_pairs() recalls (one per layer in flight) may be posted before waiting, and waited in any
-// order; posting more is FAILED_PRECONDITION. Every posted recall must be waited for: its pair stays
-// taken until then. Every request carries a sequence number that its completion echoes, so a wait is
-// never satisfied by another request's completion.
+// to staging_pairs() recalls may be posted before waiting, and waited in any order; posting more is
+// FAILED_PRECONDITION (worker/kv/recall_queue.h shares the pairs among everything a worker recalls).
+// Every posted recall must be waited for: its pair stays taken until then (or, when the wait timed out,
+// until the kvstore is done with it). Every request carries a sequence number that its completion
+// echoes, so a wait is never satisfied by another request's completion.
 //
 // The attachment does not survive a kvstore restart: once the kvstore is gone every call returns
 // UNAVAILABLE; connect a new client (sessions and committed pages are still there).
