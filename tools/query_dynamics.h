@@ -36,7 +36,6 @@ class QueryDynamics {
  public:
   explicit QueryDynamics(const QueryDynamicsSpec& spec);
 
-  const QueryDynamicsSpec& spec() const { return spec_; }
   double rho(int64_t kv_head) const { return spec_.rho[size_t(kv_head) % spec_.rho.size()]; }
 
   // The next query of sequence `seq` at `layer`: q[n_heads, head_dim]. The first call for a (seq,

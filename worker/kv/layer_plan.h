@@ -3,7 +3,9 @@
 // residency changes (DESIGN §2–3). A device backend executes the same plan.
 //
 // Pages are logical page indices of the layer. A selected slot holds one KV head's chunk of one page;
-// each head may hold different pages in the same slot.
+// each head may hold different pages in the same slot. A slot is freed by the move that refills it (its
+// old page is the victim, chosen by membership); a slot no move touches keeps its page, attended or not,
+// so a page selected again later needs no recall.
 #pragma once
 
 #include <cstdint>
@@ -21,7 +23,6 @@ struct HeadPlan {
   std::vector<SlotMove> fetch_now;      // into selected slots before attention (waited for)
   std::vector<SlotMove> fetch_next;     // into selected slots after attention, in the background: the
                                         // next step's selection (those slots are not read before then)
-  std::vector<int32_t> free_slots;      // slots whose page is dropped without a replacement
 };
 
 struct LayerPlan {

@@ -246,9 +246,6 @@ absl::Status TieredKv::check_plan(const LayerPlan& plan) const {
     for (int32_t p : hp.middle) {
       if (!page_ok(p)) return bad(absl::StrCat("attends page ", p));
     }
-    for (int32_t s : hp.free_slots) {
-      if (!slot_ok(s)) return bad(absl::StrCat("frees slot ", s));
-    }
     for (const auto* moves : {&hp.fetch_now, &hp.fetch_next}) {
       for (const SlotMove& m : *moves) {
         if (!slot_ok(m.slot) || !page_ok(m.page)) return bad(absl::StrCat("moves page ", m.page, " into slot ", m.slot));
@@ -298,7 +295,6 @@ absl::Status TieredKv::prepare(const LayerPlan& plan, RetrievalStats* stats) {
   std::vector<std::pair<int32_t, SlotMove>> recalled;
   for (size_t h = 0; h < plan.heads.size(); ++h) {
     std::vector<int32_t>& held = slot_pages_[size_t(layer)][h];
-    for (int32_t s : plan.heads[h].free_slots) held[size_t(s)] = -1;
     for (const SlotMove& m : plan.heads[h].fetch_now) {
       uint8_t* dst = slot_chunk(layer, int64_t(h), m.slot);
       held[size_t(m.slot)] = m.page;

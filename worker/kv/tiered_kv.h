@@ -103,7 +103,7 @@ class TieredKv {
 
   // ---- carrying out a plan ----
   // Before attention: lands the layer's background recall, releases plan.release, makes sinks and
-  // window resident, empties and fills slots (fetch_now, from a resident page or by a recall waited
+  // window resident, fills slots (fetch_now, from a resident page or by a recall waited
   // for here). A failed recall leaves the slots it was filling empty.
   absl::Status prepare(const LayerPlan& plan, RetrievalStats* stats);
   // A budget plan's view for attention (sinks, each head's middle pages, window; heads with fewer middle
