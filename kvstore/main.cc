@@ -11,6 +11,7 @@
 #include <grpcpp/grpcpp.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cctype>
 
@@ -74,6 +75,10 @@ ABSL_FLAG(bool, stats, false,
 ABSL_FLAG(bool, check_config, false,
           "Do not serve: validate the flags (sizes, --listen, pool size against available and lockable memory), "
           "print what the kvstore would do, and exit 0, or 1 listing every problem.");
+ABSL_FLAG(bool, private_pool, false,
+          "For a kvstore that one command starts for itself (freekv run, bench, eval): remove the pool segment "
+          "when stopping (its sessions are lost), and stop when the process that started it exits, however it "
+          "exits (kill -9 included), so nothing outlives the command.");
 ABSL_FLAG(bool, remove_pool, false,
           "Do not serve: delete the segment /dev/shm/<--pool-name> (every session in it is lost) and exit. "
           "Refused while a kvstore holds the pool.");
@@ -228,6 +233,9 @@ int main(int argc, char** argv) {
   o.cuda_register = absl::GetFlag(FLAGS_cuda_register);
 
   freekv::block_stop_signals();  // before the server's threads start
+  // A private kvstore stops with its parent: SIGTERM arrives like any stop (the parent that spawned it
+  // set the parent-death signal before exec; here the case where the parent was already gone).
+  if (absl::GetFlag(FLAGS_private_pool) && getppid() == 1) return fail("", absl::AbortedError("the parent exited"));
 
   freekv::MetricsRegistry metrics;
   o.metrics = &metrics;
@@ -239,8 +247,12 @@ int main(int argc, char** argv) {
   std::fprintf(stderr, "freekv-kvstore: listening on unix:%s, pool /dev/shm/%s\n", (*server)->socket_path().c_str(),
                pool_name.c_str());
   const int sig = freekv::wait_for_stop_signal();
-  LOG(INFO) << "signal " << sig << ": shutting down (the pool and its sessions stay in /dev/shm)";
+  const bool private_pool = absl::GetFlag(FLAGS_private_pool);
+  LOG(INFO) << "signal " << sig << ": shutting down "
+            << (private_pool ? "and removing the private pool" : "(the pool and its sessions stay in /dev/shm)");
   metrics_server->reset();
   (*server)->shutdown();
+  server->reset();  // detaches the pool before its segment goes
+  if (private_pool) freekv::SharedMemory::unlink(pool_name).IgnoreError();
   return 0;
 }

@@ -1,6 +1,7 @@
 #include "tools/kvstore_process.h"
 
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -19,9 +20,13 @@ std::string sibling_binary(const char* name) {
   return (self.parent_path() / name).string();
 }
 
+// The child gets SIGTERM when this thread's process exits, whatever ends it (kill -9 included).
 pid_t spawn(const std::vector<std::string>& args, bool quiet) {
+  const pid_t parent = getpid();
   pid_t pid = fork();
   if (pid == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (getppid() != parent) _exit(1);  // the parent died before the line above took effect
     if (quiet) {
       FILE* null = std::fopen("/dev/null", "w");
       if (null != nullptr) {
@@ -49,9 +54,9 @@ absl::StatusOr<std::unique_ptr<KvstoreProcess>> KvstoreProcess::start(const std:
   }
   const std::string tag = absl::StrCat("freekv-private-", getpid());
   p->socket_ = absl::StrCat("/tmp/", tag, ".sock");
-  p->pool_name_ = tag;
-  p->pid_ = spawn({p->binary_, "--listen=unix:" + p->socket_, "--pool_name=" + p->pool_name_, "--pool_size=" + pool_size,
-                   "--block_size=" + block_size, "--mlock=false", "--staging_pairs=4", "--max_worker_staging=1GiB"},
+  p->pid_ = spawn({p->binary_, "--listen=unix:" + p->socket_, "--pool_name=" + tag, "--pool_size=" + pool_size,
+                   "--block_size=" + block_size, "--mlock=false", "--staging_pairs=4", "--max_worker_staging=1GiB",
+                   "--private_pool"},
                   /*quiet=*/true);
   if (p->pid_ < 0) return absl::UnavailableError("cannot fork a kvstore process");
   for (int i = 0; i < 200; ++i) {  // up to 10 s for the socket to appear
@@ -68,17 +73,10 @@ absl::StatusOr<std::unique_ptr<KvstoreProcess>> KvstoreProcess::start(const std:
 }
 
 KvstoreProcess::~KvstoreProcess() {
-  if (pid_ > 0) {
+  if (pid_ > 0) {  // it removes its pool as it stops (--private_pool)
     kill(pid_, SIGTERM);
     int status;
     waitpid(pid_, &status, 0);
-  }
-  if (!pool_name_.empty()) {
-    pid_t rm = spawn({binary_, "--pool_name=" + pool_name_, "--remove_pool"}, /*quiet=*/true);
-    if (rm > 0) {
-      int status;
-      waitpid(rm, &status, 0);
-    }
   }
 }
 

@@ -1,7 +1,8 @@
 // A private freekv-kvstore started by a CLI command (`freekv run --kvstore spawn`, `freekv bench`,
 // `freekv eval`) so that one command drives the same offload and recall path as a deployed worker.
 // The child listens on a socket and owns a pool segment named after this process; both are removed
-// when the object goes away (SIGTERM, wait, then --remove_pool).
+// when the object goes away, and when this process exits in any way (kill -9 included): the child runs
+// with --private_pool and gets SIGTERM when its parent dies.
 #pragma once
 
 #include <sys/types.h>
@@ -24,7 +25,7 @@ class KvstoreProcess {
 
  private:
   KvstoreProcess() = default;
-  std::string binary_, socket_, pool_name_;
+  std::string binary_, socket_;
   pid_t pid_ = -1;
 };
 
