@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/mman.h>
+#include <sys/statvfs.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -43,6 +44,12 @@ absl::Status SharedMemory::check_name(const std::string& name) {
   return absl::OkStatus();
 }
 
+uint64_t shm_free_bytes() {
+  struct statvfs st;
+  if (statvfs("/dev/shm", &st) != 0) return UINT64_MAX;  // unknown: let the reservation itself decide
+  return uint64_t(st.f_bavail) * uint64_t(st.f_frsize);
+}
+
 absl::StatusOr<std::unique_ptr<SharedMemory>> SharedMemory::create(const std::string& name, uint64_t bytes) {
   FREEKV_RETURN_IF_ERROR(check_name(name));
   if (bytes == 0) return absl::InvalidArgumentError("a shared-memory segment needs a non-zero size");
@@ -54,8 +61,17 @@ absl::StatusOr<std::unique_ptr<SharedMemory>> SharedMemory::create(const std::st
   std::unique_ptr<SharedMemory> m(new SharedMemory());
   m->name_ = name;
   m->fd_ = fd;
-  if (ftruncate(fd, off_t(bytes)) != 0) {
-    absl::Status s = shm_error(absl::StrCat("cannot size (", format_size(bytes), ")"), name, errno);
+  // The memory is reserved now, not at first touch: a /dev/shm that cannot hold the segment is an
+  // error here rather than a SIGBUS later.
+  const uint64_t free_bytes = shm_free_bytes();
+  const int err = bytes > free_bytes ? ENOSPC : posix_fallocate(fd, 0, off_t(bytes));
+  if (err != 0) {
+    absl::Status s = err == ENOSPC
+                         ? absl::ResourceExhaustedError(absl::StrCat(
+                               "/dev/shm/", name, " needs ", format_size(bytes), " but /dev/shm has ",
+                               format_size(free_bytes), " free; free space there (unused pools: freekv-kvstore "
+                               "--remove-pool) or ask for less"))
+                         : shm_error(absl::StrCat("cannot reserve ", format_size(bytes), " for"), name, err);
     shm_unlink(path.c_str());
     return s;
   }

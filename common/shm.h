@@ -11,6 +11,9 @@
 
 namespace freekv {
 
+// Bytes /dev/shm can still take (UINT64_MAX when it cannot be told).
+uint64_t shm_free_bytes();
+
 class SharedMemory {
  public:
   // A name is 1..240 characters of [A-Za-z0-9._-] (no slash: the segment is /dev/shm/<name>).
@@ -18,6 +21,7 @@ class SharedMemory {
 
   // Creates the segment with O_EXCL and mode 0600, sized `bytes` (zero-filled), mapped read-write.
   // ALREADY_EXISTS when a segment of that name exists.
+  // Its memory is reserved at creation: RESOURCE_EXHAUSTED naming both sizes when /dev/shm cannot hold it.
   static absl::StatusOr<std::unique_ptr<SharedMemory>> create(const std::string& name, uint64_t bytes);
   // Opens an existing segment and maps all of it. NOT_FOUND when absent.
   static absl::StatusOr<std::unique_ptr<SharedMemory>> open(const std::string& name, bool writable);

@@ -29,6 +29,7 @@
 #include "common/flag_util.h"
 #include "common/grpc_util.h"
 #include "common/service_metrics.h"
+#include "common/shm.h"
 #include "common/units.h"
 #include "freekv/v1/kvstore.grpc.pb.h"
 #include "kvstore/kvstore_metrics.h"
@@ -158,6 +159,11 @@ int check_config() {
     // An existing segment is already counted as used memory; only a new one must fit.
     if (!exists && avail && *pool > *avail) {
       c.error("--pool-size " + freekv::human_bytes(*pool) + " exceeds MemAvailable " + freekv::human_bytes(*avail));
+    }
+    const uint64_t shm_free = freekv::shm_free_bytes();
+    if (!exists && *pool > shm_free) {
+      c.error("--pool-size " + freekv::human_bytes(*pool) + " exceeds the " + freekv::human_bytes(shm_free) +
+              " free in /dev/shm (raise its size, e.g. the emptyDir sizeLimit, or lower --pool-size)");
     }
     const uint64_t lock = freekv::memlock_limit_bytes();
     if (absl::GetFlag(FLAGS_mlock) && lock < *pool) {

@@ -107,6 +107,17 @@ TEST_F(PoolTest, CreatesReattachesAndKeepsEverything) {
   EXPECT_EQ(s->layers[1].highest_page, 4);
 }
 
+TEST_F(PoolTest, APoolLargerThanDevShmIsRefusedAtStartAndLeavesNothing) {
+  // The memory is reserved when the segment is made: no SIGBUS when a full /dev/shm meets a later write.
+  opts_.pool_bytes = shm_free_bytes() + (1ull << 30);
+  auto p = Pool::open(opts_);
+  ASSERT_FALSE(p.ok());
+  EXPECT_EQ(p.status().code(), absl::StatusCode::kResourceExhausted) << p.status();
+  EXPECT_NE(p.status().message().find("free"), std::string::npos) << p.status();
+  EXPECT_NE(p.status().message().find("/dev/shm/" + opts_.name), std::string::npos) << p.status();
+  EXPECT_EQ(SharedMemory::open(opts_.name, false).status().code(), absl::StatusCode::kNotFound);
+}
+
 TEST_F(PoolTest, RefusesAnotherGeometryOrVersion) {
   { auto pool = open_pool(); }
   PoolOptions o = opts_;
