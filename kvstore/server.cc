@@ -200,6 +200,11 @@ class KvstoreServer::Service final : public v1::KvStore::Service {
     st->set_abi_version(dp::kAbiVersion);
     st->set_pool_starts(c.starts);
     st->set_uptime_s(std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count());
+    uint64_t unused = 0;
+    for (const SessionSummary& ss : p.list_sessions()) {
+      unused += ss.committed_pages * (p.block_bytes() - ss.geometry.stored_page_bytes());
+    }
+    st->set_block_bytes_unused(unused);
     const ServerOptions& o = s_->options_;
     v1::WorkerLimits* lim = st->mutable_worker_limits();
     lim->set_default_staging_pairs(o.default_staging_pairs);

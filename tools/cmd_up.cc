@@ -14,6 +14,7 @@
 #include "common/grpc_util.h"
 #include "tools/cli_args.h"
 #include "tools/commands.h"
+#include "tools/kvstore_block.h"
 #include "tools/service_stack.h"
 
 namespace freekv {
@@ -22,7 +23,7 @@ int cmd_up(int argc, char** argv) {
   const char* home = std::getenv("HOME");
   std::string model = FREEKV_DEFAULT_MODEL_DIR, listen = "127.0.0.1:50051",
               token_file = std::string(home ? home : "/root") + "/.freekv/admin-token", run_dir, pool_size = "2GiB",
-              policy = "freekv";
+              block_size = "auto", policy = "freekv";
   int64_t budget = 2048, sink = 512, recent = 512, max_batch = 8, threads = 0, metrics_port = 0;
   std::vector<std::string> worker_args;
   ArgParser p("freekv up [--model DIR] [--listen ADDR] [--admin-token-file F] [options]",
@@ -33,6 +34,8 @@ int cmd_up(int argc, char** argv) {
   p.add_string("admin-token-file", &token_file, "admin bearer token file; created (0600) with a random token when missing");
   p.add_string("run-dir", &run_dir, "directory for sockets and logs (default /tmp/freekv-up-<pid>)");
   p.add_string("pool-size", &pool_size, "kvstore pool size, with units");
+  p.add_string("block-size", &block_size,
+               "kvstore block size, with units (auto: one page of the model, 32 bf16 tokens, with its key statistics)");
   p.add_string("policy", &policy, "retrieval policy of the worker: full, streaming, quest, arkvale or freekv");
   p.add_int("budget", &budget, "tokens attended per KV head once the context outgrows it");
   p.add_int("sink", &sink, "first tokens always attended");
@@ -58,6 +61,12 @@ int cmd_up(int argc, char** argv) {
   o.run_dir = run_dir.empty() ? absl::StrCat("/tmp/freekv-up-", getpid()) : run_dir;
   o.pool_name = absl::StrCat("freekv-up-", getpid());
   o.pool_size = pool_size;
+  if (block_size == "auto") {
+    auto block = kvstore_block_for_model(model, 32, DType::kBF16);
+    if (!block.ok()) return report_error("up", block.status());
+    block_size = *block;
+  }
+  o.block_size = block_size;
   o.admin_token_file = token_file;
   if (metrics_port < 0 || metrics_port > 65533) return report_error("up", absl::InvalidArgumentError("--metrics-port must be 0..65533"));
   o.metrics_port = int(metrics_port);
@@ -80,7 +89,7 @@ int cmd_up(int argc, char** argv) {
   std::printf("freekv up: ready\n"
               "  coordinator  %s   (Generation + Admin APIs, health, reflection)\n"
               "  worker       %s   (policy %s, model %s)\n"
-              "  kvstore      unix:%s   (pool /dev/shm/%s, %s)\n"
+              "  kvstore      unix:%s   (pool /dev/shm/%s, %s in blocks of %s)\n"
               "  admin token  %s%s\n"
               "  logs         %s/*.log\n%s"
               "try:\n"
@@ -88,7 +97,8 @@ int cmd_up(int argc, char** argv) {
               "  freekv admin sessions --coordinator %s --token-file %s\n"
               "Ctrl-C stops everything.\n",
               (*stack)->coordinator_address().c_str(), (*stack)->worker_addresses()[0].c_str(), policy.c_str(), model.c_str(),
-              (*stack)->kvstore_socket().c_str(), (*stack)->pool_name().c_str(), pool_size.c_str(), token_file.c_str(),
+              (*stack)->kvstore_socket().c_str(), (*stack)->pool_name().c_str(), pool_size.c_str(), block_size.c_str(),
+              token_file.c_str(),
               new_token ? "  (created)" : "", o.run_dir.c_str(),
               metrics_port == 0 ? ""
                                 : absl::StrFormat("  metrics      http://127.0.0.1:{%d,%d,%d}/metrics   (coordinator, kvstore, worker)\n",

@@ -2,10 +2,8 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
-#include <filesystem>
-
 #include "common/units.h"
-#include "worker/model/config.h"
+#include "tools/kvstore_block.h"
 
 namespace freekv {
 
@@ -68,11 +66,8 @@ absl::StatusOr<std::unique_ptr<KvstoreProcess>> EngineFlags::start_kvstore(Engin
     return std::unique_ptr<KvstoreProcess>();
   }
   std::string block = kvstore_block;
-  if (block == "auto") {  // one page of this model, all KV heads, with its key statistics, in 4 KiB units
-    FREEKV_ASSIGN_OR_RETURN(ModelConfig c, load_model_config((std::filesystem::path(model_dir) / "config.json").string()));
-    const dp::SessionGeometry g{uint32_t(c.n_layers), uint32_t(c.n_kv_heads), uint32_t(c.head_dim),
-                                uint32_t(options->page_tokens), options->kv_dtype};
-    block = absl::StrCat((g.stored_page_bytes() + 4095) / 4096 * 4, "KiB");
+  if (block == "auto") {
+    FREEKV_ASSIGN_OR_RETURN(block, kvstore_block_for_model(model_dir, options->page_tokens, options->kv_dtype));
   }
   FREEKV_ASSIGN_OR_RETURN(auto process, KvstoreProcess::start(kvstore_pool, block));
   options->kvstore_socket = process->socket_path();

@@ -50,6 +50,8 @@ for policy in full streaming quest arkvale freekv; do
     sleep 0.2
   done
   grep -q "freekv up: ready" "$work/up.log" || { cat "$work/up.log"; echo "FAIL: freekv up ($policy) not ready"; exit 1; }
+  # The pool's blocks fit this model's page (128 KiB of KV + 12 KiB of key statistics), nothing more.
+  grep -q "in blocks of 140KiB" "$work/up.log" || { cat "$work/up.log"; echo "FAIL: block size not from the model"; exit 1; }
   pids=()
   for i in $(seq 8); do
     "$freekv" generate --coordinator "127.0.0.1:$port" --prompt "$prompt $i" --max-tokens 24 --ignore-eos --json \

@@ -136,6 +136,8 @@ TEST_F(ServiceTest, OffloadTokensAndRecallEveryByte) {
   auto ps = c->pool_stats();
   ASSERT_TRUE(ps.ok());
   EXPECT_EQ(ps->blocks_data, 60u);
+  // 60 pages of 8 KiB + 1.5 KiB of key statistics in 16 KiB blocks: the rest is reported as unused.
+  EXPECT_EQ(server_->pool_stats().block_bytes_unused(), 60u * ((16u << 10) - kGeo.stored_page_bytes()));
   EXPECT_EQ(ps->workers, 1u);
   EXPECT_GT(ps->bytes_recalled_total, 0u);
   EXPECT_GT(ps->recall_gbps_last_minute, 0.0);
