@@ -123,7 +123,7 @@ struct alignas(64) SessionEntry {
   char id[kSessionIdMax + 1];
   uint32_t n_layers, n_kv_heads, head_dim, page_tokens;
   uint32_t dtype;  // freekv::DType
-  uint32_t reserved0;
+  uint32_t ephemeral;   // 1: belongs to one worker attachment, closed when it ends or the kvstore restarts
   uint64_t generation;  // distinguishes successive sessions in the same slot
   uint64_t created_unix_ns;
   std::atomic<uint64_t> last_use_unix_ns;

@@ -299,6 +299,12 @@ void Pool::rebuild() {
       free_slots_.push_back(slot);
       continue;
     }
+    if (e->ephemeral != 0) {  // its worker's attachment ended with the previous kvstore: its blocks go free
+      LOG(INFO) << "session '" << id << "' belonged to a worker attachment of the previous kvstore; closing it";
+      e->state.store(dp::kSessionFree);
+      free_slots_.push_back(slot);
+      continue;
+    }
     const uint32_t L = e->n_layers;
     const uint64_t max_entries = uint64_t(L) * dp::max_pages_per_layer(hdr_->block_bytes, L);
     for (uint32_t k = 0; k < dp::kIndexSlots; ++k) {
@@ -435,7 +441,7 @@ absl::Status Pool::check_page_range(const dp::SessionEntry& e, int32_t layer, in
 }
 
 absl::StatusOr<Pool::Opened> Pool::open_session(const std::string& id, const dp::SessionGeometry& g,
-                                                bool create_if_missing) {
+                                                bool create_if_missing, uint32_t ephemeral_owner) {
   FREEKV_RETURN_IF_ERROR(check_session_id(id));
   FREEKV_RETURN_IF_ERROR(check_geometry(g, hdr_->block_bytes));
   std::unique_lock lock(mu_);
@@ -470,13 +476,14 @@ absl::StatusOr<Pool::Opened> Pool::open_session(const std::string& id, const dp:
   e->head_dim = g.head_dim;
   e->page_tokens = g.page_tokens;
   e->dtype = uint32_t(g.dtype);
-  e->reserved0 = 0;
+  e->ephemeral = ephemeral_owner != 0 ? 1 : 0;
   e->generation = hdr_->next_generation.fetch_add(1);
   e->created_unix_ns = unix_ns();
   e->last_use_unix_ns.store(e->created_unix_ns);
   e->n_tokens.store(0);
   e->state.store(dp::kSessionLive, std::memory_order_release);
   by_id_[id] = slot;
+  if (ephemeral_owner != 0) ephemeral_owner_[slot] = ephemeral_owner;
   return Opened{summarize(slot, false), true};
 }
 
@@ -485,7 +492,10 @@ absl::StatusOr<uint64_t> Pool::close_session(const std::string& id) {
   std::unique_lock lock(mu_);
   auto it = by_id_.find(id);
   if (it == by_id_.end()) return absl::NotFoundError(absl::StrCat("session '", id, "' does not exist"));
-  const uint32_t slot = it->second;
+  return close_slot(it->second);
+}
+
+uint64_t Pool::close_slot(uint32_t slot) {
   dp::SessionEntry* e = entry(slot);
   // Unpublish first: a crash from here on frees everything at the next start.
   e->state.store(dp::kSessionFree, std::memory_order_release);
@@ -522,7 +532,8 @@ absl::StatusOr<uint64_t> Pool::close_session(const std::string& id) {
       ++p;
     }
   }
-  by_id_.erase(it);
+  by_id_.erase(std::string(e->id, e->id_len));
+  ephemeral_owner_.erase(slot);
   free_slots_.push_back(slot);
   return freed;
 }
@@ -675,6 +686,14 @@ absl::Status Pool::discard(uint32_t owner, SessionRef ref, int32_t layer, int64_
 uint64_t Pool::release_owner(uint32_t owner) {
   std::unique_lock lock(mu_);
   uint64_t n = 0;
+  std::vector<uint32_t> owned;
+  for (const auto& [slot, o] : ephemeral_owner_)
+    if (o == owner) owned.push_back(slot);
+  for (uint32_t slot : owned) {
+    LOG(INFO) << "session '" << std::string(entry(slot)->id, entry(slot)->id_len)
+              << "' belonged to a worker that detached; closing it";
+    n += close_slot(slot);
+  }
   for (auto p = pending_.begin(); p != pending_.end();) {
     if (p->first.owner == owner) {
       push_block(p->second.block);

@@ -90,7 +90,10 @@ class Pool {
     SessionSummary session;
     bool created = false;
   };
-  absl::StatusOr<Opened> open_session(const std::string& id, const dp::SessionGeometry& g, bool create_if_missing);
+  // A session created with a non-zero ephemeral_owner belongs to that worker attachment: release_owner()
+  // closes it, and so does the next start of a kvstore on this pool (no attachment survives one).
+  absl::StatusOr<Opened> open_session(const std::string& id, const dp::SessionGeometry& g, bool create_if_missing,
+                                      uint32_t ephemeral_owner = 0);
   // Frees every block of the session, pending ones included. Returns how many.
   absl::StatusOr<uint64_t> close_session(const std::string& id);
   std::vector<SessionSummary> list_sessions() const;
@@ -111,7 +114,7 @@ class Pool {
   // Keeps the first keep_tokens token ids (≤ the ids held) and the pages they fill completely, in every
   // layer; frees later ids and pages, and pending blocks of those pages (a failed turn is undone so).
   absl::Status truncate(SessionRef ref, uint64_t keep_tokens);
-  // Frees every pending block of `owner`. Returns how many.
+  // Frees every pending block of `owner` and closes its ephemeral sessions. Returns the blocks freed.
   uint64_t release_owner(uint32_t owner);
 
   // ---- recall (readers) ----
@@ -176,6 +179,9 @@ class Pool {
   std::unordered_map<std::string, uint32_t> by_id_;
   std::vector<uint32_t> free_slots_;
   std::unordered_map<PendingKey, PendingValue, PendingKeyHash> pending_;
+  std::unordered_map<uint32_t, uint32_t> ephemeral_owner_;  // session slot -> the attachment it belongs to
+  // Frees everything of the session in `slot` (exclusive lock held). Returns the blocks freed.
+  uint64_t close_slot(uint32_t slot);
   uint64_t n_data_ = 0, n_meta_ = 0;
 };
 

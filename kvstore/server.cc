@@ -134,7 +134,14 @@ class KvstoreServer::Service final : public v1::KvStore::Service {
                            v1::OpenSessionResponse* resp) override {
     auto geo = geometry_from_proto(req->geometry());
     if (!geo.ok()) return to_grpc(geo.status());
-    auto r = s_->pool_->open_session(req->session_id(), *geo, req->create_if_missing());
+    if (req->ephemeral_worker_id() != 0) {
+      std::lock_guard lock(mu_);
+      if (channels_.count(req->ephemeral_worker_id()) == 0) {
+        return to_grpc(absl::InvalidArgumentError(absl::StrCat("no worker ", req->ephemeral_worker_id(),
+                                                               " is attached to own an ephemeral session")));
+      }
+    }
+    auto r = s_->pool_->open_session(req->session_id(), *geo, req->create_if_missing(), req->ephemeral_worker_id());
     if (!r.ok()) return to_grpc(r.status());
     fill_info(r->session, resp->mutable_session());
     resp->set_created(r->created);

@@ -178,6 +178,41 @@ TEST(ServicesSession, FullKvstoreLeavesEachSessionWithWhatItsClientReceived) {
   finish_stack(std::move(stack));
 }
 
+TEST(ServicesSession, AKilledWorkersOneOffRequestLeavesNoSessionBehind) {
+  // A request without a session keeps its KV in a private session of the worker's kvstore attachment:
+  // when the worker dies (-9) mid-request, the kvstore closes it — no PID bookkeeping, no orphan.
+  auto stack = start_stack("sess-oneoff");
+  ASSERT_NE(stack, nullptr);
+  auto stub = generation_stub(*stack);
+  const pid_t victim = stack->workers()[0]->pid();
+  auto private_sessions = [&] {
+    auto kv = v1::KvStore::NewStub(make_channel("unix:" + stack->kvstore_socket()));
+    grpc::ClientContext ctx;
+    v1::ListSessionsResponse resp;
+    EXPECT_TRUE(kv->ListSessions(&ctx, v1::ListSessionsRequest(), &resp).ok());
+    int n = 0;
+    for (const auto& si : resp.sessions()) n += si.session_id().rfind("private-", 0) == 0;
+    return n;
+  };
+  int during = 0;
+  Outcome cut = generate_with(*stub, greedy_ids(prompt_ids(300, 9), 3000), [&](const Outcome& o) {
+    if (o.tokens.size() >= 10 && during == 0) {
+      during = private_sessions();
+      kill(victim, SIGKILL);
+    }
+    return true;
+  });
+  EXPECT_EQ(cut.status.error_code(), grpc::StatusCode::UNAVAILABLE) << cut.status.error_message();
+  EXPECT_EQ(during, 1) << "the one-off request's private session was not in the kvstore while it ran";
+  int left = private_sessions();
+  for (int i = 0; i < 100 && left > 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    left = private_sessions();
+  }
+  EXPECT_EQ(left, 0) << "the dead worker's private session outlived it";
+  finish_stack(std::move(stack));
+}
+
 TEST(ServicesSession, KilledWorkerSessionContinuesOnAnotherWorker) {
   auto stack = start_stack("sess-kill", whole_context_flags());
   ASSERT_NE(stack, nullptr);

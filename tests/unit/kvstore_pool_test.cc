@@ -118,6 +118,28 @@ TEST_F(PoolTest, APoolLargerThanDevShmIsRefusedAtStartAndLeavesNothing) {
   EXPECT_EQ(SharedMemory::open(opts_.name, false).status().code(), absl::StatusCode::kNotFound);
 }
 
+TEST_F(PoolTest, EphemeralSessionsDoNotOutliveAKvstoreCrash) {
+  // The process holding the pool dies without detaching anyone (the object is dropped, as by kill -9):
+  // the next start closes the sessions that belonged to attachments and keeps the others.
+  {
+    auto pool = open_pool();
+    ASSERT_NE(pool, nullptr);
+    auto e = pool->open_session("one-off", kGeo, true, /*ephemeral_owner=*/7);
+    ASSERT_TRUE(e.ok()) << e.status();
+    write_pages(pool.get(), "one-off", e->session.ref, 3, 7);
+    auto k = pool->open_session("kept", kGeo, true);
+    ASSERT_TRUE(k.ok());
+    write_pages(pool.get(), "kept", k->session.ref, 2);
+  }
+  auto pool = open_pool();
+  ASSERT_NE(pool, nullptr);
+  EXPECT_EQ(pool->get_session("one-off").status().code(), absl::StatusCode::kNotFound);
+  auto kept = pool->get_session("kept");
+  ASSERT_TRUE(kept.ok());
+  check_pages(pool.get(), "kept", kept->ref, 2);
+  EXPECT_EQ(pool->counters().blocks_data, 2u * kGeo.n_layers) << "the one-off session's pages were not freed";
+}
+
 TEST_F(PoolTest, RefusesAnotherGeometryOrVersion) {
   { auto pool = open_pool(); }
   PoolOptions o = opts_;

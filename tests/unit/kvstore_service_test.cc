@@ -203,6 +203,35 @@ TEST_F(ServiceTest, KeyStatisticsComeBackWithoutThePages) {
   EXPECT_EQ(seen, 4);
 }
 
+TEST_F(ServiceTest, EphemeralSessionsGoWithTheirWorkerAndKeptOnesStay) {
+  // A one-off request's session belongs to the worker attachment that made it: when the worker goes
+  // (here its client is destroyed; a crash ends the attachment the same way) the kvstore closes it.
+  auto a = client();
+  auto b = client();
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  auto mine = a->open_session("private-a", kGeo, true, /*ephemeral=*/true);
+  ASSERT_TRUE(mine.ok()) << mine.status();
+  write(a.get(), "private-a", mine->ref, 3);
+  ASSERT_TRUE(a->open_session("kept", kGeo, true).ok());
+  ASSERT_TRUE(b->open_session("private-b", kGeo, true, /*ephemeral=*/true).ok());
+  const uint64_t used = server_->pool_stats().blocks_used();
+  a.reset();
+  for (int i = 0; i < 100 && b->session_stats("private-a").ok(); ++i) usleep(10000);
+  EXPECT_EQ(b->session_stats("private-a").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_TRUE(b->session_stats("kept").ok());
+  EXPECT_TRUE(b->session_stats("private-b").ok()) << "another worker's ephemeral session went too";
+  EXPECT_LT(server_->pool_stats().blocks_used(), used);
+  // Stopping the kvstore detaches every worker: their ephemeral sessions go, kept ones stay. (A kvstore
+  // killed outright drops them at its next start: PoolTest.EphemeralSessionsDoNotOutliveAKvstoreCrash.)
+  server_.reset();
+  start();
+  auto c = client();
+  ASSERT_NE(c, nullptr);
+  EXPECT_TRUE(c->session_stats("kept").ok());
+  EXPECT_EQ(c->session_stats("private-b").status().code(), absl::StatusCode::kNotFound);
+}
+
 TEST_F(ServiceTest, AWorkerAskingBeyondALimitIsToldBothNumbersAndTheFlag) {
   KvstoreClient::Options o;
   o.worker_name = "greedy";

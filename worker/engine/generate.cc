@@ -3,8 +3,8 @@
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
+#include <random>
 
-#include <unistd.h>
 
 namespace freekv {
 
@@ -57,6 +57,8 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::load(const std::string& model_di
   FREEKV_ASSIGN_OR_RETURN(e->weights_, load_model_weights(model_dir));
   FREEKV_ASSIGN_OR_RETURN(e->tokenizer_, Tokenizer::load((std::filesystem::path(model_dir) / "tokenizer.json").string()));
   e->threads_ = std::make_unique<ThreadPool>(options.threads);
+  std::random_device rd;
+  e->private_prefix_ = absl::StrCat("private-", absl::Hex((uint64_t(rd()) << 32) | rd(), absl::kZeroPad16), "-");
   const ModelConfig& c = e->weights_->config;
   KvGeometry g;
   g.n_layers = c.n_layers;
@@ -94,11 +96,11 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::load(const std::string& model_di
   return e;
 }
 
-absl::StatusOr<std::unique_ptr<Sequence>> Engine::new_sequence(const std::string& session_id) {
+absl::StatusOr<std::unique_ptr<Sequence>> Engine::new_sequence(const std::string& session_id, bool ephemeral) {
   KvStoreBinding binding;
   if (kvstore_ != nullptr) {
     FREEKV_ASSIGN_OR_RETURN(KvSessionInfo info, kvstore_->open_session(session_id, session_geometry(kv_pool_->geometry()),
-                                                                       /*create_if_missing=*/true));
+                                                                       /*create_if_missing=*/true, ephemeral));
     if (!info.created) {
       return absl::AlreadyExistsError(absl::StrCat("kvstore session '", session_id, "' already exists"));
     }
@@ -159,9 +161,10 @@ absl::StatusOr<std::unique_ptr<ActiveRequest>> Engine::start_request(const Gener
   FREEKV_RETURN_IF_ERROR(validate(r));
   const bool keep = !r.session_id.empty();
   GenerateRequest full = r;
-  if (!keep) full.session_id = absl::StrCat("private-", getpid(), "-", ++private_sessions_);
+  if (!keep) full.session_id = absl::StrCat(private_prefix_, ++private_sessions_);
   std::vector<int32_t> replay;
-  absl::StatusOr<std::unique_ptr<Sequence>> seq = keep ? open_sequence(full.session_id, &replay) : new_sequence(full.session_id);
+  absl::StatusOr<std::unique_ptr<Sequence>> seq =
+      keep ? open_sequence(full.session_id, &replay) : new_sequence(full.session_id, /*ephemeral=*/true);
   if (!seq.ok()) return seq.status();
   // A continued session first replays what its pages do not hold yet.
   full.prompt.insert(full.prompt.begin(), replay.begin(), replay.end());

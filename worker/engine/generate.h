@@ -39,8 +39,9 @@ class Engine {
   static absl::StatusOr<std::unique_ptr<Engine>> load(const std::string& model_dir, const EngineOptions& options);
 
   // A new sequence under this engine's policy, bound to kvstore session `session_id` (created) when
-  // the engine has a kvstore. close_sequence_session() forgets the session's KV in the kvstore.
-  absl::StatusOr<std::unique_ptr<Sequence>> new_sequence(const std::string& session_id);
+  // the engine has a kvstore. close_sequence_session() forgets the session's KV in the kvstore. An
+  // ephemeral session belongs to this engine's kvstore attachment and goes when it does (one-off requests).
+  absl::StatusOr<std::unique_ptr<Sequence>> new_sequence(const std::string& session_id, bool ephemeral = false);
 
   // Continues kvstore session `session_id` (created when missing): its committed pages become the
   // sequence's KV and *replay receives the stored ids past the last committed page (the partial page
@@ -91,6 +92,7 @@ class Engine {
   std::unique_ptr<KvstoreClient> kvstore_;
   std::unique_ptr<RecallQueue> recalls_;
   uint64_t private_sessions_ = 0;
+  std::string private_prefix_;  // "private-<random 64-bit hex>-": unique whatever the host or PID namespace
 };
 
 }  // namespace freekv

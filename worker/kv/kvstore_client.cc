@@ -147,11 +147,12 @@ uint64_t KvstoreClient::pool_block_bytes() const { return pool_hdr_->block_bytes
 // ---- control ----
 
 absl::StatusOr<KvSessionInfo> KvstoreClient::open_session(const std::string& session_id, const KvSessionGeometry& g,
-                                                          bool create_if_missing) {
+                                                          bool create_if_missing, bool ephemeral) {
   v1::OpenSessionRequest req;
   req.set_session_id(session_id);
   geometry_to_proto(g, req.mutable_geometry());
   req.set_create_if_missing(create_if_missing);
+  if (ephemeral) req.set_ephemeral_worker_id(worker_id_);
   v1::OpenSessionResponse resp;
   grpc::ClientContext ctx;
   set_deadline(&ctx);

@@ -119,9 +119,11 @@ class KvstoreClient {
 
   // ---- sessions (gRPC) ----
   // Creates (create_if_missing) or attaches to a session. Attaching with another geometry is
-  // INVALID_ARGUMENT; a missing session without create_if_missing is NOT_FOUND.
+  // INVALID_ARGUMENT; a missing session without create_if_missing is NOT_FOUND. An ephemeral new session
+  // belongs to this client's attachment: the kvstore closes it when the attachment ends, however this
+  // process ends, or when the kvstore restarts.
   absl::StatusOr<KvSessionInfo> open_session(const std::string& session_id, const KvSessionGeometry& g,
-                                             bool create_if_missing);
+                                             bool create_if_missing, bool ephemeral = false);
   // Frees every page and token id of the session.
   absl::Status close_session(const std::string& session_id);
   absl::StatusOr<KvSessionStats> session_stats(const std::string& session_id);

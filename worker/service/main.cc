@@ -121,24 +121,6 @@ absl::StatusOr<EngineOptions> engine_options() {
   return o;
 }
 
-// One-off requests keep their KV in kvstore sessions named "private-<pid>-<n>" (Engine::start_request)
-// that are closed when the request ends — unless the process was killed. The kvstore is on this host,
-// so a pid that no longer exists marks such a session as an orphan, and its pages go back to the pool.
-void close_orphaned_private_sessions(KvstoreControl& kv) {
-  auto list = kv.list_sessions();
-  if (!list.ok()) return;
-  int closed = 0;
-  for (const v1::SessionInfo& s : list->sessions()) {
-    const std::string& id = s.session_id();
-    if (id.rfind("private-", 0) != 0) continue;
-    int64_t pid = 0;
-    if (!absl::SimpleAtoi(id.substr(8, id.find('-', 8) - 8), &pid) || pid <= 0) continue;
-    if (kill(pid_t(pid), 0) == 0 || errno != ESRCH) continue;
-    if (kv.close_session(id).ok()) ++closed;
-  }
-  if (closed > 0) LOG(INFO) << "closed " << closed << " kvstore sessions left by one-off requests of processes that died";
-}
-
 std::string advertised_address(const std::string& listen, int port) {
   if (!absl::GetFlag(FLAGS_advertise).empty()) return absl::GetFlag(FLAGS_advertise);
   std::string host = listen.substr(0, listen.rfind(':'));
@@ -247,7 +229,6 @@ int run() {
     auto k = KvstoreControl::connect(options->kvstore_socket);
     if (!k.ok()) return fail("", k.status());
     kvstore = std::move(*k);
-    close_orphaned_private_sessions(*kvstore);
   }
   MetricsRegistry metrics;
   WorkerMetrics worker_metrics(&metrics);
