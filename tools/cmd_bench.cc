@@ -131,14 +131,6 @@ absl::Status synthesize_kv(Sequence& seq, int64_t index, int64_t n, int32_t voca
   return kv.commit(ids.data(), n);
 }
 
-// One forward step that every sequence must complete.
-absl::Status step_all(Engine& engine, const std::vector<StepInput>& in, std::vector<float>* logits) {
-  std::vector<absl::Status> failed;
-  FREEKV_RETURN_IF_ERROR(engine.forward().step(in, logits, &failed));
-  for (const absl::Status& s : failed) FREEKV_RETURN_IF_ERROR(s);
-  return absl::OkStatus();
-}
-
 struct CaseResult {
   int64_t context = 0, batch = 0;
   double prefill_seconds = 0, prefill_tokens_per_second = 0;
@@ -188,7 +180,7 @@ absl::Status start_case(PolicyCase& pc, int64_t context, int64_t batch, int64_t 
   for (int64_t b = 0; b < batch; ++b) in.push_back({pc.seqs[size_t(b)].get(), prompt[size_t(b)].data(), prefill_tokens, false});
   std::vector<float> logits;
   auto t0 = Clock::now();
-  FREEKV_RETURN_IF_ERROR(step_all(engine, in, &logits));
+  FREEKV_RETURN_IF_ERROR(engine.forward().step_all(in, &logits));
   pc.r.prefill_seconds = since(t0);
   pc.r.prefill_tokens_per_second = double(batch * prefill_tokens) / pc.r.prefill_seconds;
   return absl::OkStatus();
@@ -211,7 +203,7 @@ absl::Status decode_step(PolicyCase& pc, int64_t step) {
   }
   std::vector<float> logits;
   auto t0 = Clock::now();
-  FREEKV_RETURN_IF_ERROR(step_all(*pc.engine, in, &logits));
+  FREEKV_RETURN_IF_ERROR(pc.engine->forward().step_all(in, &logits));
   if (step > 0) pc.r.decode_step_seconds.push_back(since(t0));
   return absl::OkStatus();
 }
@@ -376,7 +368,7 @@ int cmd_bench(int argc, char** argv) {
       if (!warm.ok()) return report_error("bench", warm.status());
       std::vector<int32_t> ids(64, 1);
       std::vector<float> logits;
-      if (absl::Status st = step_all(e, {{warm->get(), ids.data(), 64, false}}, &logits); !st.ok()) {
+      if (absl::Status st = e.forward().step_all({{warm->get(), ids.data(), 64, false}}, &logits); !st.ok()) {
         return report_error("bench", st);
       }
       warm->reset();

@@ -25,8 +25,12 @@ v1::AdminGetSessionResponse admin_session(const ServiceStack& s, const std::stri
   return resp;
 }
 
+std::unique_ptr<v1::KvStore::Stub> kvstore_stub(const ServiceStack& s) {
+  return v1::KvStore::NewStub(make_channel("unix:" + s.kvstore_socket()));
+}
+
 v1::SessionInfo kvstore_session(const ServiceStack& s, const std::string& id) {
-  auto kv = v1::KvStore::NewStub(make_channel("unix:" + s.kvstore_socket()));
+  auto kv = kvstore_stub(s);
   grpc::ClientContext ctx;
   v1::GetSessionRequest req;
   req.set_session_id(id);
@@ -186,7 +190,7 @@ TEST(ServicesSession, AKilledWorkersOneOffRequestLeavesNoSessionBehind) {
   auto stub = generation_stub(*stack);
   const pid_t victim = stack->workers()[0]->pid();
   auto private_sessions = [&] {
-    auto kv = v1::KvStore::NewStub(make_channel("unix:" + stack->kvstore_socket()));
+    auto kv = kvstore_stub(*stack);
     grpc::ClientContext ctx;
     v1::ListSessionsResponse resp;
     EXPECT_TRUE(kv->ListSessions(&ctx, v1::ListSessionsRequest(), &resp).ok());

@@ -105,16 +105,16 @@ TEST(Engine, BatchedStepEqualsSeparateSteps) {
   const auto p1 = test_prompt(13, int(V)), p2 = test_prompt(29, int(V - 5));
   auto a = *e->new_sequence("a"), b = *e->new_sequence("b"), a2 = *e->new_sequence("a2"), b2 = *e->new_sequence("b2");
   std::vector<float> together, alone1, alone2;
-  ASSERT_TRUE(step_all(e->forward(), {{a.get(), p1.data(), 13, true}, {b.get(), p2.data(), 29, true}}, &together).ok());
-  ASSERT_TRUE(step_all(e->forward(), {{a2.get(), p1.data(), 13, true}}, &alone1).ok());
-  ASSERT_TRUE(step_all(e->forward(), {{b2.get(), p2.data(), 29, true}}, &alone2).ok());
+  ASSERT_TRUE(e->forward().step_all({{a.get(), p1.data(), 13, true}, {b.get(), p2.data(), 29, true}}, &together).ok());
+  ASSERT_TRUE(e->forward().step_all({{a2.get(), p1.data(), 13, true}}, &alone1).ok());
+  ASSERT_TRUE(e->forward().step_all({{b2.get(), p2.data(), 29, true}}, &alone2).ok());
   alone1.insert(alone1.end(), alone2.begin(), alone2.end());
   EXPECT_LT(max_abs_diff(together, alone1), 1e-4);
   // One decode token each, ragged lengths (13 and 29 tokens of context).
   const int32_t t1 = 5, t2 = 9;
-  ASSERT_TRUE(step_all(e->forward(), {{a.get(), &t1, 1, false}, {b.get(), &t2, 1, false}}, &together).ok());
-  ASSERT_TRUE(step_all(e->forward(), {{a2.get(), &t1, 1, false}}, &alone1).ok());
-  ASSERT_TRUE(step_all(e->forward(), {{b2.get(), &t2, 1, false}}, &alone2).ok());
+  ASSERT_TRUE(e->forward().step_all({{a.get(), &t1, 1, false}, {b.get(), &t2, 1, false}}, &together).ok());
+  ASSERT_TRUE(e->forward().step_all({{a2.get(), &t1, 1, false}}, &alone1).ok());
+  ASSERT_TRUE(e->forward().step_all({{b2.get(), &t2, 1, false}}, &alone2).ok());
   alone1.insert(alone1.end(), alone2.begin(), alone2.end());
   EXPECT_LT(max_abs_diff(together, alone1), 1e-4);
 }
@@ -151,14 +151,14 @@ TEST(Engine, FullKvPoolFailsOnlyTheRequestThatAsked) {
   const auto prompt = test_prompt(20, e->weights().config.vocab);
   auto first = *e->new_sequence("first"), second = *e->new_sequence("second");
   std::vector<float> logits;
-  ASSERT_TRUE(step_all(e->forward(), {{first.get(), prompt.data(), 20, false}}, &logits).ok());
-  absl::Status full = step_all(e->forward(), {{second.get(), prompt.data(), 20, false}}, &logits);
+  ASSERT_TRUE(e->forward().step_all({{first.get(), prompt.data(), 20, false}}, &logits).ok());
+  absl::Status full = e->forward().step_all({{second.get(), prompt.data(), 20, false}}, &logits);
   EXPECT_EQ(full.code(), absl::StatusCode::kResourceExhausted);
   EXPECT_NE(full.message().find("--kv-memory"), std::string::npos) << full.message();
   EXPECT_EQ(second->n_tokens(), 0);
   // The first sequence still decodes.
   const int32_t next = 3;
-  EXPECT_TRUE(step_all(e->forward(), {{first.get(), &next, 1, false}}, &logits).ok());
+  EXPECT_TRUE(e->forward().step_all({{first.get(), &next, 1, false}}, &logits).ok());
   EXPECT_EQ(first->n_tokens(), 21);
 }
 

@@ -278,7 +278,7 @@ TEST_F(PolicyTest, RecalledChunksEqualOffloadedBytesOverALongBatchedGeneration) 
   };
   std::vector<float> logits;
   for (int s = 0; s < 3; ++s) {
-    ASSERT_TRUE(step_all(e->forward(), {{seqs[size_t(s)].get(), prompts[size_t(s)].data(), lengths[s], false}}, &logits).ok());
+    ASSERT_TRUE(e->forward().step_all({{seqs[size_t(s)].get(), prompts[size_t(s)].data(), lengths[s], false}}, &logits).ok());
     capture(s);
   }
   int64_t checked = 0;
@@ -286,7 +286,7 @@ TEST_F(PolicyTest, RecalledChunksEqualOffloadedBytesOverALongBatchedGeneration) 
   for (int step = 0; step < 150; ++step) {
     std::vector<StepInput> batch;
     for (int s = 0; s < 3; ++s) batch.push_back({seqs[size_t(s)].get(), &next[size_t(s)], 1, false});
-    ASSERT_TRUE(step_all(e->forward(), batch, &logits).ok()) << "step " << step;
+    ASSERT_TRUE(e->forward().step_all(batch, &logits).ok()) << "step " << step;
     for (int s = 0; s < 3; ++s) {
       next[size_t(s)] = int32_t(std::max_element(logits.begin() + s * g.n_layers * 0 + s * e->weights().config.vocab,
                                                  logits.begin() + (s + 1) * e->weights().config.vocab) -

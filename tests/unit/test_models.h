@@ -7,7 +7,6 @@
 #include <gtest/gtest.h>
 
 #include "tools/random_model.h"
-#include "worker/engine/forward.h"
 #include "worker/tokenizer/tokenizer.h"
 
 namespace freekv {
@@ -47,14 +46,6 @@ inline std::string tiny_model_dir(const TinyModel& m) {
   absl::Status s = write_random_model(spec, dir);
   EXPECT_TRUE(s.ok()) << s;
   return dir;
-}
-
-// One forward step that every input must complete: the step's status, else the first input's failure.
-inline absl::Status step_all(ForwardPass& forward, const std::vector<StepInput>& inputs, std::vector<float>* logits) {
-  std::vector<absl::Status> failed;
-  absl::Status s = forward.step(inputs, logits, &failed);
-  for (const absl::Status& f : failed) s.Update(f);
-  return s;
 }
 
 }  // namespace freekv

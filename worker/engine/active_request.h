@@ -36,14 +36,9 @@ class ActiveRequest {
   GenerateResult& result() { return out_; }
   // The request's kvstore session is its own (closed when it finishes) rather than a kept one.
   bool private_session = false;
-  // Token ids its kvstore session held when the request started, and the prompt tokens it brought
-  // (a resumed session's replay excluded): what a failed turn goes back to.
-  void set_session_before(int64_t stored_tokens, int64_t new_prompt_tokens) {
-    session_tokens_before_ = stored_tokens;
-    new_prompt_tokens_ = new_prompt_tokens;
-  }
+  // Token ids its kvstore session held when the request started: what a failed turn goes back to.
+  void set_session_tokens_before(int64_t stored_tokens) { session_tokens_before_ = stored_tokens; }
   int64_t session_tokens_before() const { return session_tokens_before_; }
-  int64_t new_prompt_tokens() const { return new_prompt_tokens_; }
 
  private:
   void emit(const std::string& piece);
@@ -63,7 +58,7 @@ class ActiveRequest {
   bool last_all_logits_ = false;
   int32_t last_token_ = 0;   // the token fed in a decode step
   bool finished_ = false;
-  int64_t session_tokens_before_ = 0, new_prompt_tokens_ = 0;
+  int64_t session_tokens_before_ = 0;
   std::chrono::steady_clock::time_point start_, first_token_;
 };
 

@@ -88,6 +88,13 @@ absl::Status ForwardPass::step(const std::vector<StepInput>& inputs, std::vector
   return absl::OkStatus();
 }
 
+absl::Status ForwardPass::step_all(const std::vector<StepInput>& inputs, std::vector<float>* logits) {
+  std::vector<absl::Status> failed;
+  FREEKV_RETURN_IF_ERROR(step(inputs, logits, &failed));
+  for (const absl::Status& s : failed) FREEKV_RETURN_IF_ERROR(s);
+  return absl::OkStatus();
+}
+
 // Writes the new tokens' K/V into each sequence's pages, then attends each sequence's queries over
 // what its retrieval policy chose (causal within the new tokens). A sequence that fails here drops
 // out: its attention rows are zeroed and it takes no further part in the step.

@@ -43,6 +43,10 @@ class ForwardPass {
 
   void set_query_override(QueryOverride fn) { query_override_ = std::move(fn); }
 
+  // step() for callers that need every input to finish (benchmarks, tests): the step's error, else the
+  // first input's.
+  absl::Status step_all(const std::vector<StepInput>& inputs, std::vector<float>* logits);
+
  private:
   void attention_layer(const std::vector<StepInput>& inputs, int64_t layer, std::vector<absl::Status>* failed);
 

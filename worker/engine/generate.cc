@@ -186,7 +186,7 @@ absl::StatusOr<std::unique_ptr<ActiveRequest>> Engine::start_request(const Gener
   auto active = std::make_unique<ActiveRequest>(weights_->config, *tokenizer_, options_.prefill_chunk, std::move(full),
                                                 std::move(*seq), std::move(on_text));
   active->private_session = !keep;
-  active->set_session_before(stored_before, int64_t(r.prompt.size()));
+  active->set_session_tokens_before(stored_before);
   active->result().stats.reused_tokens = reused;
   active->result().stats.prompt_tokens = int64_t(r.prompt.size());
   return active;
@@ -207,7 +207,7 @@ Engine::Finished Engine::finish_request(std::unique_ptr<ActiveRequest> active, a
       const int64_t before = active->session_tokens_before();
       const int64_t target = result.tokens.empty()
                                  ? before
-                                 : before + active->new_prompt_tokens() + int64_t(result.tokens.size());
+                                 : before + result.stats.prompt_tokens + int64_t(result.tokens.size());
       status = seq.kv().truncate_store(std::min(target, seq.kv().stored_tokens()));
       if (status.ok() && seq.kv().stored_tokens() + 1 == target) status = seq.kv().store_pending_token(result.tokens.back());
       if (status.ok() && seq.kv().stored_tokens() != target) {

@@ -92,19 +92,26 @@ Scheduler::~Scheduler() {
 absl::StatusOr<std::shared_ptr<Job>> Scheduler::submit(GenerateRequest request) {
   std::shared_ptr<Job> job(new Job(std::move(request)));
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::unique_lock<std::mutex> lock(mu_);
+    const std::string& session = job->request().session_id;
+    if (!session.empty()) {
+      // A turn whose client gave up is dropped before the engine's next step: wait for that.
+      cv_.wait_for(lock, std::chrono::seconds(1), [&] {
+        auto it = busy_sessions_.find(session);
+        return stopping_ || it == busy_sessions_.end() || !it->second->cancelled_.load();
+      });
+    }
     if (stopping_ || draining_) return absl::UnavailableError("this worker is shutting down; send the request to another worker");
     if (int(queue_.size()) >= options_.max_queue) {
       return absl::ResourceExhaustedError(absl::StrCat("the worker's queue is full (", queue_.size(),
                                                        " requests waiting); retry later or add workers"));
     }
-    const std::string& session = job->request().session_id;
     if (!session.empty()) {
       if (busy_sessions_.count(session) != 0) {
         return absl::FailedPreconditionError(absl::StrCat("session '", session,
                                                           "' is already generating; wait for that request to end or cancel it"));
       }
-      busy_sessions_.insert(session);
+      busy_sessions_[session] = job;
     }
     queue_.push_back(job);
   }
@@ -252,6 +259,7 @@ void Scheduler::admit(std::shared_ptr<Job> job) {
       std::lock_guard<std::mutex> lock(mu_);
       busy_sessions_.erase(job->request().session_id);
     }
+    cv_.notify_all();  // a turn waiting for this session (submit)
     complete(*job, why);
     return;
   }
@@ -266,6 +274,7 @@ void Scheduler::admit(std::shared_ptr<Job> job) {
       std::lock_guard<std::mutex> lock(mu_);
       busy_sessions_.erase(job->request().session_id);
     }
+    cv_.notify_all();  // a turn waiting for this session (submit)
     complete(*job, active.status());
     return;
   }
@@ -373,6 +382,7 @@ void Scheduler::finish(Running* r, absl::Status failure) {
     std::lock_guard<std::mutex> lock(mu_);
     busy_sessions_.erase(r->job->request().session_id);
   }
+  cv_.notify_all();  // a turn waiting for this session (submit)
   complete(*r->job, std::move(result));
 }
 

@@ -13,7 +13,8 @@
 // before the next step and calls Engine::finish_request(), which releases its local pages; a kept
 // session keeps what was generated so far in the kvstore (its last sampled token included).
 //
-// A session has at most one request queued or running: a second one is FAILED_PRECONDITION.
+// A session has at most one request queued or running: a second one is FAILED_PRECONDITION, unless
+// the first was cancelled, in which case the second waits (up to a second) until it is dropped.
 // The worker's KV memory running out before a step fails the most recently admitted request of the
 // step with RESOURCE_EXHAUSTED and the step runs again without it. A sequence that fails inside a step
 // (a recall fails, the kvstore is full when its pages are offloaded) fails its own request only; the
@@ -25,6 +26,7 @@
 #include <condition_variable>
 #include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -163,7 +165,9 @@ class Scheduler {
   std::condition_variable cv_;
   std::deque<std::shared_ptr<Job>> queue_;
   std::deque<std::function<void()>> tasks_;
-  std::set<std::string> busy_sessions_;
+  // Sessions with a request queued or running, and that request: a new turn waits briefly for one that
+  // was cancelled (its client gave up) to be dropped, instead of being refused.
+  std::map<std::string, std::shared_ptr<Job>> busy_sessions_;
   bool stopping_ = false, draining_ = false;
 
   // Engine-thread state.
