@@ -16,7 +16,7 @@ fi
 mkdir -p "$root/bench/results"
 stamp="$(hostname)-$(date -u +%Y%m%d)"
 for name in default mid; do
-  model="$build/models/default"
+  model="$root/models/freekv-tiny"
   [ "$name" = mid ] && model="$mid"
   out="$root/bench/results/serve-$name-$stamp.json"
   "$build/bin/serve_bench" --model "$model" --clients 8 --requests 2 --prompt-tokens 128 --max-tokens 64 \

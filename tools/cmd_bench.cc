@@ -19,13 +19,11 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
-#include <fstream>
 #include <iostream>
 #include <map>
 #include <memory>
 #include <random>
 #include <sstream>
-#include <thread>
 #include <tuple>
 
 #include "absl/strings/str_split.h"
@@ -36,6 +34,7 @@
 #include "tools/commands.h"
 #include "tools/engine_flags.h"
 #include "tools/query_dynamics.h"
+#include "tools/run_info.h"
 
 namespace freekv {
 namespace {
@@ -86,18 +85,6 @@ double read_bandwidth(ThreadPool& pool, size_t bytes, int repeats) {
     best = std::min(best, since(t0));
   }
   return double(n * sizeof(uint64_t)) / best;
-}
-
-std::string machine_description() {
-  std::ifstream in("/proc/cpuinfo");
-  std::string line, model;
-  while (std::getline(in, line)) {
-    if (line.rfind("model name", 0) == 0) {
-      model = line.substr(line.find(':') + 2);
-      break;
-    }
-  }
-  return absl::StrCat(model, ", ", std::thread::hardware_concurrency(), " hardware threads");
 }
 
 // Gives sequence `index` `n` tokens of K/V in every layer and head (offloaded and digested like any
@@ -166,7 +153,7 @@ absl::Status start_case(PolicyCase& pc, int64_t context, int64_t batch, int64_t 
     FREEKV_RETURN_IF_ERROR(synthesize_kv(*pc.seqs.back(), b, context - prefill_tokens, c.vocab, pc.rng, pc.dyn.get()));
   }
   if (pc.dyn != nullptr) {
-    engine.forward().set_query_override([&pc](const Sequence* seq, int64_t layer, float* q) {
+    engine.forward().set_query_hook([&pc](const Sequence* seq, int64_t layer, float* q) {
       for (size_t b = 0; b < pc.seqs.size(); ++b)
         if (pc.seqs[b].get() == seq) pc.dyn->next_query(int64_t(b), layer, q);
     });
@@ -212,7 +199,7 @@ absl::Status decode_step(PolicyCase& pc, int64_t step) {
 absl::Status finish_case(PolicyCase& pc, double copy_bw, double read_bw) {
   Engine& engine = *pc.engine;
   CaseResult& r = pc.r;
-  engine.forward().set_query_override(nullptr);
+  engine.forward().set_query_hook(nullptr);
   for (size_t b = 0; b < pc.seqs.size(); ++b) {
     r.retrieval += pc.seqs[b]->total_stats() - pc.before[b];
     // Not the peak: synthesizing the context writes it all locally before the kvstore takes it.
@@ -257,16 +244,6 @@ absl::StatusOr<std::vector<CaseResult>> run_case(const std::vector<Engine*>& eng
     FREEKV_RETURN_IF_ERROR(finish_case(*pc, copy_bw, read_bw));
     out.push_back(pc->r);
   }
-  return out;
-}
-
-std::string git_commit() {
-  FILE* f = popen("git -C " FREEKV_SOURCE_DIR " rev-parse HEAD 2>/dev/null", "r");
-  if (f == nullptr) return "unknown";
-  char buf[64] = {0};
-  std::string out = std::fgets(buf, sizeof(buf), f) != nullptr ? std::string(buf) : "unknown";
-  pclose(f);
-  while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
   return out;
 }
 

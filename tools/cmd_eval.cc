@@ -3,10 +3,17 @@
 // passkey or key-value retrieval (its accuracy is the floor), but agreement is meaningful for any model.
 //
 //   passkey    needle sentence at each --depths fraction of a filler haystack of each --contexts size
+//   needle     four facts of one form in the haystack, the one at each depth asked
 //   kv         one key's value among random "key": "value" pairs
 //   agreement  greedy generation of --agreement-tokens under `full`, then each policy teacher-forced on
 //              the same tokens: first divergence (first step whose top-1 differs), top-1 match rate,
 //              mean KL(full ‖ policy) of the next-token distributions
+//   dynamics   the model's own query dynamics while it generates --agreement-tokens after a passkey
+//              prompt: per layer and KV head, the cosine of adjacent steps' post-RoPE queries (averaged
+//              over the head's query group, as FreeKV's correction check does), and the share of steps
+//              a correction threshold τ of 0.8 or 0.9 would re-select (runs under the first policy)
+//
+// Policies other than `full` run once per --budgets entry (default: --budget).
 #include <cmath>
 #include <cstdio>
 #include <iostream>
@@ -14,11 +21,13 @@
 
 #include "absl/strings/str_split.h"
 #include "common/file_util.h"
+#include "kernels/ops.h"
 #include "nlohmann/json.hpp"
 #include "tools/cli_args.h"
 #include "tools/commands.h"
 #include "tools/engine_flags.h"
 #include "tools/eval_tasks.h"
+#include "tools/run_info.h"
 
 namespace freekv {
 namespace {
@@ -58,6 +67,73 @@ Agreement compare(const std::vector<float>& full, const std::vector<float>& othe
   return a;
 }
 
+// Adjacent-step query cosines per (layer, KV head) of one generation, read through the query hook.
+class QueryCosineRecorder {
+ public:
+  explicit QueryCosineRecorder(const ModelConfig& c)
+      : layers_(c.n_layers), kv_heads_(c.n_kv_heads), group_(c.n_heads / c.n_kv_heads), head_dim_(c.head_dim),
+        prev_(size_t(c.n_layers)), cosines_(size_t(c.n_layers) * size_t(c.n_kv_heads)) {}
+
+  // q: [n_heads, head_dim] post-RoPE queries of one decode step at `layer`.
+  void observe(int64_t layer, const float* q) {
+    std::vector<float>& prev = prev_[size_t(layer)];
+    const int64_t n = kv_heads_ * group_ * head_dim_;
+    if (!prev.empty()) {
+      for (int64_t h = 0; h < kv_heads_; ++h) {
+        double cos = 0;
+        for (int64_t g = 0; g < group_; ++g) {
+          const int64_t off = (h * group_ + g) * head_dim_;
+          cos += cosine_similarity(q + off, prev.data() + off, head_dim_) / double(group_);
+        }
+        cosines_[size_t(layer * kv_heads_ + h)].push_back(cos);
+      }
+    }
+    prev.assign(q, q + n);
+  }
+
+  // Per (layer, KV head) and over all: mean, 10th percentile, median, shares above 0.84 and 0.9.
+  nlohmann::json summary() const {
+    nlohmann::json out = nlohmann::json::array();
+    std::vector<double> all;
+    for (int64_t l = 0; l < layers_; ++l) {
+      for (int64_t h = 0; h < kv_heads_; ++h) {
+        const std::vector<double>& c = cosines_[size_t(l * kv_heads_ + h)];
+        all.insert(all.end(), c.begin(), c.end());
+        nlohmann::json row = describe(c);
+        row["layer"] = l;
+        row["kv_head"] = h;
+        out.push_back(row);
+      }
+    }
+    nlohmann::json total = describe(all);
+    total["layer"] = "all";
+    total["kv_head"] = "all";
+    out.push_back(total);
+    return out;
+  }
+
+ private:
+  static nlohmann::json describe(std::vector<double> c) {
+    if (c.empty()) return {{"steps", 0}};
+    std::sort(c.begin(), c.end());
+    auto share = [&](auto pred) { return double(std::count_if(c.begin(), c.end(), pred)) / double(c.size()); };
+    double mean = 0;
+    for (double v : c) mean += v / double(c.size());
+    return {{"steps", c.size()},
+            {"mean_cosine", mean},
+            {"p10_cosine", c[c.size() / 10]},
+            {"median_cosine", c[c.size() / 2]},
+            {"share_above_0.84", share([](double v) { return v > 0.84; })},
+            {"share_above_0.9", share([](double v) { return v > 0.9; })},
+            {"correction_rate_tau_0.8", share([](double v) { return v < 0.8; })},
+            {"correction_rate_tau_0.9", share([](double v) { return v < 0.9; })}};
+  }
+
+  int64_t layers_, kv_heads_, group_, head_dim_;
+  std::vector<std::vector<float>> prev_;       // [layer] the previous step's q [n_heads * head_dim]
+  std::vector<std::vector<double>> cosines_;   // [layer * kv_heads + head] one cosine per step
+};
+
 std::vector<double> parse_doubles(const std::string& s) {
   std::vector<double> out;
   for (auto part : absl::StrSplit(s, ',', absl::SkipEmpty())) out.push_back(std::stod(std::string(part)));
@@ -67,19 +143,21 @@ std::vector<double> parse_doubles(const std::string& s) {
 }  // namespace
 
 int cmd_eval(int argc, char** argv) {
-  std::string model = FREEKV_DEFAULT_MODEL_DIR, tasks = "passkey,kv,agreement", contexts = "2048,4096,8192",
-              depths = "0.1,0.5,0.9", policies = "full,streaming,quest,arkvale,freekv", out;
+  std::string model = FREEKV_DEFAULT_MODEL_DIR, tasks = "passkey,needle,kv,agreement", contexts = "2048,4096,8192",
+              depths = "0.1,0.5,0.9", policies = "full,streaming,quest,arkvale,freekv", budgets, out;
   int64_t trials = 2, agreement_tokens = 32, seed = 1;
   EngineFlags engine_flags;
-  ArgParser p("freekv eval [--model DIR] [--tasks passkey,kv,agreement] [--contexts 2048,...] [--policies ...]",
+  ArgParser p("freekv eval [--model DIR] [--tasks passkey,needle,kv,agreement,dynamics] [--contexts 2048,...]\n"
+              "            [--policies ...] [--budgets 256,512,1024]",
               "Runs locally generated long-context tasks under each retrieval policy and prints a table (and JSON).");
   p.add_string("model", &model, "Hugging Face model directory");
-  p.add_string("tasks", &tasks, "comma-separated: passkey, kv, agreement");
+  p.add_string("tasks", &tasks, "comma-separated: passkey, needle, kv, agreement, dynamics");
   p.add_string("contexts", &contexts, "comma-separated prompt lengths in tokens");
   p.add_string("depths", &depths, "comma-separated needle depths in [0, 1]");
   p.add_string("policies", &policies, "comma-separated policies to evaluate");
+  p.add_string("budgets", &budgets, "comma-separated budgets in tokens for the policies other than full (default: --budget)");
   p.add_int("trials", &trials, "cases per (task, context, depth)");
-  p.add_int("agreement-tokens", &agreement_tokens, "tokens generated for the agreement task");
+  p.add_int("agreement-tokens", &agreement_tokens, "tokens generated for the agreement and dynamics tasks");
   p.add_int("seed", &seed, "seed of the generated tasks");
   p.add_string("out", &out, "also write the results as JSON here");
   engine_flags.add_to(p);
@@ -90,72 +168,120 @@ int cmd_eval(int argc, char** argv) {
   if (!policy_list.ok()) return report_error("eval", policy_list.status());
   auto kvstore = engine_flags.start_kvstore_for(*policy_list, &*options, model);
   if (!kvstore.ok()) return report_error("eval", kvstore.status());
-  std::vector<int64_t> ctx_list;
+  std::vector<int64_t> ctx_list, budget_list;
   for (double c : parse_doubles(contexts)) ctx_list.push_back(int64_t(c));
+  for (double b : parse_doubles(budgets)) budget_list.push_back(int64_t(b));
+  if (budget_list.empty()) budget_list.push_back(options->retrieval.budget);
   const std::vector<double> depth_list = parse_doubles(depths);
   const std::vector<std::string> task_list = absl::StrSplit(tasks, ',', absl::SkipEmpty());
+  for (const std::string& task : task_list) {
+    if (task != "passkey" && task != "needle" && task != "kv" && task != "agreement" && task != "dynamics") {
+      return report_error("eval", absl::InvalidArgumentError("unknown task '" + task +
+                                                             "'; use passkey, needle, kv, agreement or dynamics"));
+    }
+  }
 
   nlohmann::json j;
   j["model"] = model;
-  j["retrieval"] = {{"budget", options->retrieval.budget}, {"sink", options->retrieval.sink},
-                    {"recent", options->retrieval.recent}, {"correction_threshold", options->retrieval.correction_threshold}};
+  j["machine"] = machine_description();
+  j["commit"] = git_commit();
+  j["retrieval"] = {{"sink", options->retrieval.sink}, {"recent", options->retrieval.recent},
+                    {"page_tokens", options->page_tokens}, {"correction_threshold", options->retrieval.correction_threshold}};
   // Agreement needs full's tokens and logits first.
   std::map<int64_t, GenerateResult> full_runs;
-  std::printf("%-10s %-10s %8s %7s %10s %s\n", "task", "policy", "context", "depth", "accuracy", "detail");
+  std::printf("%-10s %-10s %6s %8s %7s %10s %s\n", "task", "policy", "budget", "context", "depth", "accuracy", "detail");
   for (PolicyKind policy : *policy_list) {
     const std::string name = policy_name(policy);
-    auto engine = Engine::load(model, engine_flags.for_policy(*options, policy));
-    if (!engine.ok()) return report_error("eval", engine.status());
-    Engine& e = **engine;
-    auto run = [&](const std::string& prompt, int64_t max_tokens, std::vector<int32_t> forced, bool logits)
-        -> absl::StatusOr<GenerateResult> {
-      GenerateRequest r;
-      r.prompt = e.tokenizer().encode(prompt, true);
-      r.max_tokens = max_tokens;
-      r.forced_tokens = std::move(forced);
-      r.keep_logits = logits;
-      r.ignore_eos = logits;
-      return e.generate(r, nullptr);
-    };
-    for (const std::string& task : task_list) {
-      for (int64_t ctx : ctx_list) {
-        if (task == "agreement") {
-          const std::string prompt = make_filler(e.tokenizer(), ctx);
-          std::vector<int32_t> forced;
-          if (policy != PolicyKind::kFull) {
-            if (full_runs.count(ctx) == 0) return report_error("eval", absl::InvalidArgumentError("agreement needs 'full' first in --policies"));
-            forced = full_runs[ctx].tokens;
+    for (int64_t budget : policy == PolicyKind::kFull ? std::vector<int64_t>{0} : budget_list) {
+      EngineOptions policy_options = engine_flags.for_policy(*options, policy);
+      if (budget > 0) policy_options.retrieval.budget = budget;
+      auto engine = Engine::load(model, policy_options);
+      if (!engine.ok()) return report_error("eval", engine.status());
+      Engine& e = **engine;
+      const std::string budget_text = budget > 0 ? std::to_string(budget) : "-";
+      auto row = [&](const std::string& task, int64_t ctx) {
+        nlohmann::json r = {{"task", task}, {"policy", name}, {"context", ctx}};
+        if (budget > 0) r["budget"] = budget;
+        return r;
+      };
+      auto run = [&](const std::string& prompt, int64_t max_tokens, std::vector<int32_t> forced, bool logits)
+          -> absl::StatusOr<GenerateResult> {
+        GenerateRequest r;
+        r.prompt = e.tokenizer().encode(prompt, true);
+        r.max_tokens = max_tokens;
+        r.forced_tokens = std::move(forced);
+        r.keep_logits = logits;
+        r.ignore_eos = logits;
+        return e.generate(r, nullptr);
+      };
+      for (const std::string& task : task_list) {
+        for (int64_t ctx : ctx_list) {
+          if (task == "dynamics") {
+            // A property of the model: measured once, under the first policy and budget.
+            if (policy != policy_list->front() || (budget > 0 && budget != budget_list.front())) continue;
+            std::mt19937_64 rng(uint64_t(seed) * 7919u + uint64_t(ctx));
+            QueryCosineRecorder dyn(e.weights().config);
+            e.forward().set_query_hook([&dyn](const Sequence*, int64_t layer, float* q) { dyn.observe(layer, q); });
+            GenerateRequest r;
+            r.prompt = e.tokenizer().encode(make_passkey_case(e.tokenizer(), ctx, 0.5, rng).prompt, true);
+            r.max_tokens = agreement_tokens;
+            r.ignore_eos = true;
+            auto result = e.generate(r, nullptr);
+            e.forward().set_query_hook(nullptr);
+            if (!result.ok()) return report_error("eval", result.status());
+            nlohmann::json summary = dyn.summary();
+            const nlohmann::json& all = summary.back();
+            std::printf("%-10s %-10s %6s %8lld %7s %10s mean cosine %.3f, above 0.9 %.2f, correction rate τ=0.8 %.3f τ=0.9 %.3f\n",
+                        task.c_str(), name.c_str(), budget_text.c_str(), (long long)ctx, "-", "-",
+                        all.value("mean_cosine", 0.0), all.value("share_above_0.9", 0.0),
+                        all.value("correction_rate_tau_0.8", 0.0), all.value("correction_rate_tau_0.9", 0.0));
+            nlohmann::json r_json = row(task, ctx);
+            r_json["generated_tokens"] = agreement_tokens;
+            r_json["heads"] = summary;
+            j["results"].push_back(r_json);
+            continue;
           }
-          auto r = run(prompt, agreement_tokens, forced, true);
-          if (!r.ok()) return report_error("eval", r.status());
-          if (policy == PolicyKind::kFull) full_runs[ctx] = *r;
-          const int64_t prompt_rows = int64_t(r->logits.size() / size_t(e.weights().config.vocab)) - int64_t(r->tokens.size());
-          Agreement a = compare(full_runs[ctx].logits, r->logits, e.weights().config.vocab, prompt_rows);
-          std::printf("%-10s %-10s %8lld %7s %10.3f first divergence %lld, mean KL %.4g, corrections %lld/%lld\n",
-                      task.c_str(), name.c_str(), (long long)ctx, "-", a.top1_match, (long long)a.first_divergence, a.mean_kl,
-                      (long long)r->stats.retrieval.correction_triggers, (long long)r->stats.retrieval.correction_checks);
-          j["results"].push_back({{"task", task}, {"policy", name}, {"context", ctx}, {"top1_match_rate", a.top1_match},
-                                  {"first_divergence", a.first_divergence}, {"mean_kl", a.mean_kl},
-                                  {"correction_rate", r->stats.retrieval.correction_checks > 0
-                                                          ? double(r->stats.retrieval.correction_triggers) / double(r->stats.retrieval.correction_checks)
-                                                          : 0.0}});
-          continue;
-        }
-        for (double depth : depth_list) {
-          std::mt19937_64 rng(uint64_t(seed) * 1000003u + uint64_t(ctx) * 31u + uint64_t(depth * 1000));
-          int64_t correct = 0;
-          for (int64_t t = 0; t < trials; ++t) {
-            EvalCase c = task == "passkey" ? make_passkey_case(e.tokenizer(), ctx, depth, rng)
-                                           : make_kv_case(e.tokenizer(), ctx, depth, rng);
-            auto r = run(c.prompt, task == "passkey" ? 10 : 14, {}, false);
+          if (task == "agreement") {
+            const std::string prompt = make_filler(e.tokenizer(), ctx);
+            std::vector<int32_t> forced;
+            if (policy != PolicyKind::kFull) {
+              if (full_runs.count(ctx) == 0) return report_error("eval", absl::InvalidArgumentError("agreement needs 'full' first in --policies"));
+              forced = full_runs[ctx].tokens;
+            }
+            auto r = run(prompt, agreement_tokens, forced, true);
             if (!r.ok()) return report_error("eval", r.status());
-            correct += r->text.find(c.answer) != std::string::npos ? 1 : 0;
+            if (policy == PolicyKind::kFull) full_runs[ctx] = *r;
+            const int64_t prompt_rows = int64_t(r->logits.size() / size_t(e.weights().config.vocab)) - int64_t(r->tokens.size());
+            Agreement a = compare(full_runs[ctx].logits, r->logits, e.weights().config.vocab, prompt_rows);
+            const RetrievalStats& st = r->stats.retrieval;
+            const double correction_rate = st.correction_checks > 0 ? double(st.correction_triggers) / double(st.correction_checks) : 0.0;
+            std::printf("%-10s %-10s %6s %8lld %7s %10.3f first divergence %lld, mean KL %.4g, corrections %lld/%lld\n",
+                        task.c_str(), name.c_str(), budget_text.c_str(), (long long)ctx, "-", a.top1_match,
+                        (long long)a.first_divergence, a.mean_kl, (long long)st.correction_triggers, (long long)st.correction_checks);
+            nlohmann::json r_json = row(task, ctx);
+            r_json.update({{"top1_match_rate", a.top1_match}, {"first_divergence", a.first_divergence}, {"mean_kl", a.mean_kl},
+                           {"correction_rate", correction_rate}});
+            j["results"].push_back(r_json);
+            continue;
           }
-          const double acc = double(correct) / double(std::max<int64_t>(1, trials));
-          std::printf("%-10s %-10s %8lld %7.2f %10.3f %lld/%lld\n", task.c_str(), name.c_str(), (long long)ctx, depth, acc,
-                      (long long)correct, (long long)trials);
-          j["results"].push_back({{"task", task}, {"policy", name}, {"context", ctx}, {"depth", depth},
-                                  {"accuracy", acc}, {"trials", trials}});
+          for (double depth : depth_list) {
+            std::mt19937_64 rng(uint64_t(seed) * 1000003u + uint64_t(ctx) * 31u + uint64_t(depth * 1000));
+            int64_t correct = 0;
+            for (int64_t t = 0; t < trials; ++t) {
+              EvalCase c = task == "passkey" ? make_passkey_case(e.tokenizer(), ctx, depth, rng)
+                           : task == "needle" ? make_needle_case(e.tokenizer(), ctx, depth, rng)
+                                              : make_kv_case(e.tokenizer(), ctx, depth, rng);
+              auto r = run(c.prompt, task == "kv" ? 14 : 10, {}, false);
+              if (!r.ok()) return report_error("eval", r.status());
+              correct += r->text.find(c.answer) != std::string::npos ? 1 : 0;
+            }
+            const double acc = double(correct) / double(std::max<int64_t>(1, trials));
+            std::printf("%-10s %-10s %6s %8lld %7.2f %10.3f %lld/%lld\n", task.c_str(), name.c_str(), budget_text.c_str(),
+                        (long long)ctx, depth, acc, (long long)correct, (long long)trials);
+            nlohmann::json r_json = row(task, ctx);
+            r_json.update({{"depth", depth}, {"accuracy", acc}, {"trials", trials}});
+            j["results"].push_back(r_json);
+          }
         }
       }
     }

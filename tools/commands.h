@@ -7,6 +7,7 @@ namespace freekv {
 int cmd_run(int argc, char** argv);
 int cmd_tokenize(int argc, char** argv);
 int cmd_mkmodel(int argc, char** argv);
+int cmd_mktokenizer(int argc, char** argv);
 int cmd_bench(int argc, char** argv);
 int cmd_up(int argc, char** argv);
 int cmd_generate(int argc, char** argv);

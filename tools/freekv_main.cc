@@ -16,6 +16,7 @@ struct Command {
 const Command kCommands[] = {
     {"run", freekv::cmd_run, "generate text from a prompt in this process (no services)"},
     {"tokenize", freekv::cmd_tokenize, "print the token ids of stdin's text as a JSON array"},
+    {"mktokenizer", freekv::cmd_mktokenizer, "train a byte-level BPE tokenizer on a text file"},
     {"mkmodel", freekv::cmd_mkmodel, "write a deterministic random model in Hugging Face format"},
     {"bench", freekv::cmd_bench, "measure prefill and decode speed against memory bandwidth"},
     {"up", freekv::cmd_up, "start kvstore, coordinator and worker on this machine until Ctrl-C"},
@@ -26,7 +27,7 @@ const Command kCommands[] = {
 
 void usage(FILE* out) {
   std::fprintf(out, "usage: freekv <command> [options]   (freekv <command> --help for its options)\n\ncommands:\n");
-  for (const Command& c : kCommands) std::fprintf(out, "  %-10s %s\n", c.name, c.summary);
+  for (const Command& c : kCommands) std::fprintf(out, "  %-12s %s\n", c.name, c.summary);
 }
 
 }  // namespace

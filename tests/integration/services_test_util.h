@@ -61,7 +61,7 @@ inline std::unique_ptr<ServiceStack> start_stack(const std::string& test_name, s
                                                  const std::string& pool_size = "512MiB") {
   StackOptions o;
   o.bin_dir = FREEKV_BIN_DIR;
-  o.model = FREEKV_DEFAULT_MODEL_DIR;
+  o.model = FREEKV_TEST_MODEL_DIR;
   o.run_dir = absl::StrCat("/tmp/fkt-", test_name, "-", getpid());
   std::error_code ec;
   std::filesystem::remove_all(o.run_dir, ec);
@@ -205,7 +205,7 @@ inline std::unique_ptr<Engine> reference_engine(const ServiceStack& s, const Ret
   o.retrieval = retrieval;
   o.kvstore_socket = s.kvstore_socket();
   o.kv_memory = 256ull << 20;
-  auto e = Engine::load(FREEKV_DEFAULT_MODEL_DIR, o);
+  auto e = Engine::load(FREEKV_TEST_MODEL_DIR, o);
   EXPECT_TRUE(e.ok()) << e.status();
   return e.ok() ? std::move(*e) : nullptr;
 }

@@ -63,5 +63,23 @@ TEST(Trainer, CompressesItsOwnCorpusAndRoundTrips) {
   EXPECT_EQ((*t)->decode(ids, false), corpus);
 }
 
+TEST(Trainer, LearnsTheCallersCorpus) {
+  // A corpus made of one rare word: its pieces merge into one token, which the built-in corpus never
+  // makes; the vocabulary is still exact and specials on top.
+  std::string corpus;
+  for (int i = 0; i < 200; ++i) corpus += " zyxwvut qoph.";
+  auto text = make_bpe_tokenizer_json(400, corpus);
+  ASSERT_TRUE(text.ok()) << text.status();
+  auto t = Tokenizer::from_json(*text, "generated");
+  ASSERT_TRUE(t.ok()) << t.status();
+  EXPECT_EQ((*t)->vocab_size(), 400);
+  EXPECT_EQ((*t)->encode(" zyxwvut", false).size(), 1u);
+  EXPECT_EQ((*t)->token_to_id("<|end_of_text|>"), 399);
+  auto builtin = Tokenizer::from_json(make_bpe_tokenizer_json(400).value(), "generated");
+  ASSERT_TRUE(builtin.ok());
+  EXPECT_GT((*builtin)->encode(" zyxwvut", false).size(), 1u);
+  EXPECT_EQ(make_bpe_tokenizer_json(400, corpus).value(), *text);  // deterministic
+}
+
 }  // namespace
 }  // namespace freekv

@@ -124,7 +124,7 @@ void ForwardPass::attention_layer(const std::vector<StepInput>& inputs, int64_t 
         prim.from_f32(vrow, kv_dtype, kv.v_row(layer, head, pos0 + t), hd);
       }
     }
-    if (query_override_ && in.n_tokens == 1) query_override_(in.seq, layer, q);
+    if (query_hook_ && in.n_tokens == 1) query_hook_(in.seq, layer, q);
     absl::StatusOr<LayerPlan> plan = in.seq->attend(layer, q, in.n_tokens, scale, out, pool_);
     if (!plan.ok()) {
       (*failed)[i] = plan.status();

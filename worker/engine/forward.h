@@ -25,9 +25,10 @@ struct StepInput {
   bool all_logits;            // logits for every new token (true) or only the last one
 };
 
-// Replaces the post-RoPE queries of a decode row before attention: q[n_heads, head_dim] of `seq` at
-// `layer`. A benchmark seam (synthetic query dynamics drive retrieval); serving never sets one.
-using QueryOverride = std::function<void(const Sequence* seq, int64_t layer, float* q)>;
+// Sees, and may replace, the post-RoPE queries of a decode row before attention: q[n_heads, head_dim]
+// of `seq` at `layer`. A seam for measurement: `freekv bench` replaces them with synthetic query
+// dynamics, `freekv eval --tasks dynamics` reads them; serving never sets one.
+using QueryHook = std::function<void(const Sequence* seq, int64_t layer, float* q)>;
 
 class ForwardPass {
  public:
@@ -41,7 +42,7 @@ class ForwardPass {
   // next tokens).
   absl::Status step(const std::vector<StepInput>& inputs, std::vector<float>* logits, std::vector<absl::Status>* failed);
 
-  void set_query_override(QueryOverride fn) { query_override_ = std::move(fn); }
+  void set_query_hook(QueryHook fn) { query_hook_ = std::move(fn); }
 
   // step() for callers that need every input to finish (benchmarks, tests): the step's error, else the
   // first input's.
@@ -52,7 +53,7 @@ class ForwardPass {
 
   const ModelWeights& w_;
   ThreadPool& pool_;
-  QueryOverride query_override_;
+  QueryHook query_hook_;
   // Activations of the current step, reused across steps: [rows, dim] fp32.
   std::vector<float> x_, xn_, q_, k_, v_, attn_, gate_, up_, tmp_;
   std::vector<int32_t> positions_;

@@ -1,6 +1,6 @@
 // make_bpe_tokenizer_json: a small, deterministic byte-level BPE trainer.
 //
-// The built-in corpus is pre-tokenized with Llama 3's split pattern; each distinct piece is a word
+// The corpus (the built-in one, or the caller's) is pre-tokenized with Llama 3's split pattern; each distinct piece is a word
 // with a count. Ids 0..255 are the bytes (id = byte value). Each round merges the adjacent pair with
 // the highest total count (ties: the smaller (left id, right id)), until the vocabulary holds
 // vocab_size - 2 tokens. Pair counts are kept incrementally (a merge revisits only the words holding
@@ -205,26 +205,29 @@ std::vector<std::string> made_up_words(size_t count, uint64_t* state, std::set<s
 }  // namespace
 
 namespace {
-absl::StatusOr<std::string> make_json(int vocab_size);
+absl::StatusOr<std::string> make_json(int vocab_size, std::string_view corpus);
 }  // namespace
 
 absl::StatusOr<std::string> make_bpe_tokenizer_json(int vocab_size) {
+  return make_bpe_tokenizer_json(vocab_size, tok::trainer_corpus());
+}
+
+absl::StatusOr<std::string> make_bpe_tokenizer_json(int vocab_size, std::string_view corpus) {
   try {
-    return make_json(vocab_size);
+    return make_json(vocab_size, corpus);
   } catch (const std::exception& e) {  // bad_alloc, or nlohmann on a bug: never past this edge
     return absl::InternalError(absl::StrCat("make_bpe_tokenizer_json(", vocab_size, "): ", e.what()));
   }
 }
 
 namespace {
-absl::StatusOr<std::string> make_json(int vocab_size) {
+absl::StatusOr<std::string> make_json(int vocab_size, std::string_view corpus) {
   if (vocab_size < kMinVocab || vocab_size > kMaxVocab) {
     return absl::InvalidArgumentError(absl::StrCat("vocab_size ", vocab_size, " is out of range [", kMinVocab, ", ",
                                                    kMaxVocab, "]: 256 byte tokens and ", kNumSpecial,
                                                    " special tokens need room for some merges"));
   }
   FREEKV_ASSIGN_OR_RETURN(auto regex, tok::Regex::compile_oniguruma(kLlama3Pattern));
-  std::string_view corpus = tok::trainer_corpus();
   std::vector<std::pair<size_t, size_t>> matches;
   regex->find_all(corpus, &matches);
   std::map<std::string, int64_t> counts;  // ordered: word order must not depend on hashing

@@ -73,5 +73,7 @@ class StreamingDetokenizer {
 // (about 2.15k tokens), made-up words extend it, so the vocabulary is always exactly vocab_size.
 // vocab_size must lie in [264, 262144]. Used by `freekv mkmodel` for random models.
 absl::StatusOr<std::string> make_bpe_tokenizer_json(int vocab_size);
+// The same, trained on `corpus` (UTF-8 text) instead: `freekv mktokenizer`, for the trained model.
+absl::StatusOr<std::string> make_bpe_tokenizer_json(int vocab_size, std::string_view corpus);
 
 }  // namespace freekv

@@ -1,0 +1,55 @@
+#!/usr/bin/python3
+"""Markdown tables of `freekv eval` JSON files (bench/run_model_eval.sh), for the model card.
+
+  bench/eval_table.py bench/results/model-eval-*.json
+"""
+import json
+import sys
+from collections import defaultdict
+
+
+def accuracy_tables(rows):
+    by_case = defaultdict(dict)
+    for r in rows:
+        by_case[(r["task"], r["policy"], r.get("budget", "-"), r["context"])][r["depth"]] = r
+    depths = sorted({d for v in by_case.values() for d in v})
+    print("| task | policy | budget | context | " + " | ".join(f"depth {d}" for d in depths) + " | all |")
+    print("|---" * (5 + len(depths)) + "|")
+    for (task, policy, budget, ctx), cells in sorted(by_case.items(), key=lambda kv: (kv[0][0], kv[0][1] != "full", kv[0][1], str(kv[0][2]), kv[0][3])):
+        right = sum(c["accuracy"] * c["trials"] for c in cells.values())
+        total = sum(c["trials"] for c in cells.values())
+        parts = [f"{cells[d]['accuracy']:.2f} ({cells[d]['trials']})" if d in cells else "" for d in depths]
+        print(f"| {task} | {policy} | {budget} | {ctx} | " + " | ".join(parts) + f" | {right / total:.2f} |")
+
+
+def agreement_table(rows):
+    print("| policy | budget | context | top-1 match | first divergence | mean KL | correction rate |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['policy']} | {r.get('budget', '-')} | {r['context']} | {r['top1_match_rate']:.3f} | "
+              f"{r['first_divergence']} | {r['mean_kl']:.4f} | {r['correction_rate']:.3f} |")
+
+
+def dynamics_table(rows):
+    print("| context | layer | KV head | steps | mean cos | p10 | median | > 0.84 | > 0.9 | corrections τ=0.8 | τ=0.9 |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        for h in r["heads"]:
+            print(f"| {r['context']} | {h['layer']} | {h['kv_head']} | {h['steps']} | {h['mean_cosine']:.3f} | "
+                  f"{h['p10_cosine']:.3f} | {h['median_cosine']:.3f} | {h['share_above_0.84']:.2f} | "
+                  f"{h['share_above_0.9']:.2f} | {h['correction_rate_tau_0.8']:.3f} | {h['correction_rate_tau_0.9']:.3f} |")
+
+
+def main():
+    rows = [r for path in sys.argv[1:] for r in json.load(open(path))["results"]]
+    for name, select, table in (("accuracy", lambda r: "accuracy" in r, accuracy_tables),
+                                ("agreement with full", lambda r: r["task"] == "agreement", agreement_table),
+                                ("query dynamics", lambda r: r["task"] == "dynamics", dynamics_table)):
+        chosen = [r for r in rows if select(r)]
+        if chosen:
+            print(f"\n### {name}\n")
+            table(chosen)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Accuracy of the shipped model (models/freekv-tiny, or $MODEL) under every retrieval policy, with
+# `freekv eval`. Each part writes its own JSON (machine, commit, raw results) under bench/results/:
+#
+#   full       passkey and needle under full at 1K, 2K, 4K and 8K (TRIALS cases per depth, default 20)
+#              and at 16K and 32K (LONG_TRIALS, default 4), depths 0.1, 0.5 and 0.9
+#   policies   the same tasks under streaming, quest, arkvale and freekv at budgets 256, 512 and 1024
+#              (sink 64 + recent 128, pages of 32) at POLICY_CONTEXTS (default 4096), POLICY_TRIALS
+#              cases per depth (default 5)
+#   agreement  every policy and budget against full over 256 generated tokens at 4096 (first divergence,
+#              top-1 match, mean KL, freekv's correction rate), and the model's own query dynamics
+#              (adjacent-step query cosine per layer and KV head) at 2048 and 8192
+#
+#   bench/run_model_eval.sh [full] [policies] [agreement]      (all three when none is named)
+#
+# bench/eval_table.py turns the JSON into the tables of the model card.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+freekv="${BUILD_DIR:-$root/build}/bin/freekv"
+model="${MODEL:-$root/models/freekv-tiny}"
+tag="$(hostname)-$(date -u +%Y%m%d)"
+mkdir -p "$root/bench/results"
+parts=("$@")
+[ ${#parts[@]} -gt 0 ] || parts=(full policies agreement)
+window=(--sink 64 --recent 128 --page-tokens 32)
+# merge OUT IN...: one JSON whose results are all of the inputs' (which are then removed).
+merge() {
+  local out="$1"; shift
+  /usr/bin/python3 - "$out" "$@" <<'PY'
+import json, sys
+parts = [json.load(open(p)) for p in sys.argv[2:]]
+merged = dict(parts[0])
+merged["results"] = [r for p in parts for r in p["results"]]
+with open(sys.argv[1], "w") as f:
+    json.dump(merged, f, indent=2)
+PY
+  rm -f "$@"
+}
+for part in "${parts[@]}"; do
+  out="$root/bench/results/model-eval-$part-$tag.json"
+  case "$part" in
+    full)
+      "$freekv" eval --model "$model" --tasks passkey,needle --policies full --contexts 1024,2048,4096,8192 \
+        --trials "${TRIALS:-20}" --out "$out.short"
+      "$freekv" eval --model "$model" --tasks passkey,needle --policies full --contexts 16384,32768 \
+        --trials "${LONG_TRIALS:-4}" --out "$out.long"
+      merge "$out" "$out.short" "$out.long" ;;
+    policies)
+      "$freekv" eval --model "$model" --tasks passkey,needle --policies streaming,quest,arkvale,freekv \
+        --budgets 256,512,1024 "${window[@]}" --contexts "${POLICY_CONTEXTS:-4096}" --trials "${POLICY_TRIALS:-5}" \
+        --out "$out" ;;
+    agreement)
+      "$freekv" eval --model "$model" --tasks agreement --policies full,streaming,quest,arkvale,freekv \
+        --budgets 256,512,1024 "${window[@]}" --contexts 4096 --agreement-tokens 256 --out "$out.agreement"
+      "$freekv" eval --model "$model" --tasks dynamics --policies full --contexts 2048,8192 \
+        --agreement-tokens 256 --out "$out.dynamics"
+      merge "$out" "$out.agreement" "$out.dynamics" ;;
+    *) echo "run_model_eval: unknown part '$part' (full, policies, agreement)" >&2; exit 2 ;;
+  esac
+  echo "run_model_eval: wrote $out" >&2
+done
