@@ -15,7 +15,11 @@ def accuracy_tables(rows):
     depths = sorted({d for v in by_case.values() for d in v})
     print("| task | policy | budget | context | " + " | ".join(f"depth {d}" for d in depths) + " | all |")
     print("|---" * (5 + len(depths)) + "|")
-    for (task, policy, budget, ctx), cells in sorted(by_case.items(), key=lambda kv: (kv[0][0], kv[0][1] != "full", kv[0][1], str(kv[0][2]), kv[0][3])):
+    order = {"full": 0, "streaming": 1, "quest": 2, "arkvale": 3, "freekv": 4}
+    def key(item):
+        task, policy, budget, ctx = item[0]
+        return task, ctx, order.get(policy, 9), policy, -1 if budget == "-" else budget
+    for (task, policy, budget, ctx), cells in sorted(by_case.items(), key=key):
         right = sum(c["accuracy"] * c["trials"] for c in cells.values())
         total = sum(c["trials"] for c in cells.values())
         parts = [f"{cells[d]['accuracy']:.2f} ({cells[d]['trials']})" if d in cells else "" for d in depths]

@@ -2,8 +2,10 @@
 # Accuracy of the shipped model (models/freekv-tiny, or $MODEL) under every retrieval policy, with
 # `freekv eval`. Each part writes its own JSON (machine, commit, raw results) under bench/results/:
 #
-#   full       passkey and needle under full at 1K, 2K, 4K and 8K (TRIALS cases per depth, default 20)
-#              and at 16K and 32K (LONG_TRIALS, default 4), depths 0.1, 0.5 and 0.9
+#   full       passkey and needle under full at 1K, 2K, 4K and 8K (TRIALS cases per depth, default 20),
+#              depths 0.1, 0.5 and 0.9
+#   long       the same at 16K and 32K (LONG_TRIALS, default 1: a 32K case takes over a minute here);
+#              "32K" is 32,000 tokens, so that prompt and answer fit the model's 32,768 positions
 #   policies   the same tasks under streaming, quest, arkvale and freekv at budgets 256, 512 and 1024
 #              (sink 64 + recent 128, pages of 32) at POLICY_CONTEXTS (default 4096), POLICY_TRIALS
 #              cases per depth (default 5)
@@ -11,7 +13,7 @@
 #              top-1 match, mean KL, freekv's correction rate), and the model's own query dynamics
 #              (adjacent-step query cosine per layer and KV head) at 2048 and 8192
 #
-#   bench/run_model_eval.sh [full] [policies] [agreement]      (all three when none is named)
+#   bench/run_model_eval.sh [full] [long] [policies] [agreement]      (all four when none is named)
 #
 # bench/eval_table.py turns the JSON into the tables of the model card.
 set -euo pipefail
@@ -21,7 +23,7 @@ model="${MODEL:-$root/models/freekv-tiny}"
 tag="$(hostname)-$(date -u +%Y%m%d)"
 mkdir -p "$root/bench/results"
 parts=("$@")
-[ ${#parts[@]} -gt 0 ] || parts=(full policies agreement)
+[ ${#parts[@]} -gt 0 ] || parts=(full long policies agreement)
 window=(--sink 64 --recent 128 --page-tokens 32)
 # merge OUT IN...: one JSON whose results are all of the inputs' (which are then removed).
 merge() {
@@ -41,10 +43,10 @@ for part in "${parts[@]}"; do
   case "$part" in
     full)
       "$freekv" eval --model "$model" --tasks passkey,needle --policies full --contexts 1024,2048,4096,8192 \
-        --trials "${TRIALS:-20}" --out "$out.short"
-      "$freekv" eval --model "$model" --tasks passkey,needle --policies full --contexts 16384,32768 \
-        --trials "${LONG_TRIALS:-4}" --out "$out.long"
-      merge "$out" "$out.short" "$out.long" ;;
+        --trials "${TRIALS:-20}" --out "$out" ;;
+    long)
+      "$freekv" eval --model "$model" --tasks passkey,needle --policies full --contexts 16384,32000 \
+        --trials "${LONG_TRIALS:-1}" --out "$out" ;;
     policies)
       "$freekv" eval --model "$model" --tasks passkey,needle --policies streaming,quest,arkvale,freekv \
         --budgets 256,512,1024 "${window[@]}" --contexts "${POLICY_CONTEXTS:-4096}" --trials "${POLICY_TRIALS:-5}" \
@@ -55,7 +57,7 @@ for part in "${parts[@]}"; do
       "$freekv" eval --model "$model" --tasks dynamics --policies full --contexts 2048,8192 \
         --agreement-tokens 256 --out "$out.dynamics"
       merge "$out" "$out.agreement" "$out.dynamics" ;;
-    *) echo "run_model_eval: unknown part '$part' (full, policies, agreement)" >&2; exit 2 ;;
+    *) echo "run_model_eval: unknown part '$part' (full, long, policies, agreement)" >&2; exit 2 ;;
   esac
   echo "run_model_eval: wrote $out" >&2
 done

@@ -42,11 +42,16 @@ cat "$work/up.out"
 addr="$(awk '$1 == "coordinator" { print $2; exit }' "$work/up.out")"
 
 echo
-echo "\$ freekv generate --coordinator $addr --new-session --session demo --prompt \"The quick brown fox\" --max-tokens 160"
-"$bin/freekv" generate --coordinator "$addr" --new-session --session demo --prompt "The quick brown fox" --max-tokens 160
+# The first turn hides a fact in the session and lets the model write on (sampled); the second turn
+# reuses the session's KV and asks for the fact (greedy): the answer comes from the first turn's context.
+turn1=" Remember that the secret code of the garden is 48213. And the king went up to the city, and all the people with him."
+echo "\$ freekv generate --coordinator $addr --new-session --session demo --prompt \"$turn1\" --max-tokens 120 --temperature 0.8 --top-p 0.95 --seed 1"
+"$bin/freekv" generate --coordinator "$addr" --new-session --session demo --prompt "$turn1" --max-tokens 120 \
+  --temperature 0.8 --top-p 0.95 --seed 1
 echo
-echo "\$ freekv generate --coordinator $addr --session demo --prompt \" jumps over the lazy dog\" --max-tokens 24"
-"$bin/freekv" generate --coordinator "$addr" --session demo --prompt " jumps over the lazy dog" --max-tokens 24
+turn2=" What is the secret code of the garden? The secret code of the garden is"
+echo "\$ freekv generate --coordinator $addr --session demo --prompt \"$turn2\" --max-tokens 6"
+"$bin/freekv" generate --coordinator "$addr" --session demo --prompt "$turn2" --max-tokens 6
 echo
 echo "\$ freekv admin session demo --coordinator $addr --token-file $token"
 "$bin/freekv" admin session demo --coordinator "$addr" --token-file "$token"
