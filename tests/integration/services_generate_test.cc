@@ -58,7 +58,8 @@ TEST(ServicesGenerate, GreedyEqualsFreekvRun) {
 
   const std::string prompt_file = stack->options().run_dir + "/prompt.txt";
   ASSERT_TRUE(write_file(prompt_file, prompt).ok());
-  std::string cmd = std::string(FREEKV_BIN_DIR) + "/freekv run --json --ignore-eos --max-tokens 48 --prompt-file " + prompt_file;
+  std::string cmd = std::string(FREEKV_BIN_DIR) + "/freekv run --model " FREEKV_TEST_MODEL_DIR
+                    " --json --ignore-eos --max-tokens 48 --prompt-file " + prompt_file;
   for (const std::string& f : retrieval_flags()) cmd += " " + f;
   const std::string out = run_command(cmd + " 2>/dev/null");
   nlohmann::json j = nlohmann::json::parse(out, nullptr, /*allow_exceptions=*/false);

@@ -153,7 +153,7 @@ inline grpc::Status create_session(v1::Generation::Stub& stub, const std::string
   return stub.CreateSession(&ctx, req, &resp);
 }
 
-// Deterministic prompt ids in [1, vocab - 3) (clear of the default model's special ids at the top).
+// Deterministic prompt ids in [1, vocab - 3) (clear of the test model's special ids at the top).
 inline std::vector<int32_t> prompt_ids(int n, uint32_t seed, int vocab = 2048) {
   std::vector<int32_t> ids(static_cast<size_t>(n));
   uint64_t x = seed * 0x9E3779B97F4A7C15ull + 1;
