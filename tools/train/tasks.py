@@ -201,7 +201,7 @@ class WindowMaker:
         hay = self._haystack(max(0, T - used))
         slots = sorted(r.integers(0, len(hay) + 1, size=len(facts)))
         body = [(s, TEXT_LOSS) for s in hay]
-        for k, (slot, (statement, _, _)) in enumerate(reversed(list(zip(slots, facts)))):
+        for slot, (statement, _, _) in reversed(list(zip(slots, facts))):
             body.insert(slot, (statement, NO_LOSS))
         tail = []
         for i in r.permutation(len(facts)):
