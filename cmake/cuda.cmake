@@ -8,10 +8,10 @@ if(NOT FREEKV_CUDA STREQUAL "OFF")
   endif()
   check_language(CUDA)
   if(CMAKE_CUDA_COMPILER)
-    # Ampere and Hopper (the A100/H100/H200 class) unless the user chose; set before enable_language
-    # so CMake does not substitute the compiler's default.
+    # Ampere and Hopper (the A100/H100/H200 class; 90a for Hopper-only instructions) unless the user
+    # chose; set before enable_language so CMake does not substitute the compiler's default.
     if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES)
-      set(CMAKE_CUDA_ARCHITECTURES 80 90)
+      set(CMAKE_CUDA_ARCHITECTURES 80 90a)
     endif()
     enable_language(CUDA)
     find_package(CUDAToolkit REQUIRED)

@@ -2,13 +2,13 @@
 
 #include "kernels/cpu/primitives.h"
 #include "kernels/ops.h"
+#include "kernels/shared_math.h"
 
 namespace freekv {
 
 void swiglu(const float* gate, const float* up, float* out, int64_t n) {
   for (int64_t i = 0; i < n; ++i) {
-    const float g = gate[i];
-    out[i] = g / (1.f + std::exp(-g)) * up[i];
+    out[i] = swiglu_value(gate[i], up[i]);
   }
 }
 

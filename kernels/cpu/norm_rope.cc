@@ -3,6 +3,7 @@
 #include <vector>
 
 #include "kernels/ops.h"
+#include "kernels/shared_math.h"
 
 namespace freekv {
 
@@ -23,17 +24,14 @@ void rope_apply(float* x, const int32_t* positions, const float* inv_freq, int64
   std::vector<float> cos_t(static_cast<size_t>(half)), sin_t(static_cast<size_t>(half));
   for (int64_t j = 0; j < n; ++j) {
     for (int64_t i = 0; i < half; ++i) {
-      // Angles in double: positions reach 10^5 and fp32 would lose the low bits of the phase.
-      const double angle = double(positions[j]) * double(inv_freq[i]);
+      const double angle = rope_angle(positions[j], inv_freq[i]);
       cos_t[size_t(i)] = float(std::cos(angle));
       sin_t[size_t(i)] = float(std::sin(angle));
     }
     for (int64_t h = 0; h < n_heads; ++h) {
       float* v = x + (j * n_heads + h) * head_dim;
       for (int64_t i = 0; i < half; ++i) {
-        const float a = v[i], b = v[i + half];
-        v[i] = a * cos_t[size_t(i)] - b * sin_t[size_t(i)];
-        v[i + half] = b * cos_t[size_t(i)] + a * sin_t[size_t(i)];
+        rope_rotate(v[i], v[i + half], cos_t[size_t(i)], sin_t[size_t(i)]);
       }
     }
   }

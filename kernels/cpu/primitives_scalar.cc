@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "kernels/cpu/primitives.h"
+#include "kernels/shared_math.h"
 
 namespace freekv {
 namespace {
@@ -48,7 +49,7 @@ void bound_scores_scalar(const float* q, const float* digests, int64_t n_pages, 
     const float* u = digests + j * 2 * d;
     const float* l = u + d;
     float acc = 0.f;
-    for (int64_t i = 0; i < d; ++i) acc += std::max(q[i] * u[i], q[i] * l[i]);
+    for (int64_t i = 0; i < d; ++i) acc += bound_term(q[i], u[i], l[i]);
     out[j] = acc;
   }
 }

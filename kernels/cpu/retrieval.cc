@@ -8,6 +8,7 @@
 
 #include "kernels/cpu/primitives.h"
 #include "kernels/ops.h"
+#include "kernels/shared_math.h"
 
 namespace freekv {
 
@@ -40,9 +41,8 @@ void digest_from_stats(const float* stats, int64_t head_dim, DigestKind kind, fl
       upper[i] = mx[i];
       lower[i] = mn[i];
     } else {
-      const float c = 0.5f * (mx[i] + mn[i]);
-      upper[i] = c + mad[i];
-      lower[i] = c - mad[i];
+      upper[i] = center_mad_upper(mx[i], mn[i], mad[i]);
+      lower[i] = center_mad_lower(mx[i], mn[i], mad[i]);
     }
   }
 }

@@ -1,8 +1,6 @@
 // RMSNorm on the GPU, the twin of kernels/cpu/norm_rope.cc rmsnorm: one block per row, a block-wide
-// sum of squares in fp32, then the scaled write.
-#include <cuda_bf16.h>
-#include <cuda_runtime.h>
-
+// sum of squares in fp32, then the scaled write. The same op is the q/k norm with d = head_dim.
+#include "kernels/cuda/cuda_util.cuh"
 #include "kernels/cuda/ops_cuda.h"
 
 namespace freekv {
@@ -10,32 +8,27 @@ namespace {
 
 constexpr int kThreads = 256;
 
-__global__ void rmsnorm_kernel(const float* x, const __nv_bfloat16* w, float eps, float* y, int64_t d) {
-  const float* xr = x + blockIdx.x * d;
-  float* yr = y + blockIdx.x * d;
+template <typename T>
+__global__ void rmsnorm_kernel(const float* x, const T* w, float eps, float* y, int64_t d) {
+  __shared__ float scratch[32];
+  const float* xr = x + int64_t(blockIdx.x) * d;
+  float* yr = y + int64_t(blockIdx.x) * d;
   float ss = 0.f;
   for (int64_t i = threadIdx.x; i < d; i += blockDim.x) ss += xr[i] * xr[i];
-  __shared__ float partial[kThreads / 32];
-  for (int off = 16; off > 0; off >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, off);
-  if (threadIdx.x % 32 == 0) partial[threadIdx.x / 32] = ss;
-  __syncthreads();
-  if (threadIdx.x < 32) {
-    ss = threadIdx.x < kThreads / 32 ? partial[threadIdx.x] : 0.f;
-    for (int off = 16; off > 0; off >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, off);
-    if (threadIdx.x == 0) partial[0] = ss;
-  }
-  __syncthreads();
-  const float inv = rsqrtf(partial[0] / float(d) + eps);
-  for (int64_t i = threadIdx.x; i < d; i += blockDim.x) yr[i] = xr[i] * inv * __bfloat162float(w[i]);
+  const float inv = rsqrtf(block_reduce<false>(ss, scratch) / float(d) + eps);
+  for (int64_t i = threadIdx.x; i < d; i += blockDim.x) yr[i] = xr[i] * inv * to_f32(w[i]);
 }
 
 }  // namespace
 
-cudaError_t rmsnorm_cuda(const float* x, const uint16_t* w_bf16, float eps, float* y, int64_t n, int64_t d,
+cudaError_t rmsnorm_cuda(const float* x, const void* w, DType w_dtype, float eps, float* y, int64_t n, int64_t d,
                          cudaStream_t stream) {
   if (n == 0) return cudaSuccess;
-  rmsnorm_kernel<<<unsigned(n), kThreads, 0, stream>>>(x, reinterpret_cast<const __nv_bfloat16*>(w_bf16), eps, y, d);
-  return cudaGetLastError();
+  return dispatch_dtype(w_dtype, [&](auto tag) {
+    using T = decltype(tag);
+    rmsnorm_kernel<T><<<unsigned(n), kThreads, 0, stream>>>(x, static_cast<const T*>(w), eps, y, d);
+    return cudaGetLastError();
+  });
 }
 
 }  // namespace freekv

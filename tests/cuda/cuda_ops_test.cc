@@ -1,71 +1,202 @@
-// CUDA twins against the CPU ops, printing max abs/rel error. Exits 77 when no GPU is visible.
-#include <cuda_runtime.h>
-
-#include <cmath>
-#include <cstdio>
+// Elementwise ops, matrix products, greedy sampling and the chunk scatter: each CUDA twin against its
+// CPU op on random inputs, printing max abs/rel error. Exits 77 when no GPU is visible.
+#include <cstring>
 #include <random>
-#include <vector>
 
-#include "kernels/cuda/device.h"
 #include "kernels/cuda/ops_cuda.h"
 #include "kernels/ops.h"
+#include "tests/cuda/cuda_test_util.h"
 
+namespace freekv {
 namespace {
 
-int failures = 0;
+using cuda_test::check_close;
+using cuda_test::check_equal;
+using cuda_test::DeviceBuffer;
 
-#define CUDA_OK(expr)                                                                              \
-  do {                                                                                             \
-    cudaError_t e_ = (expr);                                                                       \
-    if (e_ != cudaSuccess) {                                                                       \
-      std::fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #expr, cudaGetErrorString(e_)); \
-      return false;                                                                                \
-    }                                                                                              \
-  } while (0)
-
-bool check(const char* what, const std::vector<float>& got, const std::vector<float>& want, double tol) {
-  double max_abs = 0, max_ref = 1e-30;
-  for (size_t i = 0; i < got.size(); ++i) {
-    max_abs = std::max(max_abs, double(std::fabs(got[i] - want[i])));
-    max_ref = std::max(max_ref, double(std::fabs(want[i])));
-  }
-  const bool ok = max_abs / max_ref <= tol;
-  std::printf("%s: max abs err %.3g, rel %.3g %s\n", what, max_abs, max_abs / max_ref, ok ? "ok" : "FAILED");
-  failures += ok ? 0 : 1;
-  return ok;
+std::vector<float> random_floats(size_t n, std::mt19937& rng, float sd = 1.f) {
+  std::normal_distribution<float> nd(0.f, sd);
+  std::vector<float> v(n);
+  for (auto& x : v) x = nd(rng);
+  return v;
 }
 
-bool test_rmsnorm() {
-  const int64_t n = 7, d = 2048;
+// The bytes of v stored as dtype (the weights the CPU and CUDA ops both read).
+std::vector<uint8_t> stored(const std::vector<float>& v, DType dtype) {
+  std::vector<uint8_t> out(v.size() * dtype_size(dtype));
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (dtype == DType::kF32) {
+      std::memcpy(out.data() + 4 * i, &v[i], 4);
+    } else {
+      const uint16_t h = dtype == DType::kBF16 ? f32_to_bf16(v[i]) : f32_to_f16(v[i]);
+      std::memcpy(out.data() + 2 * i, &h, 2);
+    }
+  }
+  return out;
+}
+
+bool test_rmsnorm(DType dtype, int64_t n, int64_t d, const char* what) {
   std::mt19937 rng(1);
-  std::normal_distribution<float> nd(0.f, 2.f);
-  std::vector<float> x(size_t(n * d)), want(size_t(n * d)), got(size_t(n * d));
-  std::vector<uint16_t> w(static_cast<size_t>(d));
-  for (auto& v : x) v = nd(rng);
-  for (auto& v : w) v = freekv::f32_to_bf16(1.f + 0.1f * nd(rng));
-  freekv::rmsnorm(x.data(), w.data(), freekv::DType::kBF16, 1e-5f, want.data(), n, d);
-  float *dx, *dy;
-  uint16_t* dw;
-  CUDA_OK(cudaMalloc(&dx, x.size() * 4));
-  CUDA_OK(cudaMalloc(&dy, x.size() * 4));
-  CUDA_OK(cudaMalloc(&dw, w.size() * 2));
-  CUDA_OK(cudaMemcpy(dx, x.data(), x.size() * 4, cudaMemcpyHostToDevice));
-  CUDA_OK(cudaMemcpy(dw, w.data(), w.size() * 2, cudaMemcpyHostToDevice));
-  CUDA_OK(freekv::rmsnorm_cuda(dx, dw, 1e-5f, dy, n, d, nullptr));
-  CUDA_OK(cudaMemcpy(got.data(), dy, got.size() * 4, cudaMemcpyDeviceToHost));
-  cudaFree(dx);
-  cudaFree(dy);
-  cudaFree(dw);
-  return check("rmsnorm cuda vs cpu", got, want, 1e-5);
+  const auto x = random_floats(size_t(n * d), rng, 2.f);
+  auto wf = random_floats(size_t(d), rng, 0.1f);
+  for (auto& v : wf) v += 1.f;
+  const auto w = stored(wf, dtype);
+  std::vector<float> want(x.size());
+  rmsnorm(x.data(), w.data(), dtype, 1e-5f, want.data(), n, d);
+  DeviceBuffer<float> dx(x), dy(x.size());
+  DeviceBuffer<uint8_t> dw(w);
+  CUDA_OK(rmsnorm_cuda(dx.get(), dw.get(), dtype, 1e-5f, dy.get(), n, d, nullptr));
+  return check_close(what, dy.to_host(), want, 1e-5);
+}
+
+bool test_embedding(DType dtype, const char* what) {
+  const int64_t vocab = 300, d = 96, n = 17;
+  std::mt19937 rng(2);
+  const auto table = stored(random_floats(size_t(vocab * d), rng), dtype);
+  std::vector<int32_t> ids(static_cast<size_t>(n));
+  for (auto& i : ids) i = int32_t(rng() % vocab);
+  ids[3] = vocab - 1;
+  std::vector<float> want(size_t(n * d));
+  embedding(table.data(), dtype, ids.data(), n, d, want.data());
+  DeviceBuffer<uint8_t> dt(table);
+  DeviceBuffer<int32_t> di(ids);
+  DeviceBuffer<float> dout(want.size());
+  CUDA_OK(embedding_cuda(dt.get(), dtype, di.get(), n, d, dout.get(), nullptr));
+  return check_close(what, dout.to_host(), want, 0.0);
+}
+
+// Llama 3's scaled frequencies (the RoPE variant with the most arithmetic before the kernel); the
+// kernel sees only inv_freq, so none and linear differ from it in the table alone.
+std::vector<float> llama3_inv_freq(int64_t head_dim) {
+  std::vector<float> f(static_cast<size_t>(head_dim / 2));
+  for (size_t i = 0; i < f.size(); ++i) {
+    const double base = std::pow(500000.0, -2.0 * double(i) / double(head_dim));
+    const double wavelen = 2 * M_PI / base;
+    const double low = 8192.0 / 1.0, high = 8192.0 / 4.0;
+    double v = base;
+    if (wavelen > low) {
+      v = base / 8.0;
+    } else if (wavelen > high) {
+      const double smooth = (8192.0 / wavelen - 1.0) / 3.0;
+      v = (1 - smooth) * base / 8.0 + smooth * base;
+    }
+    f[i] = float(v);
+  }
+  return f;
+}
+
+bool test_rope() {
+  const int64_t n = 9, heads = 6, hd = 128;
+  std::mt19937 rng(3);
+  auto x = random_floats(size_t(n * heads * hd), rng);
+  std::vector<int32_t> pos(static_cast<size_t>(n));
+  for (auto& p : pos) p = int32_t(rng() % 131072);
+  pos[0] = 0;
+  const auto inv_freq = llama3_inv_freq(hd);
+  DeviceBuffer<float> dx(x), df(inv_freq);
+  DeviceBuffer<int32_t> dp(pos);
+  rope_apply(x.data(), pos.data(), inv_freq.data(), n, heads, hd);
+  CUDA_OK(rope_apply_cuda(dx.get(), dp.get(), df.get(), n, heads, hd, nullptr));
+  return check_close("rope (llama3 frequencies, positions to 128K)", dx.to_host(), x, 1e-5);
+}
+
+bool test_swiglu_add_bias() {
+  const int64_t rows = 5, m = 333, n = rows * m;
+  std::mt19937 rng(4);
+  const auto gate = random_floats(size_t(n), rng, 3.f), up = random_floats(size_t(n), rng);
+  const auto bias = random_floats(size_t(m), rng);
+  std::vector<float> want(static_cast<size_t>(n));
+  swiglu(gate.data(), up.data(), want.data(), n);
+  DeviceBuffer<float> dg(gate), du(up), dout(want.size()), db(bias);
+  CUDA_OK(swiglu_cuda(dg.get(), du.get(), dout.get(), n, nullptr));
+  if (!check_close("swiglu", dout.to_host(), want, 1e-6)) return false;
+  add_inplace(want.data(), gate.data(), n);
+  CUDA_OK(add_inplace_cuda(dout.get(), dg.get(), n, nullptr));
+  if (!check_close("add_inplace", dout.to_host(), want, 1e-6)) return false;
+  for (int64_t r = 0; r < rows; ++r) add_inplace(want.data() + r * m, bias.data(), m);
+  CUDA_OK(add_bias_cuda(dout.get(), db.get(), rows, m, nullptr));
+  return check_close("add_bias", dout.to_host(), want, 1e-6);
+}
+
+bool test_matmul(MatmulContext* ctx, DType dtype, int64_t n, int64_t k, int64_t m, bool with_bias, double tol) {
+  std::mt19937 rng(uint32_t(5 + n + k));
+  const auto x = random_floats(size_t(n * k), rng);
+  const auto w = stored(random_floats(size_t(m * k), rng, 0.05f), dtype);
+  const auto bias = random_floats(size_t(m), rng);
+  std::vector<float> want(size_t(n * m));
+  matmul_reference(x.data(), w.data(), dtype, with_bias ? bias.data() : nullptr, want.data(), n, k, m);
+  DeviceBuffer<float> dx(x), dy(want.size()), db(bias);
+  DeviceBuffer<uint8_t> dw(w);
+  CUDA_OK(matmul_cuda(ctx, dx.get(), dw.get(), dtype, with_bias ? db.get() : nullptr, dy.get(), n, k, m));
+  char what[96];
+  std::snprintf(what, sizeof what, "matmul %s n=%lld k=%lld m=%lld%s (%s)", std::string(dtype_name(dtype)).c_str(),
+                (long long)n, (long long)k, (long long)m, with_bias ? " +bias" : "", n <= kGemvMaxRows ? "gemv" : "cublas");
+  return check_close(what, dy.to_host(), want, tol);
+}
+
+bool test_argmax() {
+  const int64_t n = 4, vocab = 50000;
+  std::mt19937 rng(6);
+  auto logits = random_floats(size_t(n * vocab), rng);
+  logits[size_t(1 * vocab + 7)] = logits[size_t(1 * vocab + 40000)] = 100.f;  // a tie: the lower id wins
+  logits[size_t(2 * vocab + vocab - 1)] = 50.f;                                // the last id
+  std::vector<int32_t> want(static_cast<size_t>(n));
+  for (int64_t r = 0; r < n; ++r) {
+    const float* row = logits.data() + r * vocab;
+    want[size_t(r)] = int32_t(std::max_element(row, row + vocab) - row);
+  }
+  DeviceBuffer<float> dl(logits);
+  DeviceBuffer<int32_t> di(want.size());
+  CUDA_OK(argmax_cuda(dl.get(), n, vocab, di.get(), nullptr));
+  return check_equal("argmax (greedy; ties to the lower id)", di.to_host(), want);
+}
+
+bool test_scatter() {
+  const int64_t chunk_bytes = 16384, n_from = 6, n_to = 10;
+  std::mt19937 rng(7);
+  std::vector<uint8_t> from(size_t(n_from * chunk_bytes)), to(size_t(n_to * chunk_bytes));
+  for (auto& b : from) b = uint8_t(rng());
+  for (auto& b : to) b = uint8_t(rng());
+  const std::vector<int32_t> src = {4, 0, 5, 2}, dst = {9, 1, 0, 6};
+  DeviceBuffer<uint8_t> dfrom(from), dto(to);
+  DeviceBuffer<int32_t> dsrc(src), ddst(dst);
+  for (size_t i = 0; i < src.size(); ++i) {
+    std::memcpy(to.data() + dst[i] * chunk_bytes, from.data() + src[i] * chunk_bytes, size_t(chunk_bytes));
+  }
+  CUDA_OK(scatter_chunks_cuda(dfrom.get(), dsrc.get(), dto.get(), ddst.get(), int64_t(src.size()), chunk_bytes, nullptr));
+  return check_equal("scatter of recalled chunks into slots", dto.to_host(), to);
+}
+
+void run() {
+  test_rmsnorm(DType::kBF16, 7, 2048, "rmsnorm bf16 weights");
+  test_rmsnorm(DType::kF32, 3, 4096, "rmsnorm f32 weights");
+  test_rmsnorm(DType::kBF16, 40, 128, "q/k norm (rmsnorm over head_dim rows)");
+  test_embedding(DType::kBF16, "embedding bf16");
+  test_embedding(DType::kF16, "embedding f16");
+  test_embedding(DType::kF32, "embedding f32");
+  test_rope();
+  test_swiglu_add_bias();
+  MatmulContext* ctx = nullptr;
+  if (matmul_context_create(&ctx, nullptr) != cudaSuccess) {
+    std::printf("matmul context: cuBLAS did not start FAILED\n");
+    ++cuda_test::failures;
+  } else {
+    // GEMV: every row count of the decode path, aligned and unaligned k, every weight dtype.
+    for (int64_t n = 1; n <= kGemvMaxRows; ++n) test_matmul(ctx, DType::kBF16, n, 2048, 640, n == 3, 1e-5);
+    test_matmul(ctx, DType::kF16, 4, 1000, 300, false, 1e-5);
+    test_matmul(ctx, DType::kF32, 2, 1001, 257, true, 1e-5);
+    test_matmul(ctx, DType::kBF16, 1, 1003, 129, false, 1e-5);
+    // GEMM: activations rounded to the weights' 16-bit type, so the bound is that rounding's.
+    test_matmul(ctx, DType::kBF16, 37, 2048, 1536, true, 2e-2);
+    test_matmul(ctx, DType::kF16, 64, 1024, 512, false, 5e-3);
+    test_matmul(ctx, DType::kF32, 9, 512, 384, false, 1e-3);
+    matmul_context_destroy(ctx);
+  }
+  test_argmax();
+  test_scatter();
 }
 
 }  // namespace
+}  // namespace freekv
 
-int main() {
-  if (freekv::cuda_device_count() == 0) {
-    std::printf("no CUDA device visible: skipping\n");
-    return 77;
-  }
-  if (!test_rmsnorm()) ++failures;
-  return failures == 0 ? 0 : 1;
-}
+int main() { return freekv::cuda_test::run_cuda_tests(freekv::run); }

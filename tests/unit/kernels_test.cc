@@ -9,6 +9,7 @@
 
 #include "kernels/cpu/primitives.h"
 #include "kernels/ops.h"
+#include "kernels/shared_math.h"
 
 namespace freekv {
 namespace {
@@ -222,6 +223,48 @@ TEST(Attention, EmptySlotsAreSkippedPerHead) {
       expect_close(slice, alone, 1e-5f, ("head " + std::to_string(h) + " alone over its held pages").c_str());
     }
   }
+}
+
+TEST(PagedLayout, IndexMathsOfTheCudaLayoutMatchTheChunksTheCpuAttentionReads) {
+  // kernels/shared_math.h's index maths (also compiled into the CUDA kernels): a pool written in its
+  // declared loop order [chunk][K, V][token][dim] must be found element by element where
+  // paged_elem_offset says, and attention over a row's chunks (pointers made by that maths, token
+  // count by paged_row_tokens) must equal attention over the same chunks laid out by hand.
+  const int64_t pt = 16, d = 64, n_chunks = 7;
+  std::vector<float> pool;
+  for (int64_t c = 0; c < n_chunks; ++c)
+    for (int half = 0; half < 2; ++half)
+      for (int64_t t = 0; t < pt; ++t)
+        for (int64_t i = 0; i < d; ++i) pool.push_back(float(((c * 2 + half) * 100 + t) * 100 + i));
+  for (int64_t c = 0; c < n_chunks; ++c)
+    for (int half = 0; half < 2; ++half)
+      for (int64_t t = 0; t < pt; t += 5)
+        for (int64_t i = 0; i < d; i += 7)
+          ASSERT_EQ(pool[size_t(paged_elem_offset(c, half, t, i, pt, d))], float(((c * 2 + half) * 100 + t) * 100 + i));
+  EXPECT_EQ(paged_row_tokens(0, 0, pt), 0);
+  EXPECT_EQ(paged_row_tokens(1, 3, pt), 3);
+  EXPECT_EQ(paged_row_tokens(4, pt, pt), 4 * pt);
+  EXPECT_EQ(paged_row_tokens(4, 1, pt), 3 * pt + 1);
+
+  std::mt19937 rng(21);
+  for (auto& v : pool) v = std::normal_distribution<float>(0.f, 1.f)(rng);
+  const std::vector<int32_t> row = {5, 0, 3, 6};
+  const int64_t last_len = 9, group = 4;
+  std::vector<const void*> by_maths, by_hand;
+  std::vector<std::vector<float>> copies;
+  for (int32_t c : row) {
+    by_maths.push_back(pool.data() + paged_elem_offset(c, 0, 0, 0, pt, d));
+    copies.emplace_back(pool.begin() + c * 2 * pt * d, pool.begin() + (c + 1) * 2 * pt * d);
+    by_hand.push_back(copies.back().data());
+  }
+  const auto q = random_vec(size_t(group * d), rng);
+  std::vector<float> got(q.size()), want(q.size());
+  const int64_t n_tokens = paged_row_tokens(int64_t(row.size()), last_len, pt);
+  PagedKv a{by_maths.data(), int64_t(row.size()), pt, d, 1, n_tokens, DType::kF32};
+  PagedKv b{by_hand.data(), int64_t(row.size()), pt, d, 1, 3 * pt + last_len, DType::kF32};
+  attention_paged_reference(q.data(), 1, group, a, 0.125f, -1, got.data());
+  attention_paged_reference(q.data(), 1, group, b, 0.125f, -1, want.data());
+  expect_close(got, want, 0.f, "attention over chunks placed by paged_elem_offset vs by hand");
 }
 
 TEST(Attention, PiecesAccumulateToTheWholeAttention) {

@@ -1,0 +1,316 @@
+// GPU benchmark (run by scripts/gpu-check.sh, never by ctest): the ceilings of the machine and the
+// kernels measured against them in one run, printed as one JSON object.
+//   - pinned host → device copies for 16 KiB … 64 MiB blocks, one cudaMemcpyAsync per block;
+//   - a read-only HBM kernel and a device-to-device copy (the memory ceilings);
+//   - decode attention over the paged layout at 32K context, Llama-3.1-8B's attention shape (32 query
+//     heads, 8 KV heads of 128, bf16 KV, 16-token pages), batch 1/4/8, dense and at a 2048-token budget,
+//     as GB/s of KV read and as a fraction of the HBM read rate;
+//   - decode GEMV and prefill GEMM at the 8B's MLP shape;
+//   - one layer's retrieval step on the device (scores, top-k, membership) at 32K.
+// Usage: gpu_bench [--commit SHA] [--quick]
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <numeric>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "kernels/cuda/ops_cuda.h"
+
+namespace freekv {
+namespace {
+
+bool quick = false;
+
+#define BENCH_CHECK(expr)                                                                              \
+  do {                                                                                                 \
+    cudaError_t e_ = (expr);                                                                           \
+    if (e_ != cudaSuccess) {                                                                           \
+      std::fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #expr, cudaGetErrorString(e_));     \
+      std::exit(1);                                                                                    \
+    }                                                                                                  \
+  } while (0)
+
+// Median milliseconds of `reps` timed runs of f (after two warm-ups), each timed by events on stream.
+template <typename F>
+double median_ms(int reps, cudaStream_t stream, F&& f) {
+  cudaEvent_t a, b;
+  BENCH_CHECK(cudaEventCreate(&a));
+  BENCH_CHECK(cudaEventCreate(&b));
+  for (int i = 0; i < 2; ++i) f();
+  std::vector<double> ms;
+  for (int i = 0; i < reps; ++i) {
+    BENCH_CHECK(cudaEventRecord(a, stream));
+    f();
+    BENCH_CHECK(cudaEventRecord(b, stream));
+    BENCH_CHECK(cudaEventSynchronize(b));
+    float t = 0;
+    BENCH_CHECK(cudaEventElapsedTime(&t, a, b));
+    ms.push_back(t);
+  }
+  cudaEventDestroy(a);
+  cudaEventDestroy(b);
+  std::sort(ms.begin(), ms.end());
+  return ms[ms.size() / 2];
+}
+
+__global__ void read_kernel(const uint4* p, int64_t n, uint32_t* sink) {
+  uint32_t x = 0;
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    const uint4 v = p[i];
+    x ^= v.x ^ v.y ^ v.z ^ v.w;
+  }
+  if (x == 0x12345678u) sink[0] = x;  // keeps the loads alive
+}
+
+std::string h2d_table(cudaStream_t stream) {
+  const size_t total = size_t(256) << 20;
+  void *host = nullptr, *dev = nullptr;
+  BENCH_CHECK(cudaHostAlloc(&host, total, cudaHostAllocPortable));
+  BENCH_CHECK(cudaMalloc(&dev, total));
+  std::memset(host, 1, total);
+  std::string out = "[";
+  for (size_t block = size_t(16) << 10; block <= (size_t(64) << 20); block *= 4) {
+    const size_t calls = total / block;
+    const double ms = median_ms(quick ? 3 : 5, stream, [&] {
+      for (size_t i = 0; i < calls; ++i) {
+        BENCH_CHECK(cudaMemcpyAsync(static_cast<char*>(dev) + i * block, static_cast<char*>(host) + i * block, block,
+                                    cudaMemcpyHostToDevice, stream));
+      }
+    });
+    char row[160];
+    std::snprintf(row, sizeof row, "%s{\"block_bytes\": %zu, \"calls\": %zu, \"ms\": %.4f, \"gb_per_s\": %.2f}",
+                  out.size() > 1 ? ", " : "", block, calls, ms, double(total) / ms / 1e6);
+    out += row;
+  }
+  cudaFreeHost(host);
+  cudaFree(dev);
+  return out + "]";
+}
+
+// Read-only kernel over 4 GiB and a device-to-device copy of 2 GiB (bytes read + written).
+void memory_ceilings(cudaStream_t stream, int sms, double* read_gbps, double* copy_gbps) {
+  const size_t bytes = size_t(4) << 30;
+  void* buf = nullptr;
+  uint32_t* sink = nullptr;
+  BENCH_CHECK(cudaMalloc(&buf, bytes));
+  BENCH_CHECK(cudaMalloc(&sink, 4));
+  BENCH_CHECK(cudaMemset(buf, 1, bytes));
+  const double ms = median_ms(10, stream, [&] {
+    read_kernel<<<unsigned(sms * 8), 512, 0, stream>>>(static_cast<const uint4*>(buf), int64_t(bytes / 16), sink);
+  });
+  *read_gbps = double(bytes) / ms / 1e6;
+  const size_t half = bytes / 2;
+  const double cms = median_ms(10, stream, [&] {
+    BENCH_CHECK(cudaMemcpyAsync(static_cast<char*>(buf) + half, buf, half, cudaMemcpyDeviceToDevice, stream));
+  });
+  *copy_gbps = 2.0 * double(half) / cms / 1e6;
+  cudaFree(buf);
+  cudaFree(sink);
+}
+
+// Decode attention: batch sequences × 8 KV heads, each row attending `tokens` tokens of a 32K pool.
+std::string decode_attention(cudaStream_t stream, int sms, double hbm_read_gbps) {
+  const int64_t n_heads = 32, n_kv = 8, hd = 128, pt = 16, context = 32768;
+  const int64_t chunk_elems = 2 * pt * hd;
+  std::string out = "[";
+  std::mt19937 rng(1);
+  for (int64_t batch : {1, 4, 8}) {
+    const int64_t rows = batch * n_kv, pool_chunks = rows * (context / pt);
+    void* pool = nullptr;
+    BENCH_CHECK(cudaMalloc(&pool, size_t(pool_chunks * chunk_elems) * 2));
+    BENCH_CHECK(cudaMemset(pool, 0x3c, size_t(pool_chunks * chunk_elems) * 2));  // bf16 ≈ 0.0115 everywhere
+    for (int64_t tokens : {context, int64_t(2048)}) {
+      const int64_t chunks = tokens / pt;
+      std::vector<int32_t> indptr = {0}, indices, last(static_cast<size_t>(rows), int32_t(pt));
+      for (int64_t r = 0; r < rows; ++r) {
+        std::vector<int32_t> own(size_t(context / pt));
+        std::iota(own.begin(), own.end(), int32_t(r * (context / pt)));
+        std::shuffle(own.begin(), own.end(), rng);  // a budget's pages are scattered over the pool
+        indices.insert(indices.end(), own.begin(), own.begin() + chunks);
+        indptr.push_back(int32_t(indices.size()));
+      }
+      std::vector<int32_t> seq(static_cast<size_t>(batch)), visible(static_cast<size_t>(batch), INT32_MAX);
+      std::iota(seq.begin(), seq.end(), 0);
+      int32_t *d_indptr, *d_indices, *d_last, *d_seq, *d_vis;
+      float *d_q, *d_out;
+      const AttentionSplits splits = attention_splits(batch * n_kv, chunks, sms);
+      void* ws = nullptr;
+      BENCH_CHECK(cudaMalloc(&d_indptr, indptr.size() * 4));
+      BENCH_CHECK(cudaMalloc(&d_indices, indices.size() * 4));
+      BENCH_CHECK(cudaMalloc(&d_last, last.size() * 4));
+      BENCH_CHECK(cudaMalloc(&d_seq, seq.size() * 4));
+      BENCH_CHECK(cudaMalloc(&d_vis, visible.size() * 4));
+      BENCH_CHECK(cudaMalloc(&d_q, size_t(batch * n_heads * hd) * 4));
+      BENCH_CHECK(cudaMalloc(&d_out, size_t(batch * n_heads * hd) * 4));
+      BENCH_CHECK(cudaMemset(d_q, 0, size_t(batch * n_heads * hd) * 4));
+      BENCH_CHECK(cudaMalloc(&ws, attention_workspace_bytes(batch, n_heads, hd, splits.n_splits)));
+      BENCH_CHECK(cudaMemcpy(d_indptr, indptr.data(), indptr.size() * 4, cudaMemcpyHostToDevice));
+      BENCH_CHECK(cudaMemcpy(d_indices, indices.data(), indices.size() * 4, cudaMemcpyHostToDevice));
+      BENCH_CHECK(cudaMemcpy(d_last, last.data(), last.size() * 4, cudaMemcpyHostToDevice));
+      BENCH_CHECK(cudaMemcpy(d_seq, seq.data(), seq.size() * 4, cudaMemcpyHostToDevice));
+      BENCH_CHECK(cudaMemcpy(d_vis, visible.data(), visible.size() * 4, cudaMemcpyHostToDevice));
+      PagedKvCuda kv;
+      kv.pool = pool;
+      kv.indptr = d_indptr;
+      kv.indices = d_indices;
+      kv.last_len = d_last;
+      kv.page_tokens = pt;
+      kv.head_dim = hd;
+      kv.n_kv_heads = n_kv;
+      kv.dtype = DType::kBF16;
+      AttentionQueries q;
+      q.q = d_q;
+      q.seq = d_seq;
+      q.visible = d_vis;
+      q.n_q = batch;
+      q.n_heads = n_heads;
+      const double ms = median_ms(quick ? 5 : 20, stream, [&] {
+        BENCH_CHECK(attention_paged_cuda(q, kv, 0.088f, splits.n_splits, splits.chunks_per_split, ws, d_out, stream));
+      });
+      const double bytes = double(rows * tokens * 2 * hd * 2);
+      const double gbps = bytes / ms / 1e6;
+      char row[320];
+      std::snprintf(row, sizeof row,
+                    "%s{\"batch\": %lld, \"context\": %lld, \"tokens_attended\": %lld, \"splits\": %lld, "
+                    "\"us\": %.2f, \"kv_bytes\": %.0f, \"gb_per_s\": %.1f, \"fraction_of_hbm_read\": %.3f}",
+                    out.size() > 1 ? ", " : "", (long long)batch, (long long)context, (long long)tokens,
+                    (long long)splits.n_splits, ms * 1e3, bytes, gbps, gbps / hbm_read_gbps);
+      out += row;
+      for (void* p : {(void*)d_indptr, (void*)d_indices, (void*)d_last, (void*)d_seq, (void*)d_vis, (void*)d_q,
+                      (void*)d_out, ws}) {
+        cudaFree(p);
+      }
+    }
+    cudaFree(pool);
+  }
+  return out + "]";
+}
+
+// The 8B's down projection (k = 14336 → m = 4096) as decode GEMV (n = 1, 4, 8) and the gate
+// projection (4096 → 14336) as a 512-token prefill GEMM.
+std::string matmuls(cudaStream_t stream) {
+  MatmulContext* ctx = nullptr;
+  BENCH_CHECK(matmul_context_create(&ctx, stream));
+  const int64_t k = 14336, m = 4096, n_max = 512;
+  void* w = nullptr;
+  float *x = nullptr, *y = nullptr;
+  BENCH_CHECK(cudaMalloc(&w, size_t(k * m) * 2));
+  BENCH_CHECK(cudaMalloc(&x, size_t(n_max * k) * 4));
+  BENCH_CHECK(cudaMalloc(&y, size_t(n_max * k) * 4));
+  BENCH_CHECK(cudaMemset(w, 0x3c, size_t(k * m) * 2));
+  BENCH_CHECK(cudaMemset(x, 0, size_t(n_max * k) * 4));
+  std::string out = "[";
+  for (int64_t n : {1, 4, 8}) {
+    const double ms = median_ms(quick ? 5 : 20, stream, [&] {
+      BENCH_CHECK(matmul_cuda(ctx, x, w, DType::kBF16, nullptr, y, n, k, m));
+    });
+    char row[200];
+    std::snprintf(row, sizeof row,
+                  "%s{\"path\": \"gemv\", \"n\": %lld, \"k\": %lld, \"m\": %lld, \"us\": %.2f, \"weight_gb_per_s\": %.1f}",
+                  out.size() > 1 ? ", " : "", (long long)n, (long long)k, (long long)m, ms * 1e3,
+                  double(k * m * 2) / ms / 1e6);
+    out += row;
+  }
+  const double ms = median_ms(quick ? 5 : 20, stream, [&] {
+    BENCH_CHECK(matmul_cuda(ctx, x, w, DType::kBF16, nullptr, y, n_max, m, k));
+  });
+  char row[200];
+  std::snprintf(row, sizeof row,
+                ", {\"path\": \"cublas\", \"n\": %lld, \"k\": %lld, \"m\": %lld, \"us\": %.2f, \"tflop_per_s\": %.1f}",
+                (long long)n_max, (long long)m, (long long)k, ms * 1e3, 2.0 * double(n_max * k * m) / ms / 1e9);
+  out += row;
+  cudaFree(w);
+  cudaFree(x);
+  cudaFree(y);
+  matmul_context_destroy(ctx);
+  return out + "]";
+}
+
+// One layer's selection for batch sequences × 8 KV heads at 32K (2048 pages of 16), budget 128 pages:
+// scores (avgsm), top-k and membership, all on the device.
+std::string retrieval_step(cudaStream_t stream) {
+  const int64_t n_heads = 32, n_kv = 8, hd = 128, pages = 2048, k = 128, slots = 128;
+  std::string out = "[";
+  for (int64_t batch : {1, 4, 8}) {
+    const int64_t rows = batch * n_kv;
+    float *q, *digests, *ws, *scores;
+    int64_t* offsets;
+    int32_t *n_pages, *selected, *slot_pages, *moves, *n_moves;
+    BENCH_CHECK(cudaMalloc(&q, size_t(batch * n_heads * hd) * 4));
+    BENCH_CHECK(cudaMalloc(&digests, size_t(rows * pages * 2 * hd) * 4));
+    BENCH_CHECK(cudaMalloc(&ws, size_t(rows * (n_heads / n_kv) * pages) * 4));
+    BENCH_CHECK(cudaMalloc(&scores, size_t(rows * pages) * 4));
+    BENCH_CHECK(cudaMalloc(&offsets, size_t(rows) * 8));
+    BENCH_CHECK(cudaMalloc(&n_pages, size_t(rows) * 4));
+    BENCH_CHECK(cudaMalloc(&selected, size_t(rows * k) * 4));
+    BENCH_CHECK(cudaMalloc(&slot_pages, size_t(rows * slots) * 4));
+    BENCH_CHECK(cudaMalloc(&moves, size_t(rows * k * 2) * 4));
+    BENCH_CHECK(cudaMalloc(&n_moves, size_t(rows) * 4));
+    BENCH_CHECK(cudaMemset(q, 0, size_t(batch * n_heads * hd) * 4));
+    BENCH_CHECK(cudaMemset(digests, 0, size_t(rows * pages * 2 * hd) * 4));
+    BENCH_CHECK(cudaMemset(slot_pages, 0xff, size_t(rows * slots) * 4));
+    std::vector<int64_t> off(static_cast<size_t>(rows));
+    std::vector<int32_t> np(static_cast<size_t>(rows), int32_t(pages));
+    for (int64_t r = 0; r < rows; ++r) off[size_t(r)] = r * pages * 2 * hd;
+    BENCH_CHECK(cudaMemcpy(offsets, off.data(), off.size() * 8, cudaMemcpyHostToDevice));
+    BENCH_CHECK(cudaMemcpy(n_pages, np.data(), np.size() * 4, cudaMemcpyHostToDevice));
+    TopKScratch* scratch = nullptr;
+    BENCH_CHECK(top_k_scratch_create(&scratch, rows, pages));
+    const double ms = median_ms(quick ? 5 : 20, stream, [&] {
+      BENCH_CHECK(page_scores_cuda(q, n_heads, n_kv, hd, digests, offsets, n_pages, rows, pages,
+                                   GqaCombine::kAvgSoftmax, ws, scores, stream));
+      BENCH_CHECK(top_k_pages_cuda(scratch, scores, n_pages, rows, pages, k, selected, stream));
+      BENCH_CHECK(plan_slot_updates_cuda(slot_pages, slots, selected, k, rows, moves, n_moves, stream));
+    });
+    char row[200];
+    std::snprintf(row, sizeof row, "%s{\"batch\": %lld, \"pages_per_head\": %lld, \"k\": %lld, \"us\": %.2f}",
+                  out.size() > 1 ? ", " : "", (long long)batch, (long long)pages, (long long)k, ms * 1e3);
+    out += row;
+    top_k_scratch_destroy(scratch);
+    for (void* p : {(void*)q, (void*)digests, (void*)ws, (void*)scores, (void*)offsets, (void*)n_pages,
+                    (void*)selected, (void*)slot_pages, (void*)moves, (void*)n_moves}) {
+      cudaFree(p);
+    }
+  }
+  return out + "]";
+}
+
+}  // namespace
+}  // namespace freekv
+
+int main(int argc, char** argv) {
+  std::string commit = "unknown";
+  for (int i = 1; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--commit") == 0 && i + 1 < argc) commit = argv[++i];
+    else if (std::strcmp(argv[i], "--quick") == 0) freekv::quick = true;
+    else {
+      std::fprintf(stderr, "usage: gpu_bench [--commit SHA] [--quick]\n");
+      return 2;
+    }
+  }
+  int n = 0;
+  if (cudaGetDeviceCount(&n) != cudaSuccess || n == 0) {
+    std::fprintf(stderr, "gpu_bench: no CUDA device visible\n");
+    return 77;
+  }
+  cudaDeviceProp prop;
+  BENCH_CHECK(cudaGetDeviceProperties(&prop, 0));
+  cudaStream_t stream;
+  BENCH_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  double read_gbps = 0, copy_gbps = 0;
+  freekv::memory_ceilings(stream, prop.multiProcessorCount, &read_gbps, &copy_gbps);
+  const std::string h2d = freekv::h2d_table(stream);
+  const std::string attention = freekv::decode_attention(stream, prop.multiProcessorCount, read_gbps);
+  const std::string mm = freekv::matmuls(stream);
+  const std::string retrieval = freekv::retrieval_step(stream);
+  std::printf("{\"bench\": \"gpu\", \"device\": \"%s\", \"multiprocessors\": %d, \"memory_gib\": %.1f, \"commit\": \"%s\",\n"
+              " \"hbm_read_gb_per_s\": %.1f, \"d2d_copy_gb_per_s\": %.1f,\n \"h2d_pinned\": %s,\n"
+              " \"decode_attention\": %s,\n \"matmul\": %s,\n \"retrieval_step\": %s}\n",
+              prop.name, prop.multiProcessorCount, double(prop.totalGlobalMem) / double(1 << 30), commit.c_str(),
+              read_gbps, copy_gbps, h2d.c_str(), attention.c_str(), mm.c_str(), retrieval.c_str());
+  return 0;
+}

@@ -1,0 +1,275 @@
+// Retrieval on the GPU (FreeKV §3–4), so that a decode step selects and moves pages without a host
+// round trip: key statistics at page completion, bound scores with the GQA combine, per-head top-k,
+// membership and victims, and the scatter of recalled chunks. Twins of kernels/cpu/retrieval.cc and
+// worker/retrieval/selection.cc, with the per-element arithmetic from kernels/shared_math.h.
+#include <cub/cub.cuh>
+
+#include <climits>
+
+#include "kernels/cuda/cuda_util.cuh"
+#include "kernels/cuda/ops_cuda.h"
+#include "kernels/shared_math.h"
+
+namespace freekv {
+
+struct TopKScratch {
+  int64_t n_rows = 0, max_pages = 0;
+  float* keys_out = nullptr;     // [n_rows, max_pages] sorted scores (unused beyond the sort)
+  int32_t* pages_in = nullptr;   // [n_rows, max_pages] 0 .. max_pages − 1 per row
+  int32_t* pages_out = nullptr;  // [n_rows, max_pages] pages by descending score
+  int32_t* offsets = nullptr;    // [n_rows + 1] row starts
+  void* cub_temp = nullptr;
+  size_t cub_temp_bytes = 0;
+};
+
+namespace {
+
+constexpr int kThreads = 256;
+
+// One block per chunk, one thread per dimension (coalesced across the row of a token).
+template <typename T>
+__global__ void key_stats_kernel(const T* pool, const int32_t* chunk_ids, const int32_t* n_tokens,
+                                 int64_t page_tokens, int64_t head_dim, float* stats) {
+  const int64_t chunk = chunk_ids[blockIdx.x], n = n_tokens[blockIdx.x];
+  float* st = stats + int64_t(blockIdx.x) * 3 * head_dim;
+  for (int64_t i = threadIdx.x; i < head_dim; i += blockDim.x) {
+    float mx = -INFINITY, mn = INFINITY;
+    for (int64_t t = 0; t < n; ++t) {
+      const float k = to_f32(pool[paged_elem_offset(chunk, 0, t, i, page_tokens, head_dim)]);
+      mx = fmaxf(mx, k);
+      mn = fminf(mn, k);
+    }
+    const float c = 0.5f * (mx + mn);
+    float r = 0.f;
+    for (int64_t t = 0; t < n; ++t) r += fabsf(to_f32(pool[paged_elem_offset(chunk, 0, t, i, page_tokens, head_dim)]) - c);
+    st[i] = mx;
+    st[head_dim + i] = mn;
+    st[2 * head_dim + i] = n > 0 ? r / float(n) : 0.f;
+  }
+}
+
+// One block per row. Phase 1: a warp per page computes each group head's bound into the workspace.
+// Phase 2: per head (softmaxed for avgsm), averaged over the group into the row's scores.
+__global__ void page_scores_kernel(const float* q, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,
+                                   const float* digests, const int64_t* digest_offset, const int32_t* n_pages,
+                                   int64_t max_pages, GqaCombine combine, float* workspace, float* scores) {
+  __shared__ float scratch[32];
+  const int64_t r = blockIdx.x, group = n_heads / n_kv_heads;
+  const int64_t seq = r / n_kv_heads, h = r % n_kv_heads, n = n_pages[r];
+  const float* qg = q + (seq * n_heads + h * group) * head_dim;
+  const float* dg = digests + digest_offset[r];
+  float* raw = workspace + r * group * max_pages;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, n_warps = blockDim.x / 32;
+  for (int64_t j = warp; j < n; j += n_warps) {
+    const float* upper = dg + j * 2 * head_dim;
+    const float* lower = upper + head_dim;
+    for (int64_t g = 0; g < group; ++g) {
+      float s = 0.f;
+      for (int64_t i = lane; i < head_dim; i += 32) s += bound_term(qg[g * head_dim + i], upper[i], lower[i]);
+      s = warp_sum(s);
+      if (lane == 0) raw[g * max_pages + j] = s;
+    }
+  }
+  __syncthreads();
+  const float scale = rsqrtf(float(head_dim));
+  for (int64_t g = 0; g < group; ++g) {
+    float mx = 0.f, sum = 1.f;
+    if (combine == GqaCombine::kAvgSoftmax) {
+      float local = -INFINITY;
+      for (int64_t j = threadIdx.x; j < n; j += blockDim.x) local = fmaxf(local, raw[g * max_pages + j]);
+      mx = block_reduce<true>(local, scratch) * scale;
+      float part = 0.f;
+      for (int64_t j = threadIdx.x; j < n; j += blockDim.x) part += expf(raw[g * max_pages + j] * scale - mx);
+      sum = block_reduce<false>(part, scratch);
+    }
+    for (int64_t j = threadIdx.x; j < max_pages; j += blockDim.x) {
+      float& out = scores[r * max_pages + j];
+      if (j >= n) {
+        out = -INFINITY;
+        continue;
+      }
+      const float s = combine == GqaCombine::kAvgSoftmax ? expf(raw[g * max_pages + j] * scale - mx) / sum
+                                                          : raw[g * max_pages + j];
+      // + 0.f turns −0 into +0: the radix sort orders −0 below +0, the CPU's comparison calls them equal.
+      out = (g == 0 ? 0.f : out) + s / float(group) + 0.f;
+    }
+  }
+}
+
+__global__ void iota_rows_kernel(int32_t* pages, int64_t n_rows, int64_t max_pages, int32_t* offsets) {
+  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < n_rows * max_pages) pages[i] = int32_t(i % max_pages);
+  if (i <= n_rows) offsets[i] = int32_t(i * max_pages);
+}
+
+// One block per row: the first min(k, n_pages) pages by score, sorted ascending by a bitonic sort in
+// shared memory (k ≤ kTopKMax), −1 after them.
+__global__ void take_top_kernel(const int32_t* pages_by_score, const int32_t* n_pages, int64_t max_pages, int64_t k,
+                                int32_t* selected) {
+  __shared__ int32_t buf[kTopKMax];
+  const int64_t r = blockIdx.x, take = min(k, int64_t(n_pages[r]));
+  int64_t width = 1;
+  while (width < k) width <<= 1;
+  for (int64_t i = threadIdx.x; i < width; i += blockDim.x) buf[i] = i < take ? pages_by_score[r * max_pages + i] : INT_MAX;
+  __syncthreads();
+  for (int64_t size = 2; size <= width; size <<= 1) {
+    for (int64_t stride = size / 2; stride > 0; stride >>= 1) {
+      for (int64_t i = threadIdx.x; i < width; i += blockDim.x) {
+        const int64_t j = i ^ stride;
+        if (j > i) {
+          const bool ascending = (i & size) == 0;
+          if ((buf[i] > buf[j]) == ascending) {
+            const int32_t t = buf[i];
+            buf[i] = buf[j];
+            buf[j] = t;
+          }
+        }
+      }
+      __syncthreads();
+    }
+  }
+  for (int64_t i = threadIdx.x; i < k; i += blockDim.x) selected[r * k + i] = buf[i] == INT_MAX ? -1 : buf[i];
+}
+
+constexpr int kMaxPageId = 65536;
+constexpr int kMaxSlots = 1024;
+
+// One block per row. The bitmaps of wanted and held pages are built in parallel; the assignment of
+// moves to slots follows plan_slot_updates' order exactly, by one thread (a few thousand steps at most).
+__global__ void plan_slots_kernel(const int32_t* slot_pages, int64_t n_slots, const int32_t* selected, int64_t k,
+                                  int32_t* moves, int32_t* n_moves) {
+  __shared__ uint32_t wanted[kMaxPageId / 32], held[kMaxPageId / 32];
+  __shared__ int32_t free_slots[kMaxSlots];
+  const int64_t r = blockIdx.x;
+  const int32_t* slots = slot_pages + r * n_slots;
+  const int32_t* sel = selected + r * k;
+  for (int i = threadIdx.x; i < kMaxPageId / 32; i += blockDim.x) wanted[i] = held[i] = 0;
+  __syncthreads();
+  for (int64_t i = threadIdx.x; i < k; i += blockDim.x) {
+    if (sel[i] >= 0) atomicOr(&wanted[sel[i] / 32], 1u << (sel[i] % 32));
+  }
+  __syncthreads();
+  for (int64_t s = threadIdx.x; s < n_slots; s += blockDim.x) {
+    const int32_t p = slots[s];
+    if (p >= 0 && (wanted[p / 32] >> (p % 32) & 1u)) atomicOr(&held[p / 32], 1u << (p % 32));
+  }
+  __syncthreads();
+  if (threadIdx.x != 0) return;
+  int n_free = 0;
+  for (int64_t s = 0; s < n_slots; ++s) {
+    if (slots[s] < 0) free_slots[n_free++] = int32_t(s);
+  }
+  for (int64_t s = 0; s < n_slots; ++s) {
+    const int32_t p = slots[s];
+    if (p >= 0 && !(wanted[p / 32] >> (p % 32) & 1u)) free_slots[n_free++] = int32_t(s);
+  }
+  int32_t n_out = 0, next = 0;
+  for (int64_t i = 0; i < k; ++i) {
+    const int32_t p = sel[i];
+    if (p < 0 || (held[p / 32] >> (p % 32) & 1u)) continue;
+    moves[(r * k + n_out) * 2] = free_slots[next++];
+    moves[(r * k + n_out) * 2 + 1] = p;
+    ++n_out;
+  }
+  n_moves[r] = n_out;
+}
+
+__global__ void scatter_kernel(const uint4* from, const int32_t* src, uint4* to, const int32_t* dst,
+                               int64_t words_per_chunk) {
+  const uint4* s = from + int64_t(src[blockIdx.x]) * words_per_chunk;
+  uint4* d = to + int64_t(dst[blockIdx.x]) * words_per_chunk;
+  for (int64_t i = threadIdx.x; i < words_per_chunk; i += blockDim.x) d[i] = s[i];
+}
+
+}  // namespace
+
+cudaError_t page_key_stats_cuda(const void* pool, DType dtype, const int32_t* chunk_ids, const int32_t* n_tokens,
+                                int64_t n, int64_t page_tokens, int64_t head_dim, float* stats, cudaStream_t stream) {
+  if (n == 0) return cudaSuccess;
+  return dispatch_dtype(dtype, [&](auto tag) {
+    using T = decltype(tag);
+    key_stats_kernel<T><<<unsigned(n), unsigned(head_dim), 0, stream>>>(static_cast<const T*>(pool), chunk_ids,
+                                                                         n_tokens, page_tokens, head_dim, stats);
+    return cudaGetLastError();
+  });
+}
+
+cudaError_t page_scores_cuda(const float* q, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,
+                             const float* digests, const int64_t* digest_offset, const int32_t* n_pages,
+                             int64_t n_rows, int64_t max_pages, GqaCombine combine, float* workspace, float* scores,
+                             cudaStream_t stream) {
+  if (n_rows == 0) return cudaSuccess;
+  page_scores_kernel<<<unsigned(n_rows), kThreads, 0, stream>>>(q, n_heads, n_kv_heads, head_dim, digests,
+                                                                digest_offset, n_pages, max_pages, combine,
+                                                                workspace, scores);
+  return cudaGetLastError();
+}
+
+cudaError_t top_k_scratch_create(TopKScratch** scratch, int64_t n_rows, int64_t max_pages) {
+  auto* s = new TopKScratch;
+  s->n_rows = n_rows;
+  s->max_pages = max_pages;
+  const size_t n = size_t(n_rows * max_pages);
+  cudaError_t e = cudaMalloc(&s->keys_out, n * sizeof(float));
+  if (e == cudaSuccess) e = cudaMalloc(&s->pages_in, n * sizeof(int32_t));
+  if (e == cudaSuccess) e = cudaMalloc(&s->pages_out, n * sizeof(int32_t));
+  if (e == cudaSuccess) e = cudaMalloc(&s->offsets, size_t(n_rows + 1) * sizeof(int32_t));
+  if (e == cudaSuccess) {
+    e = cub::DeviceSegmentedRadixSort::SortPairsDescending(nullptr, s->cub_temp_bytes, static_cast<const float*>(nullptr),
+                                                           s->keys_out, s->pages_in, s->pages_out, int64_t(n),
+                                                           int64_t(n_rows), s->offsets, s->offsets + 1);
+  }
+  if (e == cudaSuccess) e = cudaMalloc(&s->cub_temp, s->cub_temp_bytes);
+  if (e == cudaSuccess) {
+    iota_rows_kernel<<<blocks_for(int64_t(n) + 1, kThreads), kThreads>>>(s->pages_in, n_rows, max_pages, s->offsets);
+    e = cudaGetLastError();
+  }
+  if (e == cudaSuccess) e = cudaDeviceSynchronize();
+  if (e != cudaSuccess) {
+    top_k_scratch_destroy(s);
+    return e;
+  }
+  *scratch = s;
+  return cudaSuccess;
+}
+
+void top_k_scratch_destroy(TopKScratch* s) {
+  if (s == nullptr) return;
+  cudaFree(s->keys_out);
+  cudaFree(s->pages_in);
+  cudaFree(s->pages_out);
+  cudaFree(s->offsets);
+  cudaFree(s->cub_temp);
+  delete s;
+}
+
+cudaError_t top_k_pages_cuda(TopKScratch* s, const float* scores, const int32_t* n_pages, int64_t n_rows,
+                             int64_t max_pages, int64_t k, int32_t* selected, cudaStream_t stream) {
+  if (n_rows == 0 || k == 0) return cudaSuccess;
+  if (n_rows > s->n_rows || max_pages != s->max_pages || k > kTopKMax) return cudaErrorInvalidValue;
+  cudaError_t e = cub::DeviceSegmentedRadixSort::SortPairsDescending(
+      s->cub_temp, s->cub_temp_bytes, scores, s->keys_out, s->pages_in, s->pages_out, n_rows * max_pages, n_rows,
+      s->offsets, s->offsets + 1, 0, int(sizeof(float) * 8), stream);
+  if (e != cudaSuccess) return e;
+  take_top_kernel<<<unsigned(n_rows), 1024, 0, stream>>>(s->pages_out, n_pages, max_pages, k, selected);
+  return cudaGetLastError();
+}
+
+cudaError_t plan_slot_updates_cuda(const int32_t* slot_pages, int64_t n_slots, const int32_t* selected, int64_t k,
+                                   int64_t n_rows, int32_t* moves, int32_t* n_moves, cudaStream_t stream) {
+  if (n_rows == 0) return cudaSuccess;
+  if (n_slots > kMaxSlots || k > n_slots) return cudaErrorInvalidValue;
+  plan_slots_kernel<<<unsigned(n_rows), kThreads, 0, stream>>>(slot_pages, n_slots, selected, k, moves, n_moves);
+  return cudaGetLastError();
+}
+
+cudaError_t scatter_chunks_cuda(const void* from, const int32_t* src, void* to, const int32_t* dst, int64_t n,
+                                int64_t chunk_bytes, cudaStream_t stream) {
+  if (n == 0) return cudaSuccess;
+  if (chunk_bytes % 16 != 0) return cudaErrorInvalidValue;
+  scatter_kernel<<<unsigned(n), kThreads, 0, stream>>>(static_cast<const uint4*>(from), src, static_cast<uint4*>(to),
+                                                       dst, chunk_bytes / 16);
+  return cudaGetLastError();
+}
+
+}  // namespace freekv

@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# The one-shot GPU validation.
+#
+#   scripts/gpu-check.sh bundle        Here (any machine with nvcc): builds with CUDA and copies the GPU
+#                                      tests, the GPU benchmark and the shared libraries a bare CUDA host
+#                                      may lack (Abseil, OpenBLAS; not the CUDA libraries) into one
+#                                      tarball, .gpu-bundle.tar.gz (about 15 MB; carried to a GPU host).
+#   scripts/gpu-check.sh run OUT_DIR   On the GPU host: runs every CUDA test, compute-sanitizer's memcheck
+#                                      and racecheck over the kernel tests, and the GPU benchmark; writes
+#                                      nvidia-smi.txt, tests.log, sanitizer.log, gpu-bench.json and
+#                                      summary.txt into OUT_DIR. Uses .gpu-bundle.tar.gz when present, else
+#                                      the build's own binaries (build/bin, after scripts/build.sh there).
+#
+# Exits non-zero when no GPU is visible (saying so), or when any test or check fails.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+bundle_file="$root/.gpu-bundle.tar.gz"
+tests=(cuda_ops_test cuda_attention_test cuda_retrieval_test cuda_ipc_push_test)
+
+make_bundle() {
+  BUILD_DIR="${BUILD_DIR:-$root/build}" "$root/scripts/build.sh" -DFREEKV_CUDA=ON
+  local bin="${BUILD_DIR:-$root/build}/bin" bundle
+  bundle="$(mktemp -d)"
+  mkdir -p "$bundle/bin" "$bundle/lib"
+  for b in "${tests[@]}" gpu_bench; do cp "$bin/$b" "$bundle/bin/"; done
+  # Libraries the binaries load, less the C/C++ runtime every Linux host has and the CUDA libraries,
+  # which must be the GPU host's own (they match its driver).
+  ldd "$bundle"/bin/* | awk '/=> \//{print $3}' | sort -u |
+    grep -Ev '/(libc|libm|libstdc\+\+|libgcc_s|libpthread|libdl|librt|ld-linux[^/]*)\.so|/libcu(blas|blasLt|dart)\.so' |
+    while read -r lib; do cp -L "$lib" "$bundle/lib/"; done
+  { git -C "$root" rev-parse HEAD; git -C "$root" status --porcelain | grep -q . && echo "dirty" || echo "clean"; } \
+    >"$bundle/COMMIT"
+  strip "$bundle"/bin/*
+  tar -C "$bundle" -czf "$bundle_file" .
+  echo "bundle: $bundle_file, $(du -h "$bundle_file" | cut -f1) ($(du -sh "$bundle" | cut -f1) unpacked) at" \
+    "$(head -1 "$bundle/COMMIT") ($(tail -1 "$bundle/COMMIT") tree)"
+  rm -rf "$bundle"
+}
+
+# The directory holding a library, searched where CUDA hosts keep it (toolkit, driver, pip wheels).
+find_lib_dir() {
+  local f
+  f="$(find /usr/local/cuda/lib64 /usr/local/cuda/targets /usr/local/nvidia /usr/lib /opt /usr/local/lib \
+         -name "$1" 2>/dev/null | head -1 || true)"
+  [[ -n "$f" ]] && dirname "$f"
+}
+
+run_checks() {
+  local out="$1" bin commit status=0
+  mkdir -p "$out"
+  if ! nvidia-smi >"$out/nvidia-smi.txt" 2>&1; then
+    echo "gpu-check: no GPU visible here (nvidia-smi failed; see $out/nvidia-smi.txt): nothing was checked" | tee "$out/summary.txt"
+    exit 1
+  fi
+  if [[ -f "$bundle_file" ]]; then
+    local bundle
+    bundle="$(mktemp -d)"
+    tar -C "$bundle" -xzf "$bundle_file"
+    bin="$bundle/bin"
+    commit="$(head -1 "$bundle/COMMIT") ($(tail -1 "$bundle/COMMIT") tree)"
+    export LD_LIBRARY_PATH="$bundle/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  else
+    bin="${BUILD_DIR:-$root/build}/bin"
+    commit="$(git -C "$root" rev-parse HEAD 2>/dev/null || echo unknown)"
+  fi
+  local cublas
+  cublas="$(find_lib_dir libcublas.so.13 || true)"
+  [[ -n "$cublas" ]] && export LD_LIBRARY_PATH="$cublas${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  {
+    echo "commit: $commit"
+    for t in "${tests[@]}"; do
+      echo "== $t"
+      if "$bin/$t"; then echo "== $t: passed"; else echo "== $t: FAILED (exit $?)"; status=1; fi
+    done
+  } 2>&1 | tee "$out/tests.log"
+  grep -q "FAILED" "$out/tests.log" && status=1
+  local sanitizer
+  sanitizer="$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null || true)"
+  if [[ -n "$sanitizer" ]]; then
+    for t in cuda_ops_test cuda_attention_test cuda_retrieval_test; do
+      for tool in memcheck racecheck; do
+        echo "== $tool $t"
+        "$sanitizer" --tool "$tool" --error-exitcode 9 "$bin/$t" >/dev/null 2>"$out/.san" && echo "== $tool $t: clean" ||
+          { echo "== $tool $t: FAILED"; cat "$out/.san"; status=1; }
+      done
+    done 2>&1 | tee "$out/sanitizer.log"
+    rm -f "$out/.san"
+    grep -q "FAILED" "$out/sanitizer.log" && status=1
+  else
+    echo "compute-sanitizer not found on this host: memcheck and racecheck did not run" | tee "$out/sanitizer.log"
+    status=1
+  fi
+  "$bin/gpu_bench" --commit "$commit" >"$out/gpu-bench.json" || status=1
+  {
+    echo "gpu-check at $commit on $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | head -1)"
+    grep -E "^== .*(passed|FAILED|clean)" "$out/tests.log" "$out/sanitizer.log" | sed 's/^[^:]*://'
+    [[ $status -eq 0 ]] && echo "all passed" || echo "FAILURES above"
+  } | tee "$out/summary.txt"
+  return $status
+}
+
+case "${1:-}" in
+  bundle) make_bundle ;;
+  run) [[ $# -eq 2 ]] || { echo "usage: $0 run OUT_DIR" >&2; exit 2; }; run_checks "$2" ;;
+  *) echo "usage: $0 bundle | run OUT_DIR" >&2; exit 2 ;;
+esac
