@@ -70,17 +70,19 @@ run_checks() {
     echo "commit: $commit"
     for t in "${tests[@]}"; do
       echo "== $t"
-      if "$bin/$t"; then echo "== $t: passed"; else echo "== $t: FAILED (exit $?)"; status=1; fi
+      if timeout 120 "$bin/$t"; then echo "== $t: passed"; else echo "== $t: FAILED (exit $?)"; status=1; fi
     done
   } 2>&1 | tee "$out/tests.log"
   grep -q "FAILED" "$out/tests.log" && status=1
+  # The benchmark before the sanitizer, so that its figures come back even if the checks run long.
+  timeout 240 "$bin/gpu_bench" --commit "$commit" >"$out/gpu-bench.json" || { echo "gpu_bench FAILED (exit $?)"; status=1; }
   local sanitizer
   sanitizer="$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null || true)"
   if [[ -n "$sanitizer" ]]; then
     for t in cuda_ops_test cuda_attention_test cuda_retrieval_test; do
       for tool in memcheck racecheck; do
         echo "== $tool $t"
-        "$sanitizer" --tool "$tool" --error-exitcode 9 "$bin/$t" >/dev/null 2>"$out/.san" && echo "== $tool $t: clean" ||
+        timeout 90 "$sanitizer" --tool "$tool" --error-exitcode 9 "$bin/$t" >"$out/.san" 2>&1 && echo "== $tool $t: clean" ||
           { echo "== $tool $t: FAILED"; cat "$out/.san"; status=1; }
       done
     done 2>&1 | tee "$out/sanitizer.log"
@@ -90,7 +92,6 @@ run_checks() {
     echo "compute-sanitizer not found on this host: memcheck and racecheck did not run" | tee "$out/sanitizer.log"
     status=1
   fi
-  "$bin/gpu_bench" --commit "$commit" >"$out/gpu-bench.json" || status=1
   {
     echo "gpu-check at $commit on $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | head -1)"
     grep -E "^== .*(passed|FAILED|clean)" "$out/tests.log" "$out/sanitizer.log" | sed 's/^[^:]*://'
