@@ -6,11 +6,14 @@
 //     heads, 8 KV heads of 128, bf16 KV, 16-token pages), batch 1/4/8, dense and at a 2048-token budget,
 //     as GB/s of KV read and as a fraction of the HBM read rate;
 //   - decode GEMV and prefill GEMM at the 8B's MLP shape;
-//   - one layer's retrieval step on the device (scores, top-k, membership) at 32K.
+//   - one layer's retrieval step on the device (scores, top-k, membership) at 32K;
+//   - recall of scattered 16 KiB chunks from a registered host pool, by every way of moving them.
 // Usage: gpu_bench [--commit SHA] [--quick]
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <chrono>
+#include <cstdlib>
 #include <cstdio>
 #include <cstring>
 #include <numeric>
@@ -260,15 +263,29 @@ std::string retrieval_step(cudaStream_t stream) {
     BENCH_CHECK(cudaMemcpy(n_pages, np.data(), np.size() * 4, cudaMemcpyHostToDevice));
     TopKScratch* scratch = nullptr;
     BENCH_CHECK(top_k_scratch_create(&scratch, rows, pages));
-    const double ms = median_ms(quick ? 5 : 20, stream, [&] {
+    const int reps = quick ? 5 : 20;
+    auto scores_step = [&] {
       BENCH_CHECK(page_scores_cuda(q, n_heads, n_kv, hd, digests, offsets, n_pages, rows, pages,
                                    GqaCombine::kAvgSoftmax, ws, scores, stream));
-      BENCH_CHECK(top_k_pages_cuda(scratch, scores, n_pages, rows, pages, k, selected, stream));
+    };
+    auto top_k_step = [&] { BENCH_CHECK(top_k_pages_cuda(scratch, scores, n_pages, rows, pages, k, selected, stream)); };
+    auto plan_step = [&] {
       BENCH_CHECK(plan_slot_updates_cuda(slot_pages, slots, selected, k, rows, moves, n_moves, stream));
+    };
+    const double scores_ms = median_ms(reps, stream, scores_step);
+    const double top_k_ms = median_ms(reps, stream, top_k_step);
+    const double plan_ms = median_ms(reps, stream, plan_step);
+    const double ms = median_ms(reps, stream, [&] {
+      scores_step();
+      top_k_step();
+      plan_step();
     });
-    char row[200];
-    std::snprintf(row, sizeof row, "%s{\"batch\": %lld, \"pages_per_head\": %lld, \"k\": %lld, \"us\": %.2f}",
-                  out.size() > 1 ? ", " : "", (long long)batch, (long long)pages, (long long)k, ms * 1e3);
+    char row[320];
+    std::snprintf(row, sizeof row,
+                  "%s{\"batch\": %lld, \"pages_per_head\": %lld, \"k\": %lld, \"us\": %.2f, \"scores_us\": %.2f, "
+                  "\"top_k_us\": %.2f, \"plan_us\": %.2f}",
+                  out.size() > 1 ? ", " : "", (long long)batch, (long long)pages, (long long)k, ms * 1e3,
+                  scores_ms * 1e3, top_k_ms * 1e3, plan_ms * 1e3);
     out += row;
     top_k_scratch_destroy(scratch);
     for (void* p : {(void*)q, (void*)digests, (void*)ws, (void*)scores, (void*)offsets, (void*)n_pages,
@@ -277,6 +294,89 @@ std::string retrieval_step(cudaStream_t stream) {
     }
   }
   return out + "]";
+}
+
+// Recall of scattered 16 KiB chunks (one KV head's share of one page) from a registered host pool
+// into contiguous device staging, by each way the kvstore could move them, against one contiguous
+// copy of the same bytes (the large-block ceiling):
+//   per_call_memcpy  one cudaMemcpyAsync per chunk;
+//   batch_memcpy     one cudaMemcpyBatchAsync for all chunks;
+//   zero_copy_kernel a kernel reading the mapped host pool over PCIe and writing the staging;
+//   cpu_gather_h2d   one CPU thread gathers into pinned staging, then one copy (wall time of both).
+__global__ void gather_mapped_kernel(const uint4* pool, const int32_t* chunk_ids, int64_t words_per_chunk, uint4* out) {
+  const uint4* src = pool + int64_t(chunk_ids[blockIdx.x]) * words_per_chunk;
+  uint4* dst = out + int64_t(blockIdx.x) * words_per_chunk;
+  for (int64_t i = threadIdx.x; i < words_per_chunk; i += blockDim.x) dst[i] = src[i];
+}
+
+std::string recall_methods(cudaStream_t stream) {
+  const size_t chunk = 16384, pool_bytes = size_t(1) << 30, n = 4096, bytes = n * chunk;
+  uint8_t* pool = static_cast<uint8_t*>(std::aligned_alloc(4096, pool_bytes));
+  std::memset(pool, 7, pool_bytes);
+  BENCH_CHECK(cudaHostRegister(pool, pool_bytes, cudaHostRegisterPortable | cudaHostRegisterMapped));
+  uint8_t* pool_dev = nullptr;
+  BENCH_CHECK(cudaHostGetDevicePointer(reinterpret_cast<void**>(&pool_dev), pool, 0));
+  void *staging_host = nullptr, *staging = nullptr;
+  BENCH_CHECK(cudaHostAlloc(&staging_host, bytes, cudaHostAllocPortable));
+  BENCH_CHECK(cudaMalloc(&staging, bytes));
+  std::vector<int32_t> ids(pool_bytes / chunk);
+  std::iota(ids.begin(), ids.end(), 0);
+  std::shuffle(ids.begin(), ids.end(), std::mt19937(3));
+  ids.resize(n);
+  int32_t* ids_dev = nullptr;
+  BENCH_CHECK(cudaMalloc(&ids_dev, n * 4));
+  BENCH_CHECK(cudaMemcpy(ids_dev, ids.data(), n * 4, cudaMemcpyHostToDevice));
+  std::vector<void*> dsts(n);
+  std::vector<const void*> srcs(n);
+  std::vector<size_t> sizes(n, chunk);
+  for (size_t i = 0; i < n; ++i) {
+    dsts[i] = static_cast<uint8_t*>(staging) + i * chunk;
+    srcs[i] = pool + size_t(ids[i]) * chunk;
+  }
+  const int reps = quick ? 3 : 7;
+  const double contiguous = median_ms(reps, stream, [&] {
+    BENCH_CHECK(cudaMemcpyAsync(staging, pool, bytes, cudaMemcpyHostToDevice, stream));
+  });
+  const double per_call = median_ms(reps, stream, [&] {
+    for (size_t i = 0; i < n; ++i) BENCH_CHECK(cudaMemcpyAsync(dsts[i], srcs[i], chunk, cudaMemcpyHostToDevice, stream));
+  });
+  cudaMemcpyAttributes attr{};
+  attr.srcAccessOrder = cudaMemcpySrcAccessOrderStream;
+  size_t attr_index = 0;
+  const double batch = median_ms(reps, stream, [&] {
+    BENCH_CHECK(cudaMemcpyBatchAsync(dsts.data(), const_cast<const void**>(srcs.data()), sizes.data(), n, &attr,
+                                     &attr_index, 1, stream));
+  });
+  const double kernel = median_ms(reps, stream, [&] {
+    gather_mapped_kernel<<<unsigned(n), 256, 0, stream>>>(reinterpret_cast<const uint4*>(pool_dev), ids_dev,
+                                                         int64_t(chunk / 16), static_cast<uint4*>(staging));
+    BENCH_CHECK(cudaGetLastError());
+  });
+  // The CPU gather is timed on the host clock around both steps.
+  std::vector<double> cpu_ms;
+  for (int r = 0; r < reps; ++r) {
+    const auto t0 = std::chrono::steady_clock::now();
+    for (size_t i = 0; i < n; ++i) std::memcpy(static_cast<uint8_t*>(staging_host) + i * chunk, srcs[i], chunk);
+    BENCH_CHECK(cudaMemcpyAsync(staging, staging_host, bytes, cudaMemcpyHostToDevice, stream));
+    BENCH_CHECK(cudaStreamSynchronize(stream));
+    cpu_ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  }
+  std::sort(cpu_ms.begin(), cpu_ms.end());
+  const double cpu = cpu_ms[cpu_ms.size() / 2];
+  auto gbps = [&](double ms) { return double(bytes) / ms / 1e6; };
+  char out[640];
+  std::snprintf(out, sizeof out,
+                "{\"chunk_bytes\": %zu, \"chunks\": %zu, \"contiguous_gb_per_s\": %.2f, \"per_call_memcpy_gb_per_s\": %.2f, "
+                "\"batch_memcpy_gb_per_s\": %.2f, \"zero_copy_kernel_gb_per_s\": %.2f, \"cpu_gather_h2d_gb_per_s\": %.2f, "
+                "\"best_fraction_of_contiguous\": %.3f}",
+                chunk, n, gbps(contiguous), gbps(per_call), gbps(batch), gbps(kernel), gbps(cpu),
+                std::max({gbps(per_call), gbps(batch), gbps(kernel), gbps(cpu)}) / gbps(contiguous));
+  cudaFree(ids_dev);
+  cudaFree(staging);
+  cudaFreeHost(staging_host);
+  cudaHostUnregister(pool);
+  std::free(pool);
+  return out;
 }
 
 }  // namespace
@@ -307,10 +407,11 @@ int main(int argc, char** argv) {
   const std::string attention = freekv::decode_attention(stream, prop.multiProcessorCount, read_gbps);
   const std::string mm = freekv::matmuls(stream);
   const std::string retrieval = freekv::retrieval_step(stream);
+  const std::string recall = freekv::recall_methods(stream);
   std::printf("{\"bench\": \"gpu\", \"device\": \"%s\", \"multiprocessors\": %d, \"memory_gib\": %.1f, \"commit\": \"%s\",\n"
               " \"hbm_read_gb_per_s\": %.1f, \"d2d_copy_gb_per_s\": %.1f,\n \"h2d_pinned\": %s,\n"
-              " \"decode_attention\": %s,\n \"matmul\": %s,\n \"retrieval_step\": %s}\n",
+              " \"decode_attention\": %s,\n \"matmul\": %s,\n \"retrieval_step\": %s,\n \"recall_16k_chunks\": %s}\n",
               prop.name, prop.multiProcessorCount, double(prop.totalGlobalMem) / double(1 << 30), commit.c_str(),
-              read_gbps, copy_gbps, h2d.c_str(), attention.c_str(), mm.c_str(), retrieval.c_str());
+              read_gbps, copy_gbps, h2d.c_str(), attention.c_str(), mm.c_str(), retrieval.c_str(), recall.c_str());
   return 0;
 }

@@ -2,11 +2,13 @@
 // decode (one query per sequence, KV split into ranges so that long contexts fill the device) and
 // chunked prefill (a query per token, causal through AttentionQueries::visible).
 //
-// A block takes one (query, KV head) pair and one split of that head's chunks. Its warps walk the
-// tokens (one token per warp at a time, each lane holding head_dim/32 dimensions), and every warp keeps
-// the online-softmax state of the whole query group, so a KV head's keys and values are read once per
-// group. The warps' states are merged in shared memory into one partial state per (query, head,
-// split); a second kernel merges the splits.
+// A block takes one (query, KV head) pair and one split of that head's chunks. A token's key row is
+// read by a "sub-warp" of lanes with 16-byte loads (16 lanes for head_dim 128 in 16-bit types, so a
+// warp reads two tokens per load), and each sub-warp keeps its own online-softmax state for the whole
+// query group, so a KV head's keys and values are read once per group. Loads of several tokens are
+// issued before any arithmetic (memory-level parallelism is what decode attention is short of), and
+// the softmax state is rescaled once per batch of tokens. The sub-warps' states are merged in shared
+// memory into one partial state per (query, head, split); a second kernel merges the splits.
 #include <algorithm>
 
 #include "kernels/cuda/cuda_util.cuh"
@@ -18,7 +20,6 @@ namespace {
 
 constexpr int kWarps = 4;
 constexpr int kMaxGroup = 8;  // query heads per KV head (GQA group) the kernel is built for
-constexpr int kUnroll = 2;    // tokens per warp in flight, to hide load latency
 
 // Partial state layout in the workspace: m and l [n_q, n_heads, n_splits], acc [n_q, n_heads,
 // n_splits, head_dim].
@@ -34,35 +35,40 @@ Partials partials(void* workspace, int64_t n_q, int64_t n_heads, int64_t head_di
   return {base, base + n, base + 2 * n};
 }
 
-// A lane's kLanes consecutive elements in one or two vector loads (4 to 32 bytes; rows of a chunk are
-// head_dim elements, so a lane's share is aligned to its size).
-template <typename T, int kLanes>
-__device__ __forceinline__ void load_lanes(const T* p, float* out) {
-  constexpr int kBytes = kLanes * int(sizeof(T));
-  alignas(16) T e[kLanes];
-  if constexpr (kBytes == 4) {
-    *reinterpret_cast<uint32_t*>(e) = *reinterpret_cast<const uint32_t*>(p);
-  } else if constexpr (kBytes == 8) {
-    *reinterpret_cast<uint2*>(e) = *reinterpret_cast<const uint2*>(p);
-  } else {
+// Sixteen bytes of T as fp32.
+template <typename T>
+__device__ __forceinline__ void unpack16(const uint4& raw, float* out) {
+  const T* e = reinterpret_cast<const T*>(&raw);
 #pragma unroll
-    for (int w = 0; w < kBytes / 16; ++w) reinterpret_cast<uint4*>(e)[w] = reinterpret_cast<const uint4*>(p)[w];
-  }
-#pragma unroll
-  for (int j = 0; j < kLanes; ++j) out[j] = to_f32(e[j]);
+  for (int j = 0; j < int(16 / sizeof(T)); ++j) out[j] = to_f32(e[j]);
 }
 
-// kLanes = head_dim / 32 dimensions per lane; kGroup ≥ the query group (1, 2, 4 or 8): the group's
-// queries and states live in registers, so the instance is sized to the model's group.
-template <typename T, int kLanes, int kGroup>
+// The shape of the work of one lane, from the element type and head_dim.
+template <typename T, int kHeadDim>
+struct LaneShape {
+  static constexpr int kVec = 16 / int(sizeof(T));                                   // elements per load
+  static constexpr int kLanesPerToken = kHeadDim / kVec < 32 ? kHeadDim / kVec : 32;  // a sub-warp
+  static constexpr int kLoads = kHeadDim / (kLanesPerToken * kVec);                  // loads per row
+  static constexpr int kDims = kLoads * kVec;                                        // dims per lane
+  static constexpr int kSubs = 32 / kLanesPerToken;                                  // tokens per warp load
+  // Dimension of element e of load l of lane j in its sub-warp: loads are interleaved across the
+  // sub-warp so that each load instruction reads one contiguous stretch of the row.
+  static __device__ __forceinline__ int dim(int l, int j, int e) { return (l * kLanesPerToken + j) * kVec + e; }
+};
+
+// kGroup ≥ the query group (1, 2, 4 or 8): the group's queries and states live in registers, so the
+// instance is sized to the model's group; kUnroll tokens per sub-warp are loaded before the arithmetic.
+template <typename T, int kHeadDim, int kGroup>
 __global__ void __launch_bounds__(kWarps * 32)
     attention_split_kernel(AttentionQueries queries, PagedKvCuda kv, float scale, int64_t chunks_per_split,
                            Partials out) {
-  constexpr int kHeadDim = kLanes * 32;
+  using S = LaneShape<T, kHeadDim>;
+  constexpr int kUnroll = kGroup >= 8 ? 2 : 4;
   const int64_t n_kv = kv.n_kv_heads, pt = kv.page_tokens;
   const int64_t qi = blockIdx.x / n_kv, h = blockIdx.x % n_kv, split = blockIdx.y, n_splits = gridDim.y;
   const int group = int(queries.n_heads / n_kv);
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int sub = lane / S::kLanesPerToken, j = lane % S::kLanesPerToken;
   const int64_t row = int64_t(queries.seq[qi]) * n_kv + h;
   const int64_t first = kv.indptr[row];
   const int64_t n_tokens = min(paged_row_tokens(kv.indptr[row + 1] - first, kv.last_len[row], pt),
@@ -71,74 +77,107 @@ __global__ void __launch_bounds__(kWarps * 32)
   const int64_t t_end = min(n_tokens, t_begin + chunks_per_split * pt);
   const T* pool = static_cast<const T*>(kv.pool);
 
-  float q[kGroup][kLanes], acc[kGroup][kLanes], m[kGroup], l[kGroup];
+  float q[kGroup][S::kDims], acc[kGroup][S::kDims], m[kGroup], l[kGroup];
 #pragma unroll
   for (int g = 0; g < kGroup; ++g) {
     m[g] = -INFINITY;
     l[g] = 0.f;
 #pragma unroll
-    for (int j = 0; j < kLanes; ++j) {
-      acc[g][j] = 0.f;
-      q[g][j] = g < group ? queries.q[(qi * queries.n_heads + h * group + g) * kHeadDim + lane * kLanes + j] * scale
-                          : 0.f;
-    }
-  }
-
-  for (int64_t t0 = t_begin + warp; t0 < t_end; t0 += kWarps * kUnroll) {
-    float k[kUnroll][kLanes], v[kUnroll][kLanes];
+    for (int ld = 0; ld < S::kLoads; ++ld) {
 #pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
-      const int64_t t = t0 + u * kWarps;
-      if (t >= t_end) break;
-      const int64_t chunk = kv.indices[first + t / pt];
-      load_lanes<T, kLanes>(pool + paged_elem_offset(chunk, 0, t % pt, lane * kLanes, pt, kHeadDim), k[u]);
-      load_lanes<T, kLanes>(pool + paged_elem_offset(chunk, 1, t % pt, lane * kLanes, pt, kHeadDim), v[u]);
-    }
-#pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
-      if (t0 + u * kWarps >= t_end) break;
-#pragma unroll
-      for (int g = 0; g < kGroup; ++g) {
-        if (g >= group) break;
-        float s = 0.f;
-#pragma unroll
-        for (int j = 0; j < kLanes; ++j) s += q[g][j] * k[u][j];
-        s = warp_sum(s);
-        const float m_new = fmaxf(m[g], s);
-        const float decay = __expf(m[g] - m_new);  // m = −inf on the first token: exp(−inf) = 0
-        const float p = __expf(s - m_new);
-        l[g] = l[g] * decay + p;
-#pragma unroll
-        for (int j = 0; j < kLanes; ++j) acc[g][j] = acc[g][j] * decay + p * v[u][j];
-        m[g] = m_new;
+      for (int e = 0; e < S::kVec; ++e) {
+        acc[g][ld * S::kVec + e] = 0.f;
+        q[g][ld * S::kVec + e] =
+            g < group ? queries.q[(qi * queries.n_heads + h * group + g) * kHeadDim + S::dim(ld, j, e)] * scale : 0.f;
       }
     }
   }
 
-  // Merge the warps' states for each query head of the group.
-  __shared__ float warp_m[kWarps][kGroup], warp_l[kWarps][kGroup];
-  __shared__ float warp_acc[kWarps][kGroup][kHeadDim];
+  constexpr int kStride = kWarps * kUnroll * S::kSubs;  // tokens per block iteration
+  for (int64_t base = t_begin + int64_t(warp) * kUnroll * S::kSubs; base < t_end; base += kStride) {
+    uint4 k_raw[kUnroll][S::kLoads], v_raw[kUnroll][S::kLoads];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int64_t t = base + u * S::kSubs + sub;
+      if (t >= t_end) continue;
+      const T* k_row = pool + paged_elem_offset(kv.indices[first + t / pt], 0, t % pt, 0, pt, kHeadDim);
+      const T* v_row = k_row + pt * kHeadDim;  // the V half follows the K half in a chunk
+#pragma unroll
+      for (int ld = 0; ld < S::kLoads; ++ld) {
+        k_raw[u][ld] = *reinterpret_cast<const uint4*>(k_row + S::dim(ld, j, 0));
+        v_raw[u][ld] = *reinterpret_cast<const uint4*>(v_row + S::dim(ld, j, 0));
+      }
+    }
+#pragma unroll
+    for (int g = 0; g < kGroup; ++g) {
+      if (g >= group) break;
+      float s[kUnroll];
+      float m_new = m[g];
+#pragma unroll
+      for (int u = 0; u < kUnroll; ++u) {
+        float dot = 0.f;
+#pragma unroll
+        for (int ld = 0; ld < S::kLoads; ++ld) {
+          float k[S::kVec];  // converted at each use: registers, not conversions, bound occupancy here
+          unpack16<T>(k_raw[u][ld], k);
+#pragma unroll
+          for (int e = 0; e < S::kVec; ++e) dot += q[g][ld * S::kVec + e] * k[e];
+        }
+#pragma unroll
+        for (int off = S::kLanesPerToken / 2; off > 0; off >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, off);
+        s[u] = base + u * S::kSubs + sub < t_end ? dot : -INFINITY;
+        m_new = fmaxf(m_new, s[u]);
+      }
+      if (m_new == -INFINITY) continue;  // this sub-warp has seen no token yet
+      const float decay = __expf(m[g] - m_new);
+      l[g] *= decay;
+#pragma unroll
+      for (int d = 0; d < S::kDims; ++d) acc[g][d] *= decay;
+#pragma unroll
+      for (int u = 0; u < kUnroll; ++u) {
+        const float p = __expf(s[u] - m_new);  // 0 for a token past the end
+        l[g] += p;
+#pragma unroll
+        for (int ld = 0; ld < S::kLoads; ++ld) {
+          float v[S::kVec];
+          unpack16<T>(v_raw[u][ld], v);
+#pragma unroll
+          for (int e = 0; e < S::kVec; ++e) acc[g][ld * S::kVec + e] += p * v[e];
+        }
+      }
+      m[g] = m_new;
+    }
+  }
+
+  // Merge the sub-warps' states for each query head of the group.
+  constexpr int kStates = kWarps * S::kSubs;
+  __shared__ float state_m[kStates][kGroup], state_l[kStates][kGroup];
+  __shared__ float state_acc[kStates][kGroup][kHeadDim];
+  const int me = warp * S::kSubs + sub;
 #pragma unroll
   for (int g = 0; g < kGroup; ++g) {
     if (g >= group) break;
-    if (lane == 0) {
-      warp_m[warp][g] = m[g];
-      warp_l[warp][g] = l[g];
+    if (j == 0) {
+      state_m[me][g] = m[g];
+      state_l[me][g] = l[g];
     }
 #pragma unroll
-    for (int j = 0; j < kLanes; ++j) warp_acc[warp][g][lane * kLanes + j] = acc[g][j];
+    for (int ld = 0; ld < S::kLoads; ++ld) {
+#pragma unroll
+      for (int e = 0; e < S::kVec; ++e) state_acc[me][g][S::dim(ld, j, e)] = acc[g][ld * S::kVec + e];
+    }
   }
   __syncthreads();
   for (int e = threadIdx.x; e < group * kHeadDim; e += blockDim.x) {
     const int g = e / kHeadDim, d = e % kHeadDim;
     float mx = -INFINITY;
-    for (int w = 0; w < kWarps; ++w) mx = fmaxf(mx, warp_m[w][g]);
+    for (int w = 0; w < kStates; ++w) mx = fmaxf(mx, state_m[w][g]);
     float sum = 0.f, a = 0.f;
     if (mx > -INFINITY) {
-      for (int w = 0; w < kWarps; ++w) {
-        const float f = __expf(warp_m[w][g] - mx);
-        sum += warp_l[w][g] * f;
-        a += warp_acc[w][g][d] * f;
+      for (int w = 0; w < kStates; ++w) {
+        const float f = __expf(state_m[w][g] - mx);
+        sum += state_l[w][g] * f;
+        a += state_acc[w][g][d] * f;
       }
     }
     const int64_t slot = (qi * queries.n_heads + h * group + g) * n_splits + split;
@@ -170,18 +209,18 @@ __global__ void attention_merge_kernel(Partials parts, int64_t n_splits, int64_t
   }
 }
 
-template <typename T, int kLanes>
+template <typename T, int kHeadDim>
 cudaError_t launch_split_group(const AttentionQueries& queries, const PagedKvCuda& kv, float scale, dim3 grid,
                                int64_t chunks_per_split, Partials parts, cudaStream_t stream) {
   const int64_t group = queries.n_heads / kv.n_kv_heads;
   if (group <= 1) {
-    attention_split_kernel<T, kLanes, 1><<<grid, kWarps * 32, 0, stream>>>(queries, kv, scale, chunks_per_split, parts);
+    attention_split_kernel<T, kHeadDim, 1><<<grid, kWarps * 32, 0, stream>>>(queries, kv, scale, chunks_per_split, parts);
   } else if (group <= 2) {
-    attention_split_kernel<T, kLanes, 2><<<grid, kWarps * 32, 0, stream>>>(queries, kv, scale, chunks_per_split, parts);
+    attention_split_kernel<T, kHeadDim, 2><<<grid, kWarps * 32, 0, stream>>>(queries, kv, scale, chunks_per_split, parts);
   } else if (group <= 4) {
-    attention_split_kernel<T, kLanes, 4><<<grid, kWarps * 32, 0, stream>>>(queries, kv, scale, chunks_per_split, parts);
+    attention_split_kernel<T, kHeadDim, 4><<<grid, kWarps * 32, 0, stream>>>(queries, kv, scale, chunks_per_split, parts);
   } else {
-    attention_split_kernel<T, kLanes, 8><<<grid, kWarps * 32, 0, stream>>>(queries, kv, scale, chunks_per_split, parts);
+    attention_split_kernel<T, kHeadDim, 8><<<grid, kWarps * 32, 0, stream>>>(queries, kv, scale, chunks_per_split, parts);
   }
   return cudaGetLastError();
 }
@@ -190,9 +229,9 @@ template <typename T>
 cudaError_t launch_split(const AttentionQueries& queries, const PagedKvCuda& kv, float scale, dim3 grid,
                          int64_t chunks_per_split, Partials parts, cudaStream_t stream) {
   switch (kv.head_dim) {
-    case 64: return launch_split_group<T, 2>(queries, kv, scale, grid, chunks_per_split, parts, stream);
-    case 128: return launch_split_group<T, 4>(queries, kv, scale, grid, chunks_per_split, parts, stream);
-    case 256: return launch_split_group<T, 8>(queries, kv, scale, grid, chunks_per_split, parts, stream);
+    case 64: return launch_split_group<T, 64>(queries, kv, scale, grid, chunks_per_split, parts, stream);
+    case 128: return launch_split_group<T, 128>(queries, kv, scale, grid, chunks_per_split, parts, stream);
+    case 256: return launch_split_group<T, 256>(queries, kv, scale, grid, chunks_per_split, parts, stream);
   }
   return cudaErrorInvalidValue;
 }

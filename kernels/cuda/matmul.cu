@@ -18,7 +18,7 @@ struct MatmulContext {
 
 namespace {
 
-constexpr int kWarpsPerBlock = 8;
+constexpr int kWarpsPerBlock = 4;
 
 // Sixteen bytes of T as fp32: 4 floats or 8 halves.
 template <typename T>
@@ -29,41 +29,68 @@ __device__ __forceinline__ void load16(const T* p, float* out) {
   for (int j = 0; j < int(16 / sizeof(T)); ++j) out[j] = to_f32(e[j]);
 }
 
-// One warp per weight row; kRows activation rows accumulate together, so the row is read once.
-// kVector: k is a multiple of the 16-byte width and rows are 16-byte aligned.
-template <typename T, int kRows, bool kVector>
+// One warp per kWRows weight rows; the kRows activation rows accumulate together, so each weight row
+// is read once, and each activation load serves kWRows weight rows (batched decode would otherwise be
+// bound by re-reading the activations). kVector: k is a multiple of the 16-byte width and rows are
+// 16-byte aligned.
+template <typename T, int kRows, int kWRows, bool kVector>
 __global__ void gemv_kernel(const float* x, const T* w, const float* bias, float* y, int64_t k, int64_t m) {
-  const int64_t row = int64_t(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32;
+  const int64_t row0 = (int64_t(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32) * kWRows;
   const int lane = threadIdx.x % 32;
-  if (row >= m) return;
-  const T* wr = w + row * k;
-  float acc[kRows] = {};
+  if (row0 >= m) return;
+  const int n_w = int(min(int64_t(kWRows), m - row0));
+  float acc[kRows][kWRows] = {};
   if constexpr (kVector) {
     constexpr int kWidth = 16 / sizeof(T);
+#pragma unroll 4
     for (int64_t i = int64_t(lane) * kWidth; i < k; i += 32 * kWidth) {
-      float wv[kWidth];
-      load16(wr + i, wv);
+      float wv[kWRows][kWidth];
+#pragma unroll
+      for (int rr = 0; rr < kWRows; ++rr) {
+        if (rr < n_w) {
+          load16(w + (row0 + rr) * k + i, wv[rr]);
+        } else {
+          for (int j = 0; j < kWidth; ++j) wv[rr][j] = 0.f;
+        }
+      }
 #pragma unroll
       for (int r = 0; r < kRows; ++r) {
-        const float4* xv = reinterpret_cast<const float4*>(x + r * k + i);
+        float xv[kWidth];
 #pragma unroll
         for (int j = 0; j < kWidth / 4; ++j) {
-          const float4 xq = xv[j];
-          acc[r] += wv[4 * j] * xq.x + wv[4 * j + 1] * xq.y + wv[4 * j + 2] * xq.z + wv[4 * j + 3] * xq.w;
+          const float4 xq = reinterpret_cast<const float4*>(x + r * k + i)[j];
+          xv[4 * j] = xq.x;
+          xv[4 * j + 1] = xq.y;
+          xv[4 * j + 2] = xq.z;
+          xv[4 * j + 3] = xq.w;
+        }
+#pragma unroll
+        for (int rr = 0; rr < kWRows; ++rr) {
+#pragma unroll
+          for (int j = 0; j < kWidth; ++j) acc[r][rr] += wv[rr][j] * xv[j];
         }
       }
     }
   } else {
     for (int64_t i = lane; i < k; i += 32) {
-      const float wv = to_f32(wr[i]);
+      float wv[kWRows];
 #pragma unroll
-      for (int r = 0; r < kRows; ++r) acc[r] += wv * x[r * k + i];
+      for (int rr = 0; rr < kWRows; ++rr) wv[rr] = rr < n_w ? to_f32(w[(row0 + rr) * k + i]) : 0.f;
+#pragma unroll
+      for (int r = 0; r < kRows; ++r) {
+        const float xv = x[r * k + i];
+#pragma unroll
+        for (int rr = 0; rr < kWRows; ++rr) acc[r][rr] += wv[rr] * xv;
+      }
     }
   }
 #pragma unroll
   for (int r = 0; r < kRows; ++r) {
-    const float s = warp_sum(acc[r]);
-    if (lane == 0) y[r * m + row] = s + (bias != nullptr ? bias[row] : 0.f);
+#pragma unroll
+    for (int rr = 0; rr < kWRows; ++rr) {
+      const float s = warp_sum(acc[r][rr]);
+      if (lane == 0 && rr < n_w) y[r * m + row0 + rr] = s + (bias != nullptr ? bias[row0 + rr] : 0.f);
+    }
   }
 }
 
@@ -76,13 +103,16 @@ __global__ void convert_kernel(const float* x, T* out, int64_t n) {
 template <typename T, int kRows>
 cudaError_t launch_gemv(const float* x, const T* w, const float* bias, float* y, int64_t k, int64_t m,
                         cudaStream_t stream) {
-  const unsigned blocks = blocks_for(m, kWarpsPerBlock);
+  // One weight row per warp for a single activation row (nothing to share); more rows share each
+  // activation load among 2 or 4 weight rows.
+  constexpr int kWRows = kRows == 1 ? 1 : kRows < 4 ? 2 : 4;
+  const unsigned blocks = blocks_for(m, kWarpsPerBlock * kWRows);
   const bool vector = k % (16 / sizeof(T)) == 0 && reinterpret_cast<uintptr_t>(w) % 16 == 0 &&
                       reinterpret_cast<uintptr_t>(x) % 16 == 0;
   if (vector) {
-    gemv_kernel<T, kRows, true><<<blocks, kWarpsPerBlock * 32, 0, stream>>>(x, w, bias, y, k, m);
+    gemv_kernel<T, kRows, kWRows, true><<<blocks, kWarpsPerBlock * 32, 0, stream>>>(x, w, bias, y, k, m);
   } else {
-    gemv_kernel<T, kRows, false><<<blocks, kWarpsPerBlock * 32, 0, stream>>>(x, w, bias, y, k, m);
+    gemv_kernel<T, kRows, kWRows, false><<<blocks, kWarpsPerBlock * 32, 0, stream>>>(x, w, bias, y, k, m);
   }
   return cudaGetLastError();
 }

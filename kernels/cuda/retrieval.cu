@@ -134,44 +134,53 @@ __global__ void take_top_kernel(const int32_t* pages_by_score, const int32_t* n_
 constexpr int kMaxPageId = 65536;
 constexpr int kMaxSlots = 1024;
 
-// One block per row. The bitmaps of wanted and held pages are built in parallel; the assignment of
-// moves to slots follows plan_slot_updates' order exactly, by one thread (a few thousand steps at most).
+// Appends, in index order, every i < n with keep(i) to out (starting at *count), by the first warp:
+// each round takes 32 candidates, and a ballot gives every kept one its place.
+template <typename Keep, typename Emit>
+__device__ void warp_compact(int64_t n, int* count, Keep keep, Emit emit) {
+  const int lane = threadIdx.x % 32;
+  for (int64_t base = 0; base < n; base += 32) {
+    const int64_t i = base + lane;
+    const bool take = i < n && keep(i);
+    const uint32_t mask = __ballot_sync(0xffffffffu, take);
+    if (take) emit(*count + __popc(mask & ((1u << lane) - 1u)), i);
+    *count += __popc(mask);  // every lane keeps the same running count
+  }
+}
+
+// One block per row. The bitmaps of wanted and held pages are built by all threads; the first warp
+// then lists the free slots (empty ones, then slots whose page was not selected, in slot order, as
+// plan_slot_updates does) and assigns them to the selected pages not held, in selection order.
 __global__ void plan_slots_kernel(const int32_t* slot_pages, int64_t n_slots, const int32_t* selected, int64_t k,
                                   int32_t* moves, int32_t* n_moves) {
   __shared__ uint32_t wanted[kMaxPageId / 32], held[kMaxPageId / 32];
-  __shared__ int32_t free_slots[kMaxSlots];
+  __shared__ int32_t slots[kMaxSlots], free_slots[kMaxSlots];
   const int64_t r = blockIdx.x;
-  const int32_t* slots = slot_pages + r * n_slots;
   const int32_t* sel = selected + r * k;
   for (int i = threadIdx.x; i < kMaxPageId / 32; i += blockDim.x) wanted[i] = held[i] = 0;
+  for (int64_t s = threadIdx.x; s < n_slots; s += blockDim.x) slots[s] = slot_pages[r * n_slots + s];
   __syncthreads();
   for (int64_t i = threadIdx.x; i < k; i += blockDim.x) {
     if (sel[i] >= 0) atomicOr(&wanted[sel[i] / 32], 1u << (sel[i] % 32));
   }
   __syncthreads();
+  auto bit = [](const uint32_t* set, int32_t p) { return (set[p / 32] >> (p % 32) & 1u) != 0; };
   for (int64_t s = threadIdx.x; s < n_slots; s += blockDim.x) {
-    const int32_t p = slots[s];
-    if (p >= 0 && (wanted[p / 32] >> (p % 32) & 1u)) atomicOr(&held[p / 32], 1u << (p % 32));
+    if (slots[s] >= 0 && bit(wanted, slots[s])) atomicOr(&held[slots[s] / 32], 1u << (slots[s] % 32));
   }
   __syncthreads();
-  if (threadIdx.x != 0) return;
-  int n_free = 0;
-  for (int64_t s = 0; s < n_slots; ++s) {
-    if (slots[s] < 0) free_slots[n_free++] = int32_t(s);
-  }
-  for (int64_t s = 0; s < n_slots; ++s) {
-    const int32_t p = slots[s];
-    if (p >= 0 && !(wanted[p / 32] >> (p % 32) & 1u)) free_slots[n_free++] = int32_t(s);
-  }
-  int32_t n_out = 0, next = 0;
-  for (int64_t i = 0; i < k; ++i) {
-    const int32_t p = sel[i];
-    if (p < 0 || (held[p / 32] >> (p % 32) & 1u)) continue;
-    moves[(r * k + n_out) * 2] = free_slots[next++];
-    moves[(r * k + n_out) * 2 + 1] = p;
-    ++n_out;
-  }
-  n_moves[r] = n_out;
+  if (threadIdx.x >= 32) return;
+  int n_free = 0, n_out = 0;
+  auto to_free = [&](int at, int64_t s) { free_slots[at] = int32_t(s); };
+  warp_compact(n_slots, &n_free, [&](int64_t s) { return slots[s] < 0; }, to_free);
+  warp_compact(n_slots, &n_free, [&](int64_t s) { return slots[s] >= 0 && !bit(wanted, slots[s]); }, to_free);
+  __syncwarp();
+  warp_compact(k, &n_out, [&](int64_t i) { return sel[i] >= 0 && !bit(held, sel[i]); },
+               [&](int at, int64_t i) {
+                 moves[(r * k + at) * 2] = free_slots[at];
+                 moves[(r * k + at) * 2 + 1] = sel[i];
+               });
+  if (threadIdx.x == 0) n_moves[r] = n_out;
 }
 
 __global__ void scatter_kernel(const uint4* from, const int32_t* src, uint4* to, const int32_t* dst,
