@@ -126,7 +126,9 @@ std::string decode_attention(cudaStream_t stream, int sms, double hbm_read_gbps)
     void* pool = nullptr;
     BENCH_CHECK(cudaMalloc(&pool, size_t(pool_chunks * chunk_elems) * 2));
     BENCH_CHECK(cudaMemset(pool, 0x3c, size_t(pool_chunks * chunk_elems) * 2));  // bf16 ≈ 0.0115 everywhere
-    for (int64_t tokens : {context, int64_t(2048)}) {
+    // Dense at three splittings (blocks per multiprocessor), then the 2048-token budget at the default.
+    for (auto [tokens, blocks_per_sm] : {std::pair<int64_t, int>{context, 4}, {context, kAttentionBlocksPerMultiprocessor},
+                                         {context, 64}, {int64_t(2048), kAttentionBlocksPerMultiprocessor}}) {
       const int64_t chunks = tokens / pt;
       std::vector<int32_t> indptr = {0}, indices, last(static_cast<size_t>(rows), int32_t(pt));
       for (int64_t r = 0; r < rows; ++r) {
@@ -140,7 +142,7 @@ std::string decode_attention(cudaStream_t stream, int sms, double hbm_read_gbps)
       std::iota(seq.begin(), seq.end(), 0);
       int32_t *d_indptr, *d_indices, *d_last, *d_seq, *d_vis;
       float *d_q, *d_out;
-      const AttentionSplits splits = attention_splits(batch * n_kv, chunks, sms);
+      const AttentionSplits splits = attention_splits(batch * n_kv, chunks, sms, blocks_per_sm);
       void* ws = nullptr;
       BENCH_CHECK(cudaMalloc(&d_indptr, indptr.size() * 4));
       BENCH_CHECK(cudaMalloc(&d_indices, indices.size() * 4));
@@ -178,10 +180,10 @@ std::string decode_attention(cudaStream_t stream, int sms, double hbm_read_gbps)
       const double gbps = bytes / ms / 1e6;
       char row[320];
       std::snprintf(row, sizeof row,
-                    "%s{\"batch\": %lld, \"context\": %lld, \"tokens_attended\": %lld, \"splits\": %lld, "
+                    "%s{\"batch\": %lld, \"context\": %lld, \"tokens_attended\": %lld, \"blocks_per_sm\": %d, \"splits\": %lld, "
                     "\"us\": %.2f, \"kv_bytes\": %.0f, \"gb_per_s\": %.1f, \"fraction_of_hbm_read\": %.3f}",
                     out.size() > 1 ? ", " : "", (long long)batch, (long long)context, (long long)tokens,
-                    (long long)splits.n_splits, ms * 1e3, bytes, gbps, gbps / hbm_read_gbps);
+                    blocks_per_sm, (long long)splits.n_splits, ms * 1e3, bytes, gbps, gbps / hbm_read_gbps);
       out += row;
       for (void* p : {(void*)d_indptr, (void*)d_indices, (void*)d_last, (void*)d_seq, (void*)d_vis, (void*)d_q,
                       (void*)d_out, ws}) {

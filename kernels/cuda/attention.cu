@@ -20,6 +20,7 @@ namespace {
 
 constexpr int kWarps = 4;
 constexpr int kMaxGroup = 8;  // query heads per KV head (GQA group) the kernel is built for
+constexpr int kIndexWindow = 256;  // chunk ids staged in shared memory at a time
 
 // Partial state layout in the workspace: m and l [n_q, n_heads, n_splits], acc [n_q, n_heads,
 // n_splits, head_dim].
@@ -94,58 +95,71 @@ __global__ void __launch_bounds__(kWarps * 32)
   }
 
   constexpr int kStride = kWarps * kUnroll * S::kSubs;  // tokens per block iteration
-  for (int64_t base = t_begin + int64_t(warp) * kUnroll * S::kSubs; base < t_end; base += kStride) {
-    uint4 k_raw[kUnroll][S::kLoads], v_raw[kUnroll][S::kLoads];
-#pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
-      const int64_t t = base + u * S::kSubs + sub;
-      if (t >= t_end) continue;
-      const T* k_row = pool + paged_elem_offset(kv.indices[first + t / pt], 0, t % pt, 0, pt, kHeadDim);
-      const T* v_row = k_row + pt * kHeadDim;  // the V half follows the K half in a chunk
-#pragma unroll
-      for (int ld = 0; ld < S::kLoads; ++ld) {
-        k_raw[u][ld] = *reinterpret_cast<const uint4*>(k_row + S::dim(ld, j, 0));
-        v_raw[u][ld] = *reinterpret_cast<const uint4*>(v_row + S::dim(ld, j, 0));
-      }
+  // The split's chunk ids go to shared memory a window at a time, so that a token's load does not
+  // wait on a dependent global load of its chunk id first.
+  __shared__ int32_t window_chunks[kIndexWindow];
+  for (int64_t w_begin = t_begin; w_begin < t_end; w_begin += kIndexWindow * pt) {
+    const int64_t w_end = min(t_end, w_begin + kIndexWindow * pt);
+    __syncthreads();  // the previous window's ids are no longer read
+    for (int64_t i = threadIdx.x; i < (w_end - w_begin + pt - 1) / pt; i += blockDim.x) {
+      window_chunks[i] = kv.indices[first + w_begin / pt + i];
     }
-#pragma unroll
-    for (int g = 0; g < kGroup; ++g) {
-      if (g >= group) break;
-      float s[kUnroll];
-      float m_new = m[g];
+    __syncthreads();
+    for (int64_t base = w_begin + int64_t(warp) * kUnroll * S::kSubs; base < w_end; base += kStride) {
+      uint4 k_raw[kUnroll][S::kLoads], v_raw[kUnroll][S::kLoads];
 #pragma unroll
       for (int u = 0; u < kUnroll; ++u) {
-        float dot = 0.f;
+        const int64_t t = base + u * S::kSubs + sub;
+#pragma unroll
+        for (int ld = 0; ld < S::kLoads; ++ld) k_raw[u][ld] = v_raw[u][ld] = make_uint4(0, 0, 0, 0);
+        if (t >= w_end) continue;  // zeros, not garbage: its weight is 0, and 0 · NaN would not be
+        const T* k_row = pool + paged_elem_offset(window_chunks[(t - w_begin) / pt], 0, t % pt, 0, pt, kHeadDim);
+        const T* v_row = k_row + pt * kHeadDim;  // the V half follows the K half in a chunk
 #pragma unroll
         for (int ld = 0; ld < S::kLoads; ++ld) {
-          float k[S::kVec];  // converted at each use: registers, not conversions, bound occupancy here
-          unpack16<T>(k_raw[u][ld], k);
-#pragma unroll
-          for (int e = 0; e < S::kVec; ++e) dot += q[g][ld * S::kVec + e] * k[e];
-        }
-#pragma unroll
-        for (int off = S::kLanesPerToken / 2; off > 0; off >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, off);
-        s[u] = base + u * S::kSubs + sub < t_end ? dot : -INFINITY;
-        m_new = fmaxf(m_new, s[u]);
-      }
-      if (m_new == -INFINITY) continue;  // this sub-warp has seen no token yet
-      const float decay = __expf(m[g] - m_new);
-      l[g] *= decay;
-#pragma unroll
-      for (int d = 0; d < S::kDims; ++d) acc[g][d] *= decay;
-#pragma unroll
-      for (int u = 0; u < kUnroll; ++u) {
-        const float p = __expf(s[u] - m_new);  // 0 for a token past the end
-        l[g] += p;
-#pragma unroll
-        for (int ld = 0; ld < S::kLoads; ++ld) {
-          float v[S::kVec];
-          unpack16<T>(v_raw[u][ld], v);
-#pragma unroll
-          for (int e = 0; e < S::kVec; ++e) acc[g][ld * S::kVec + e] += p * v[e];
+          k_raw[u][ld] = *reinterpret_cast<const uint4*>(k_row + S::dim(ld, j, 0));
+          v_raw[u][ld] = *reinterpret_cast<const uint4*>(v_row + S::dim(ld, j, 0));
         }
       }
-      m[g] = m_new;
+#pragma unroll
+      for (int g = 0; g < kGroup; ++g) {
+        if (g >= group) break;
+        float s[kUnroll];
+        float m_new = m[g];
+#pragma unroll
+        for (int u = 0; u < kUnroll; ++u) {
+          float dot = 0.f;
+#pragma unroll
+          for (int ld = 0; ld < S::kLoads; ++ld) {
+            float k[S::kVec];  // converted at each use: registers, not conversions, bound occupancy here
+            unpack16<T>(k_raw[u][ld], k);
+#pragma unroll
+            for (int e = 0; e < S::kVec; ++e) dot += q[g][ld * S::kVec + e] * k[e];
+          }
+#pragma unroll
+          for (int off = S::kLanesPerToken / 2; off > 0; off >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, off);
+          s[u] = base + u * S::kSubs + sub < w_end ? dot : -INFINITY;
+          m_new = fmaxf(m_new, s[u]);
+        }
+        if (m_new == -INFINITY) continue;  // this sub-warp has seen no token yet
+        const float decay = __expf(m[g] - m_new);
+        l[g] *= decay;
+#pragma unroll
+        for (int d = 0; d < S::kDims; ++d) acc[g][d] *= decay;
+#pragma unroll
+        for (int u = 0; u < kUnroll; ++u) {
+          const float p = __expf(s[u] - m_new);  // 0 for a token past the end
+          l[g] += p;
+#pragma unroll
+          for (int ld = 0; ld < S::kLoads; ++ld) {
+            float v[S::kVec];
+            unpack16<T>(v_raw[u][ld], v);
+#pragma unroll
+            for (int e = 0; e < S::kVec; ++e) acc[g][ld * S::kVec + e] += p * v[e];
+          }
+        }
+        m[g] = m_new;
+      }
     }
   }
 
@@ -238,9 +252,11 @@ cudaError_t launch_split(const AttentionQueries& queries, const PagedKvCuda& kv,
 
 }  // namespace
 
-AttentionSplits attention_splits(int64_t n_query_rows, int64_t max_chunks, int multiprocessors) {
-  constexpr int64_t kBlocksPerMultiprocessor = 4, kMinChunks = 4;
-  const int64_t wanted = std::max<int64_t>(1, kBlocksPerMultiprocessor * multiprocessors / std::max<int64_t>(1, n_query_rows));
+AttentionSplits attention_splits(int64_t n_query_rows, int64_t max_chunks, int multiprocessors,
+                                 int blocks_per_multiprocessor) {
+  constexpr int64_t kMinChunks = 4;
+  const int64_t wanted =
+      std::max<int64_t>(1, int64_t(blocks_per_multiprocessor) * multiprocessors / std::max<int64_t>(1, n_query_rows));
   AttentionSplits s;
   s.chunks_per_split = std::max<int64_t>(kMinChunks, (max_chunks + wanted - 1) / wanted);
   s.n_splits = std::max<int64_t>(1, (max_chunks + s.chunks_per_split - 1) / s.chunks_per_split);

@@ -76,13 +76,16 @@ struct AttentionQueries {
   int64_t n_heads = 0;
 };
 
-// How to split: enough (query, KV head) × split blocks to fill the device's multiprocessors several times
-// over, each with at least a few chunks. n_query_rows = n_q × n_kv_heads; max_chunks: the longest row.
+// How to split: about blocks_per_multiprocessor (query, KV head) × split blocks per multiprocessor, so
+// that the last wave of blocks is a small part of the work, each with at least a few chunks.
+// n_query_rows = n_q × n_kv_heads; max_chunks: the longest row.
 struct AttentionSplits {
   int64_t n_splits = 1;
   int64_t chunks_per_split = 1;
 };
-AttentionSplits attention_splits(int64_t n_query_rows, int64_t max_chunks, int multiprocessors);
+inline constexpr int kAttentionBlocksPerMultiprocessor = 16;
+AttentionSplits attention_splits(int64_t n_query_rows, int64_t max_chunks, int multiprocessors,
+                                 int blocks_per_multiprocessor = kAttentionBlocksPerMultiprocessor);
 
 // Scratch of the split-KV pass: partial softmax states per (query, head, split).
 size_t attention_workspace_bytes(int64_t n_q, int64_t n_heads, int64_t head_dim, int64_t n_splits);
@@ -115,9 +118,10 @@ cudaError_t page_scores_cuda(const float* q, int64_t n_heads, int64_t n_kv_heads
                              int64_t n_rows, int64_t max_pages, GqaCombine combine, float* workspace, float* scores,
                              cudaStream_t stream);
 
-// Per-row top k of scores [n_rows, max_pages] over pages [0, n_pages[r]) (CUB segmented radix sort,
-// stable, so ties go to the lower page), written ascending: selected[n_rows, k], −1 after a row's
-// min(k, n_pages[r]) pages. The scratch is made for at most n_rows × max_pages and k ≤ kTopKMax.
+// Per-row top k of scores [n_rows, max_pages] over pages [0, n_pages[r]), ties to the lower page,
+// written ascending: selected[n_rows, k], −1 after a row's min(k, n_pages[r]) pages. Rows of up to
+// 4096 pages sort in one block each (CUB's block radix sort); longer ones through CUB's segmented
+// radix sort in the scratch, which is made for at most n_rows × max_pages. k ≤ kTopKMax.
 inline constexpr int64_t kTopKMax = 2048;
 struct TopKScratch;
 cudaError_t top_k_scratch_create(TopKScratch** scratch, int64_t n_rows, int64_t max_pages);

@@ -25,6 +25,7 @@ struct TopKScratch {
 namespace {
 
 constexpr int kThreads = 256;
+constexpr int kMaxGroup = 8;
 
 // One block per chunk, one thread per dimension (coalesced across the row of a token).
 template <typename T>
@@ -48,38 +49,62 @@ __global__ void key_stats_kernel(const T* pool, const int32_t* chunk_ids, const 
   }
 }
 
-// One block per row. Phase 1: a warp per page computes each group head's bound into the workspace.
-// Phase 2: per head (softmaxed for avgsm), averaged over the group into the row's scores.
-__global__ void page_scores_kernel(const float* q, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,
+// Per-head bounds: grid (row, block of kPagesPerBlock pages); the group's queries in shared memory,
+// a warp per page, each lane four dimensions at a time. raw: [n_rows, group, max_pages].
+constexpr int kPagesPerBlock = 64;
+constexpr int kMaxHeadDim = 256;
+
+__global__ void page_bounds_kernel(const float* q, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,
                                    const float* digests, const int64_t* digest_offset, const int32_t* n_pages,
-                                   int64_t max_pages, GqaCombine combine, float* workspace, float* scores) {
-  __shared__ float scratch[32];
-  const int64_t r = blockIdx.x, group = n_heads / n_kv_heads;
+                                   int64_t max_pages, float* raw) {
+  __shared__ float4 qs[kMaxGroup * kMaxHeadDim / 4];
+  const int64_t r = blockIdx.x, group = n_heads / n_kv_heads, dims4 = head_dim / 4;
   const int64_t seq = r / n_kv_heads, h = r % n_kv_heads, n = n_pages[r];
-  const float* qg = q + (seq * n_heads + h * group) * head_dim;
-  const float* dg = digests + digest_offset[r];
-  float* raw = workspace + r * group * max_pages;
+  const float4* qg = reinterpret_cast<const float4*>(q + (seq * n_heads + h * group) * head_dim);
+  for (int64_t i = threadIdx.x; i < group * dims4; i += blockDim.x) qs[i] = qg[i];
+  __syncthreads();
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, n_warps = blockDim.x / 32;
-  for (int64_t j = warp; j < n; j += n_warps) {
-    const float* upper = dg + j * 2 * head_dim;
-    const float* lower = upper + head_dim;
-    for (int64_t g = 0; g < group; ++g) {
-      float s = 0.f;
-      for (int64_t i = lane; i < head_dim; i += 32) s += bound_term(qg[g * head_dim + i], upper[i], lower[i]);
-      s = warp_sum(s);
-      if (lane == 0) raw[g * max_pages + j] = s;
+  const int64_t first = int64_t(blockIdx.y) * kPagesPerBlock, last = min(n, first + kPagesPerBlock);
+  const float* dg = digests + digest_offset[r];
+  for (int64_t j = first + warp; j < last; j += n_warps) {
+    const float4* upper = reinterpret_cast<const float4*>(dg + j * 2 * head_dim);
+    const float4* lower = upper + dims4;
+    float s[kMaxGroup] = {};
+    for (int64_t i = lane; i < dims4; i += 32) {
+      const float4 u = upper[i], l = lower[i];
+#pragma unroll
+      for (int g = 0; g < kMaxGroup; ++g) {
+        if (g >= group) break;
+        const float4 qv = qs[g * dims4 + i];
+        s[g] += bound_term(qv.x, u.x, l.x) + bound_term(qv.y, u.y, l.y) + bound_term(qv.z, u.z, l.z) +
+                bound_term(qv.w, u.w, l.w);
+      }
+    }
+#pragma unroll
+    for (int g = 0; g < kMaxGroup; ++g) {
+      if (g >= group) break;
+      const float total = warp_sum(s[g]);
+      if (lane == 0) raw[(r * group + g) * max_pages + j] = total;
     }
   }
-  __syncthreads();
+}
+
+// The GQA combine, one block per row: per head (softmaxed for avgsm, scaled by 1/√head_dim like
+// attention logits), averaged over the group in head order, as score_candidates does.
+__global__ void combine_scores_kernel(int64_t group, int64_t head_dim, const int32_t* n_pages, int64_t max_pages,
+                                      GqaCombine combine, const float* raw, float* scores) {
+  __shared__ float scratch[32];
+  const int64_t r = blockIdx.x, n = n_pages[r];
   const float scale = rsqrtf(float(head_dim));
   for (int64_t g = 0; g < group; ++g) {
+    const float* rg = raw + (r * group + g) * max_pages;
     float mx = 0.f, sum = 1.f;
     if (combine == GqaCombine::kAvgSoftmax) {
       float local = -INFINITY;
-      for (int64_t j = threadIdx.x; j < n; j += blockDim.x) local = fmaxf(local, raw[g * max_pages + j]);
+      for (int64_t j = threadIdx.x; j < n; j += blockDim.x) local = fmaxf(local, rg[j]);
       mx = block_reduce<true>(local, scratch) * scale;
       float part = 0.f;
-      for (int64_t j = threadIdx.x; j < n; j += blockDim.x) part += expf(raw[g * max_pages + j] * scale - mx);
+      for (int64_t j = threadIdx.x; j < n; j += blockDim.x) part += expf(rg[j] * scale - mx);
       sum = block_reduce<false>(part, scratch);
     }
     for (int64_t j = threadIdx.x; j < max_pages; j += blockDim.x) {
@@ -88,8 +113,7 @@ __global__ void page_scores_kernel(const float* q, int64_t n_heads, int64_t n_kv
         out = -INFINITY;
         continue;
       }
-      const float s = combine == GqaCombine::kAvgSoftmax ? expf(raw[g * max_pages + j] * scale - mx) / sum
-                                                          : raw[g * max_pages + j];
+      const float s = combine == GqaCombine::kAvgSoftmax ? expf(rg[j] * scale - mx) / sum : rg[j];
       // + 0.f turns −0 into +0: the radix sort orders −0 below +0, the CPU's comparison calls them equal.
       out = (g == 0 ? 0.f : out) + s / float(group) + 0.f;
     }
@@ -102,16 +126,8 @@ __global__ void iota_rows_kernel(int32_t* pages, int64_t n_rows, int64_t max_pag
   if (i <= n_rows) offsets[i] = int32_t(i * max_pages);
 }
 
-// One block per row: the first min(k, n_pages) pages by score, sorted ascending by a bitonic sort in
-// shared memory (k ≤ kTopKMax), −1 after them.
-__global__ void take_top_kernel(const int32_t* pages_by_score, const int32_t* n_pages, int64_t max_pages, int64_t k,
-                                int32_t* selected) {
-  __shared__ int32_t buf[kTopKMax];
-  const int64_t r = blockIdx.x, take = min(k, int64_t(n_pages[r]));
-  int64_t width = 1;
-  while (width < k) width <<= 1;
-  for (int64_t i = threadIdx.x; i < width; i += blockDim.x) buf[i] = i < take ? pages_by_score[r * max_pages + i] : INT_MAX;
-  __syncthreads();
+// Sorts buf[0, width) ascending in shared memory (bitonic; width a power of two), all threads taking part.
+__device__ void sort_ascending_shared(int32_t* buf, int64_t width) {
   for (int64_t size = 2; size <= width; size <<= 1) {
     for (int64_t stride = size / 2; stride > 0; stride >>= 1) {
       for (int64_t i = threadIdx.x; i < width; i += blockDim.x) {
@@ -128,7 +144,54 @@ __global__ void take_top_kernel(const int32_t* pages_by_score, const int32_t* n_
       __syncthreads();
     }
   }
-  for (int64_t i = threadIdx.x; i < k; i += blockDim.x) selected[r * k + i] = buf[i] == INT_MAX ? -1 : buf[i];
+}
+
+// The row's chosen pages (buf[0, take), any order; the rest of buf unset) sorted ascending into
+// selected[k], −1 after them.
+__device__ void write_selection(int32_t* buf, int64_t take, int64_t k, int32_t* selected) {
+  int64_t width = 1;
+  while (width < k) width <<= 1;
+  for (int64_t i = take + threadIdx.x; i < width; i += blockDim.x) buf[i] = INT_MAX;
+  __syncthreads();
+  sort_ascending_shared(buf, width);
+  for (int64_t i = threadIdx.x; i < k; i += blockDim.x) selected[i] = buf[i] == INT_MAX ? -1 : buf[i];
+}
+
+// Rows of at most kBlockSortPages pages: one block sorts a row's (score, page) pairs descending with
+// CUB's block radix sort (stable: equal scores keep page order) and keeps the first k.
+constexpr int kBlockSortThreads = 512, kBlockSortItems = 8;
+constexpr int64_t kBlockSortPages = kBlockSortThreads * kBlockSortItems;
+
+__global__ void __launch_bounds__(kBlockSortThreads)
+    block_top_k_kernel(const float* scores, const int32_t* n_pages, int64_t max_pages, int64_t k, int32_t* selected) {
+  using Sort = cub::BlockRadixSort<float, kBlockSortThreads, kBlockSortItems, int32_t>;
+  __shared__ typename Sort::TempStorage sort_storage;
+  __shared__ int32_t buf[kTopKMax];
+  const int64_t r = blockIdx.x, take = min(k, int64_t(n_pages[r]));
+  float keys[kBlockSortItems];
+  int32_t pages[kBlockSortItems];
+  for (int i = 0; i < kBlockSortItems; ++i) {
+    const int64_t j = int64_t(threadIdx.x) * kBlockSortItems + i;  // blocked: thread t holds a run of pages
+    keys[i] = j < max_pages ? scores[r * max_pages + j] : -INFINITY;
+    pages[i] = int32_t(j);
+  }
+  Sort(sort_storage).SortDescending(keys, pages);
+  for (int i = 0; i < kBlockSortItems; ++i) {
+    const int64_t rank = int64_t(threadIdx.x) * kBlockSortItems + i;
+    if (rank < take) buf[rank] = pages[i];
+  }
+  __syncthreads();
+  write_selection(buf, take, k, selected + r * k);
+}
+
+// Longer rows: after CUB's segmented radix sort (pages_by_score), one block per row keeps the first k.
+__global__ void take_top_kernel(const int32_t* pages_by_score, const int32_t* n_pages, int64_t max_pages, int64_t k,
+                                int32_t* selected) {
+  __shared__ int32_t buf[kTopKMax];
+  const int64_t r = blockIdx.x, take = min(k, int64_t(n_pages[r]));
+  for (int64_t i = threadIdx.x; i < take; i += blockDim.x) buf[i] = pages_by_score[r * max_pages + i];
+  __syncthreads();
+  write_selection(buf, take, k, selected + r * k);
 }
 
 constexpr int kMaxPageId = 65536;
@@ -207,10 +270,17 @@ cudaError_t page_scores_cuda(const float* q, int64_t n_heads, int64_t n_kv_heads
                              const float* digests, const int64_t* digest_offset, const int32_t* n_pages,
                              int64_t n_rows, int64_t max_pages, GqaCombine combine, float* workspace, float* scores,
                              cudaStream_t stream) {
-  if (n_rows == 0) return cudaSuccess;
-  page_scores_kernel<<<unsigned(n_rows), kThreads, 0, stream>>>(q, n_heads, n_kv_heads, head_dim, digests,
-                                                                digest_offset, n_pages, max_pages, combine,
-                                                                workspace, scores);
+  if (n_rows == 0 || max_pages == 0) return cudaSuccess;
+  if (n_kv_heads <= 0 || n_heads % n_kv_heads != 0 || n_heads / n_kv_heads > kMaxGroup || head_dim % 4 != 0 ||
+      head_dim > kMaxHeadDim) {
+    return cudaErrorInvalidValue;
+  }
+  const dim3 grid(unsigned(n_rows), blocks_for(max_pages, kPagesPerBlock));
+  page_bounds_kernel<<<grid, kThreads, 0, stream>>>(q, n_heads, n_kv_heads, head_dim, digests, digest_offset, n_pages,
+                                                    max_pages, workspace);
+  if (cudaError_t e = cudaGetLastError(); e != cudaSuccess) return e;
+  combine_scores_kernel<<<unsigned(n_rows), kThreads, 0, stream>>>(n_heads / n_kv_heads, head_dim, n_pages, max_pages,
+                                                                   combine, workspace, scores);
   return cudaGetLastError();
 }
 
@@ -256,6 +326,10 @@ cudaError_t top_k_pages_cuda(TopKScratch* s, const float* scores, const int32_t*
                              int64_t max_pages, int64_t k, int32_t* selected, cudaStream_t stream) {
   if (n_rows == 0 || k == 0) return cudaSuccess;
   if (n_rows > s->n_rows || max_pages != s->max_pages || k > kTopKMax) return cudaErrorInvalidValue;
+  if (max_pages <= kBlockSortPages) {
+    block_top_k_kernel<<<unsigned(n_rows), kBlockSortThreads, 0, stream>>>(scores, n_pages, max_pages, k, selected);
+    return cudaGetLastError();
+  }
   cudaError_t e = cub::DeviceSegmentedRadixSort::SortPairsDescending(
       s->cub_temp, s->cub_temp_bytes, scores, s->keys_out, s->pages_in, s->pages_out, n_rows * max_pages, n_rows,
       s->offsets, s->offsets + 1, 0, int(sizeof(float) * 8), stream);

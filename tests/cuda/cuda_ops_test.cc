@@ -119,6 +119,12 @@ bool test_swiglu_add_bias() {
 }
 
 bool test_matmul(MatmulContext* ctx, DType dtype, int64_t n, int64_t k, int64_t m, bool with_bias, double tol) {
+  const char* no_cublas = std::getenv("FREEKV_CUDA_TEST_NO_CUBLAS");
+  if (n > kGemvMaxRows && no_cublas != nullptr && *no_cublas != '\0') {
+    // gpu-check.sh's racecheck run: cuBLAS's own GEMM kernels report shared-memory hazards there.
+    std::printf("matmul n=%lld (cublas): left out, FREEKV_CUDA_TEST_NO_CUBLAS is set\n", (long long)n);
+    return true;
+  }
   std::mt19937 rng(uint32_t(5 + n + k));
   const auto x = random_floats(size_t(n * k), rng);
   const auto w = stored(random_floats(size_t(m * k), rng, 0.05f), dtype);

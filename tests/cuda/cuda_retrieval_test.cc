@@ -141,8 +141,39 @@ bool test_plan_slots() {
   return true;
 }
 
+// Rows longer than one block sorts (4096 pages) go through the segmented sort: random scores with
+// runs of ties, against top_k_pages on the same scores.
+bool test_top_k_long_rows() {
+  const int64_t n_rows = 3, max_pages = 6000, k = 200;
+  const std::vector<int32_t> n_pages = {6000, 4097, 150};
+  std::mt19937 rng(14);
+  std::vector<float> scores(size_t(n_rows * max_pages), -INFINITY);
+  for (int64_t r = 0; r < n_rows; ++r) {
+    for (int64_t j = 0; j < n_pages[size_t(r)]; ++j) scores[size_t(r * max_pages + j)] = float(rng() % 500) * 0.25f;
+  }
+  DeviceBuffer<float> dscores(scores);
+  DeviceBuffer<int32_t> dn(n_pages), dsel(size_t(n_rows * k));
+  TopKScratch* scratch = nullptr;
+  CUDA_OK(top_k_scratch_create(&scratch, n_rows, max_pages));
+  const cudaError_t e = top_k_pages_cuda(scratch, dscores.get(), dn.get(), n_rows, max_pages, k, dsel.get(), nullptr);
+  top_k_scratch_destroy(scratch);
+  CUDA_OK(e);
+  const std::vector<int32_t> sel = dsel.to_host();
+  bool ok = true;
+  for (int64_t r = 0; r < n_rows; ++r) {
+    std::vector<float> row(scores.begin() + r * max_pages, scores.begin() + r * max_pages + n_pages[size_t(r)]);
+    std::vector<int32_t> want = top_k_pages(row, 0, k);
+    want.resize(size_t(k), -1);
+    char line[96];
+    std::snprintf(line, sizeof line, "segmented top-%lld with ties, row of %d pages", (long long)k, n_pages[size_t(r)]);
+    ok &= check_equal(line, std::vector<int32_t>(sel.begin() + r * k, sel.begin() + (r + 1) * k), want);
+  }
+  return ok;
+}
+
 void run() {
   test_key_stats();
+  test_top_k_long_rows();
   test_scores_and_top_k(GqaScore::kAvg, "avg");
   test_scores_and_top_k(GqaScore::kAvgSoftmax, "avgsm");
   test_plan_slots();
