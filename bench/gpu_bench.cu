@@ -303,15 +303,9 @@ std::string retrieval_step(cudaStream_t stream) {
 // copy of the same bytes (the large-block ceiling):
 //   per_call_memcpy  one cudaMemcpyAsync per chunk;
 //   batch_memcpy     one cudaMemcpyBatchAsync for all chunks;
-//   zero_copy_kernel a kernel reading the mapped host pool over PCIe and writing the staging;
+//   zero_copy_kernel gather_chunks_cuda (the kvstore's push): a kernel reading the mapped pool over PCIe;
 //   cpu_gather_h2d   one CPU thread gathers into pinned staging, then one copy (wall time of both).
-__global__ void gather_mapped_kernel(const uint4* pool, const int32_t* chunk_ids, int64_t words_per_chunk, uint4* out) {
-  const uint4* src = pool + int64_t(chunk_ids[blockIdx.x]) * words_per_chunk;
-  uint4* dst = out + int64_t(blockIdx.x) * words_per_chunk;
-  for (int64_t i = threadIdx.x; i < words_per_chunk; i += blockDim.x) dst[i] = src[i];
-}
-
-std::string recall_methods(cudaStream_t stream) {
+std::string recall_methods(cudaStream_t stream, int sms) {
   const size_t chunk = 16384, pool_bytes = size_t(1) << 30, n = 4096, bytes = n * chunk;
   uint8_t* pool = static_cast<uint8_t*>(std::aligned_alloc(4096, pool_bytes));
   std::memset(pool, 7, pool_bytes);
@@ -325,9 +319,11 @@ std::string recall_methods(cudaStream_t stream) {
   std::iota(ids.begin(), ids.end(), 0);
   std::shuffle(ids.begin(), ids.end(), std::mt19937(3));
   ids.resize(n);
-  int32_t* ids_dev = nullptr;
-  BENCH_CHECK(cudaMalloc(&ids_dev, n * 4));
-  BENCH_CHECK(cudaMemcpy(ids_dev, ids.data(), n * 4, cudaMemcpyHostToDevice));
+  std::vector<const uint8_t*> mapped(n);
+  for (size_t i = 0; i < n; ++i) mapped[i] = pool_dev + size_t(ids[i]) * chunk;
+  const uint8_t** mapped_dev = nullptr;
+  BENCH_CHECK(cudaMalloc(&mapped_dev, n * sizeof(uint8_t*)));
+  BENCH_CHECK(cudaMemcpy(mapped_dev, mapped.data(), n * sizeof(uint8_t*), cudaMemcpyHostToDevice));
   std::vector<void*> dsts(n);
   std::vector<const void*> srcs(n);
   std::vector<size_t> sizes(n, chunk);
@@ -349,11 +345,51 @@ std::string recall_methods(cudaStream_t stream) {
     BENCH_CHECK(cudaMemcpyBatchAsync(dsts.data(), const_cast<const void**>(srcs.data()), sizes.data(), n, &attr,
                                      &attr_index, 1, stream));
   });
-  const double kernel = median_ms(reps, stream, [&] {
-    gather_mapped_kernel<<<unsigned(n), 256, 0, stream>>>(reinterpret_cast<const uint4*>(pool_dev), ids_dev,
-                                                         int64_t(chunk / 16), static_cast<uint4*>(staging));
-    BENCH_CHECK(cudaGetLastError());
-  });
+  auto gather = [&] { BENCH_CHECK(gather_chunks_cuda(mapped_dev, int64_t(n), int64_t(chunk), staging, stream)); };
+  const double kernel = median_ms(reps, stream, gather);
+  // The same gather while a read-only kernel streams 4 GiB of HBM on another stream (a stand-in for
+  // decode, which is bound by HBM reads too): the gather's rate, and the reader's slowdown.
+  cudaStream_t other;
+  BENCH_CHECK(cudaStreamCreateWithFlags(&other, cudaStreamNonBlocking));
+  const size_t hbm_bytes = size_t(4) << 30;
+  void* hbm = nullptr;
+  uint32_t* sink = nullptr;
+  BENCH_CHECK(cudaMalloc(&hbm, hbm_bytes));
+  BENCH_CHECK(cudaMalloc(&sink, 4));
+  BENCH_CHECK(cudaMemset(hbm, 1, hbm_bytes));
+  auto read_hbm = [&] {
+    read_kernel<<<unsigned(sms * 8), 512, 0, other>>>(static_cast<const uint4*>(hbm), int64_t(hbm_bytes / 16), sink);
+  };
+  const double read_alone = median_ms(reps, other, read_hbm);
+  std::vector<double> both_gather, both_read;
+  for (int r = 0; r < reps; ++r) {
+    cudaEvent_t a, b, c;
+    BENCH_CHECK(cudaEventCreate(&a));
+    BENCH_CHECK(cudaEventCreate(&b));
+    BENCH_CHECK(cudaEventCreate(&c));
+    BENCH_CHECK(cudaDeviceSynchronize());
+    BENCH_CHECK(cudaEventRecord(a, other));
+    BENCH_CHECK(cudaStreamWaitEvent(stream, a, 0));
+    read_hbm();
+    gather();
+    BENCH_CHECK(cudaEventRecord(b, stream));
+    BENCH_CHECK(cudaEventRecord(c, other));
+    BENCH_CHECK(cudaDeviceSynchronize());
+    float g = 0, rd = 0;
+    BENCH_CHECK(cudaEventElapsedTime(&g, a, b));
+    BENCH_CHECK(cudaEventElapsedTime(&rd, a, c));
+    both_gather.push_back(g);
+    both_read.push_back(rd);
+    cudaEventDestroy(a);
+    cudaEventDestroy(b);
+    cudaEventDestroy(c);
+  }
+  std::sort(both_gather.begin(), both_gather.end());
+  std::sort(both_read.begin(), both_read.end());
+  const double gather_busy = both_gather[both_gather.size() / 2], read_busy = both_read[both_read.size() / 2];
+  cudaStreamDestroy(other);
+  cudaFree(hbm);
+  cudaFree(sink);
   // The CPU gather is timed on the host clock around both steps.
   std::vector<double> cpu_ms;
   for (int r = 0; r < reps; ++r) {
@@ -366,14 +402,15 @@ std::string recall_methods(cudaStream_t stream) {
   std::sort(cpu_ms.begin(), cpu_ms.end());
   const double cpu = cpu_ms[cpu_ms.size() / 2];
   auto gbps = [&](double ms) { return double(bytes) / ms / 1e6; };
-  char out[640];
+  char out[900];
   std::snprintf(out, sizeof out,
                 "{\"chunk_bytes\": %zu, \"chunks\": %zu, \"contiguous_gb_per_s\": %.2f, \"per_call_memcpy_gb_per_s\": %.2f, "
                 "\"batch_memcpy_gb_per_s\": %.2f, \"zero_copy_kernel_gb_per_s\": %.2f, \"cpu_gather_h2d_gb_per_s\": %.2f, "
-                "\"best_fraction_of_contiguous\": %.3f}",
+                "\"zero_copy_fraction_of_contiguous\": %.3f, \"zero_copy_with_hbm_reader_gb_per_s\": %.2f, "
+                "\"hbm_reader_alone_ms\": %.3f, \"hbm_reader_beside_gather_ms\": %.3f}",
                 chunk, n, gbps(contiguous), gbps(per_call), gbps(batch), gbps(kernel), gbps(cpu),
-                std::max({gbps(per_call), gbps(batch), gbps(kernel), gbps(cpu)}) / gbps(contiguous));
-  cudaFree(ids_dev);
+                gbps(kernel) / gbps(contiguous), gbps(gather_busy), read_alone, read_busy);
+  cudaFree(mapped_dev);
   cudaFree(staging);
   cudaFreeHost(staging_host);
   cudaHostUnregister(pool);
@@ -409,7 +446,7 @@ int main(int argc, char** argv) {
   const std::string attention = freekv::decode_attention(stream, prop.multiProcessorCount, read_gbps);
   const std::string mm = freekv::matmuls(stream);
   const std::string retrieval = freekv::retrieval_step(stream);
-  const std::string recall = freekv::recall_methods(stream);
+  const std::string recall = freekv::recall_methods(stream, prop.multiProcessorCount);
   std::printf("{\"bench\": \"gpu\", \"device\": \"%s\", \"multiprocessors\": %d, \"memory_gib\": %.1f, \"commit\": \"%s\",\n"
               " \"hbm_read_gb_per_s\": %.1f, \"d2d_copy_gb_per_s\": %.1f,\n \"h2d_pinned\": %s,\n"
               " \"decode_attention\": %s,\n \"matmul\": %s,\n \"retrieval_step\": %s,\n \"recall_16k_chunks\": %s}\n",

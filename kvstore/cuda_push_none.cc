@@ -11,7 +11,8 @@ absl::Status cuda_register_host(void*, uint64_t) {
 
 void cuda_unregister_host(void*) {}
 
-absl::StatusOr<std::unique_ptr<StagingPusher>> make_cuda_pusher(const CudaPushSpec&, uint8_t*, uint32_t, uint64_t) {
+absl::StatusOr<std::unique_ptr<StagingPusher>> make_cuda_pusher(const CudaPushSpec&, uint32_t, uint64_t, const uint8_t*,
+                                                                uint64_t) {
   return absl::UnimplementedError(
       "this freekv-kvstore was built without CUDA; attach without CUDA handles (CPU handover through shared memory)");
 }

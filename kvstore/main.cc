@@ -68,8 +68,8 @@ ABSL_FLAG(std::string, max_worker_staging, "256MiB",
           "Most staging memory (pairs × 2 × buffer) one worker may ask for when it attaches.");
 ABSL_FLAG(int32_t, max_workers, 64, "Most workers attached at once.");
 ABSL_FLAG(bool, cuda_register, true,
-          "Where built with CUDA: pin the pool with cudaHostRegister (skipped with a log line when no GPU is "
-          "visible). Untested on a GPU so far.");
+          "Where built with CUDA: register the pool with CUDA as pinned, mapped memory, which GPU workers' "
+          "recalls read (skipped with a log line when no GPU is visible).");
 ABSL_FLAG(bool, stats, false,
           "Do not serve: connect to --listen, print health, pool stats and sessions as JSON, and exit "
           "(0 when the kvstore answers and is SERVING, 1 otherwise).");

@@ -251,6 +251,11 @@ class KvstoreServer::Service final : public v1::KvStore::Service {
     }
     const bool want_cuda = !req->cuda_staging_handle().empty();
     CudaPushSpec cuda;
+    if (want_cuda && !s_->pool_cuda_registered_) {
+      return to_grpc(absl::FailedPreconditionError(
+          "this kvstore's pool is not registered with CUDA, so it cannot push to a GPU worker: start "
+          "freekv-kvstore with --cuda-register on a host with a visible GPU, or attach without CUDA handles"));
+    }
     if (want_cuda) {
       cuda.staging_handle = req->cuda_staging_handle();
       cuda.event_handles.assign(req->cuda_event_handles().begin(), req->cuda_event_handles().end());
@@ -326,7 +331,7 @@ absl::StatusOr<std::unique_ptr<KvstoreServer>> KvstoreServer::start(const Server
   FREEKV_RETURN_IF_ERROR(prepare_socket_path(path));
 
   if (options.cuda_register && cuda_push_built()) {
-    // UNTESTED on a GPU (see cuda_push.h): pin the pool for DMA; without a device this just logs.
+    // Pin and map the pool so that the push kernel reads it (cuda_push.h); without a device this just logs.
     absl::Status r = cuda_register_host(s->pool_->base(), s->pool_->segment_bytes());
     if (r.ok()) {
       s->pool_cuda_registered_ = true;

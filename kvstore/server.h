@@ -36,7 +36,7 @@ struct ServerOptions {
   uint64_t max_worker_staging_bytes = 256ull << 20;  // pairs × 2 × buffer bytes per worker
   uint32_t max_workers = 64;
   int gather_threads = 1;      // copy threads per channel (the channel thread included)
-  bool cuda_register = true;   // cudaHostRegister the pool where CUDA is built (UNTESTED path)
+  bool cuda_register = true;   // register the pool with CUDA (mapped) where CUDA is built, for the GPU push
   MetricsRegistry* metrics = nullptr;  // counts the control API's RPCs by method and code when set
 };
 

@@ -105,8 +105,9 @@ __global__ void __launch_bounds__(kWarps * 32)
       window_chunks[i] = kv.indices[first + w_begin / pt + i];
     }
     __syncthreads();
-    for (int64_t base = w_begin + int64_t(warp) * kUnroll * S::kSubs; base < w_end; base += kStride) {
-      uint4 k_raw[kUnroll][S::kLoads], v_raw[kUnroll][S::kLoads];
+    // Loads the tokens a warp takes at `base` (zeros past the window), then folds them into the
+    // states; two register buffers let the next tokens' loads be in flight during the arithmetic.
+    auto load = [&](int64_t base, uint4 (&k_raw)[kUnroll][S::kLoads], uint4 (&v_raw)[kUnroll][S::kLoads]) {
 #pragma unroll
       for (int u = 0; u < kUnroll; ++u) {
         const int64_t t = base + u * S::kSubs + sub;
@@ -121,6 +122,8 @@ __global__ void __launch_bounds__(kWarps * 32)
           v_raw[u][ld] = *reinterpret_cast<const uint4*>(v_row + S::dim(ld, j, 0));
         }
       }
+    };
+    auto fold = [&](int64_t base, const uint4 (&k_raw)[kUnroll][S::kLoads], const uint4 (&v_raw)[kUnroll][S::kLoads]) {
 #pragma unroll
       for (int g = 0; g < kGroup; ++g) {
         if (g >= group) break;
@@ -160,6 +163,18 @@ __global__ void __launch_bounds__(kWarps * 32)
         }
         m[g] = m_new;
       }
+    };
+    uint4 k_a[kUnroll][S::kLoads], v_a[kUnroll][S::kLoads], k_b[kUnroll][S::kLoads], v_b[kUnroll][S::kLoads];
+    int64_t base = w_begin + int64_t(warp) * kUnroll * S::kSubs;
+    load(base, k_a, v_a);
+    while (base < w_end) {
+      load(base + kStride, k_b, v_b);
+      fold(base, k_a, v_a);
+      base += kStride;
+      if (base >= w_end) break;
+      load(base + kStride, k_a, v_a);
+      fold(base, k_b, v_b);
+      base += kStride;
     }
   }
 
@@ -203,24 +218,40 @@ __global__ void __launch_bounds__(kWarps * 32)
   }
 }
 
-// One block per (query, head), one thread per dimension: merge the splits and normalise.
-__global__ void attention_merge_kernel(Partials parts, int64_t n_splits, int64_t head_dim, float* out) {
+// One block per (query, head): merge the splits and normalise. kMergeThreads / head_dim groups of
+// head_dim threads take every n-th split each (many splits must not become one long serial loop),
+// then the groups' sums meet in shared memory.
+constexpr int kMergeThreads = 256;
+
+__global__ void __launch_bounds__(kMergeThreads)
+    attention_merge_kernel(Partials parts, int64_t n_splits, int64_t head_dim, float* out) {
+  __shared__ float part_acc[kMergeThreads], part_sum[kMergeThreads];
+  __shared__ float scratch[32];
   const int64_t qh = blockIdx.x;
   const float* m = parts.m + qh * n_splits;
   const float* l = parts.l + qh * n_splits;
-  float mx = -INFINITY;
-  for (int64_t s = 0; s < n_splits; ++s) mx = fmaxf(mx, m[s]);
-  for (int64_t d = threadIdx.x; d < head_dim; d += blockDim.x) {
-    float sum = 0.f, a = 0.f;
-    if (mx > -INFINITY) {
-      for (int64_t s = 0; s < n_splits; ++s) {
-        const float f = __expf(m[s] - mx);
-        sum += l[s] * f;
-        a += parts.acc[(qh * n_splits + s) * head_dim + d] * f;
-      }
+  float local = -INFINITY;
+  for (int64_t s = threadIdx.x; s < n_splits; s += blockDim.x) local = fmaxf(local, m[s]);
+  const float mx = block_reduce<true>(local, scratch);
+  const int64_t groups = kMergeThreads / head_dim, grp = threadIdx.x / head_dim, d = threadIdx.x % head_dim;
+  float sum = 0.f, a = 0.f;
+  if (grp < groups && mx > -INFINITY) {
+#pragma unroll 4
+    for (int64_t s = grp; s < n_splits; s += groups) {
+      const float f = __expf(m[s] - mx);
+      sum += l[s] * f;
+      a += parts.acc[(qh * n_splits + s) * head_dim + d] * f;
     }
-    out[qh * head_dim + d] = sum > 0.f ? a / sum : 0.f;
   }
+  part_acc[threadIdx.x] = a;
+  part_sum[threadIdx.x] = sum;
+  __syncthreads();
+  if (threadIdx.x >= head_dim) return;
+  for (int64_t g = 1; g < groups; ++g) {
+    a += part_acc[g * head_dim + d];
+    sum += part_sum[g * head_dim + d];
+  }
+  out[qh * head_dim + d] = sum > 0.f ? a / sum : 0.f;
 }
 
 template <typename T, int kHeadDim>
@@ -281,7 +312,7 @@ cudaError_t attention_paged_cuda(const AttentionQueries& queries, const PagedKvC
     return launch_split<decltype(tag)>(queries, kv, scale, grid, chunks_per_split, parts, stream);
   });
   if (e != cudaSuccess) return e;
-  attention_merge_kernel<<<unsigned(queries.n_q * queries.n_heads), unsigned(kv.head_dim), 0, stream>>>(
+  attention_merge_kernel<<<unsigned(queries.n_q * queries.n_heads), kMergeThreads, 0, stream>>>(
       parts, n_splits, kv.head_dim, out);
   return cudaGetLastError();
 }

@@ -141,6 +141,14 @@ cudaError_t plan_slot_updates_cuda(const int32_t* slot_pages, int64_t n_slots, c
 cudaError_t scatter_chunks_cuda(const void* from, const int32_t* src, void* to, const int32_t* dst, int64_t n,
                                 int64_t chunk_bytes, cudaStream_t stream);
 
+// Copies chunk i (chunk_bytes, a multiple of 16, 16-byte aligned) from srcs[i] to dst + i × chunk_bytes,
+// for i < n, with a kernel. srcs: [n] pointers the device can read through, typically into host
+// memory registered as mapped (the kvstore's pool), and the array itself device-readable (mapped
+// pinned memory works): recall of scattered 16 KiB chunks this way runs near the contiguous copy rate,
+// where a cudaMemcpyAsync per chunk reaches about a tenth of it (bench/gpu_bench.cu measures both).
+cudaError_t gather_chunks_cuda(const uint8_t* const* srcs, int64_t n, int64_t chunk_bytes, void* dst,
+                               cudaStream_t stream);
+
 // ---- sampling ----
 
 // ids[n] = argmax of logits[n, vocab] (ties to the lower id), the greedy sampler.

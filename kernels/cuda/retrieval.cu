@@ -1,7 +1,8 @@
 // Retrieval on the GPU (FreeKV §3–4), so that a decode step selects and moves pages without a host
 // round trip: key statistics at page completion, bound scores with the GQA combine, per-head top-k,
-// membership and victims, and the scatter of recalled chunks. Twins of kernels/cpu/retrieval.cc and
-// worker/retrieval/selection.cc, with the per-element arithmetic from kernels/shared_math.h.
+// membership and victims, the gather of recalled chunks from the host pool and their scatter into slots.
+// Twins of kernels/cpu/retrieval.cc and worker/retrieval/selection.cc, with the per-element arithmetic from
+// kernels/shared_math.h.
 #include <cub/cub.cuh>
 
 #include <climits>
@@ -246,6 +247,12 @@ __global__ void plan_slots_kernel(const int32_t* slot_pages, int64_t n_slots, co
   if (threadIdx.x == 0) n_moves[r] = n_out;
 }
 
+__global__ void gather_kernel(const uint8_t* const* srcs, int64_t words_per_chunk, uint4* dst) {
+  const uint4* s = reinterpret_cast<const uint4*>(srcs[blockIdx.x]);
+  uint4* d = dst + int64_t(blockIdx.x) * words_per_chunk;
+  for (int64_t i = threadIdx.x; i < words_per_chunk; i += blockDim.x) d[i] = s[i];
+}
+
 __global__ void scatter_kernel(const uint4* from, const int32_t* src, uint4* to, const int32_t* dst,
                                int64_t words_per_chunk) {
   const uint4* s = from + int64_t(src[blockIdx.x]) * words_per_chunk;
@@ -352,6 +359,14 @@ cudaError_t scatter_chunks_cuda(const void* from, const int32_t* src, void* to, 
   if (chunk_bytes % 16 != 0) return cudaErrorInvalidValue;
   scatter_kernel<<<unsigned(n), kThreads, 0, stream>>>(static_cast<const uint4*>(from), src, static_cast<uint4*>(to),
                                                        dst, chunk_bytes / 16);
+  return cudaGetLastError();
+}
+
+cudaError_t gather_chunks_cuda(const uint8_t* const* srcs, int64_t n, int64_t chunk_bytes, void* dst,
+                               cudaStream_t stream) {
+  if (n == 0) return cudaSuccess;
+  if (chunk_bytes % 16 != 0) return cudaErrorInvalidValue;
+  gather_kernel<<<unsigned(n), kThreads, 0, stream>>>(srcs, chunk_bytes / 16, static_cast<uint4*>(dst));
   return cudaGetLastError();
 }
 

@@ -1,11 +1,14 @@
 // The kvstore's CUDA push path (kvstore/cuda_push.h) across two processes, as deployed: the worker
-// (parent) exports a device staging area and interprocess events; the kvstore side (child) opens
-// them, fills its host staging buffers and pushes them. For several rounds over every (pair, buffer)
-// the worker waits on the buffer's event in its stream, reads the device buffer back and checks every
-// byte, then releases the round. Exits 77 when no GPU is visible.
+// (parent) exports a device staging area and interprocess events; the kvstore side (child) registers
+// its pool, opens them, and pushes lists of chunks (scattered, adjacent, repeated; a different list per
+// round and buffer) from the pool. For several rounds over every (pair, buffer) the worker waits on
+// the buffer's event in its stream, reads the device buffer back and checks every byte against the
+// chunks it was told, then releases the round. A chunk outside the pool is refused. Exits 77 when no
+// GPU is visible.
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -18,13 +21,25 @@ namespace {
 
 constexpr uint32_t kPairs = 2;
 constexpr uint64_t kBufferBytes = 1 << 20;
+constexpr uint64_t kChunkBytes = 16384;
+constexpr uint64_t kPoolChunks = 512;
 constexpr int kRounds = 4;
 
-uint8_t pattern(uint64_t i, int round, uint32_t pair, uint32_t buffer) {
-  return uint8_t(i * 31 + uint64_t(round) * 7 + pair * 3 + buffer);
+// Byte i of pool chunk c.
+uint8_t pool_byte(uint64_t c, uint64_t i) { return uint8_t(c * 131 + i * 7 + (i >> 9)); }
+
+// The chunks pushed into (pair, buffer) in a round: a different count each round and buffer, a
+// mix of scattered, adjacent and repeated chunks, the same on both sides of the pipe.
+std::vector<uint32_t> chunks_for(int round, uint32_t pair, uint32_t buffer) {
+  const uint32_t n = uint32_t(kBufferBytes / kChunkBytes) - uint32_t(round) * 5 - pair - buffer;
+  std::vector<uint32_t> ids(n);
+  for (uint32_t i = 0; i < n; ++i) {
+    ids[i] = i % 4 == 3 ? ids[i - 1] + 1                                           // adjacent to the last
+           : i % 7 == 6 ? ids[i - 1]                                               // the same chunk again
+                        : uint32_t((i * 97 + uint32_t(round) * 31 + pair * 13 + buffer * 5) % (kPoolChunks - 1));
+  }
+  return ids;
 }
-// Each round pushes a different length, so a stale tail would show.
-uint64_t push_bytes(int round) { return kBufferBytes - uint64_t(round) * 4096 - 16; }
 
 bool write_all(int fd, const void* p, size_t n) { return write(fd, p, n) == ssize_t(n); }
 bool read_all(int fd, void* p, size_t n) {
@@ -48,30 +63,46 @@ int kvstore_side(int from_worker, int to_worker) {
   for (auto& h : spec.event_handles) {
     if (!read_all(from_worker, h.data(), h.size())) return 2;
   }
-  std::vector<uint8_t> host(kPairs * 2 * kBufferBytes + 4096);
-  uint8_t* staging = host.data() + (4096 - reinterpret_cast<uintptr_t>(host.data()) % 4096) % 4096;
-  auto pusher = kvstore::make_cuda_pusher(spec, staging, kPairs, kBufferBytes);
-  if (!pusher.ok()) {
-    std::fprintf(stderr, "make_cuda_pusher: %s\n", pusher.status().ToString().c_str());
-    return 3;
+  const uint64_t pool_bytes = kPoolChunks * kChunkBytes;
+  auto* pool = static_cast<uint8_t*>(std::aligned_alloc(4096, pool_bytes));
+  for (uint64_t c = 0; c < kPoolChunks; ++c) {
+    for (uint64_t i = 0; i < kChunkBytes; ++i) pool[c * kChunkBytes + i] = pool_byte(c, i);
   }
-  for (int round = 0; round < kRounds; ++round) {
-    for (uint32_t p = 0; p < kPairs; ++p) {
-      for (uint32_t b = 0; b < 2; ++b) {
-        if (!(*pusher)->before_fill(p, b).ok()) return 4;
-        uint8_t* buf = staging + (p * 2 + b) * kBufferBytes;
-        for (uint64_t i = 0; i < push_bytes(round); ++i) buf[i] = pattern(i, round, p, b);
-        const absl::Status s = (*pusher)->push(p, b, buf, push_bytes(round));
-        if (!s.ok()) {
-          std::fprintf(stderr, "push: %s\n", s.ToString().c_str());
-          return 5;
+  int code = 0;
+  if (const absl::Status r = kvstore::cuda_register_host(pool, pool_bytes); !r.ok()) {
+    std::fprintf(stderr, "cuda_register_host: %s\n", r.ToString().c_str());
+    code = 3;
+  }
+  auto pusher = code == 0 ? kvstore::make_cuda_pusher(spec, kPairs, kBufferBytes, pool, pool_bytes)
+                          : absl::StatusOr<std::unique_ptr<kvstore::StagingPusher>>(absl::UnknownError("no pool"));
+  if (code == 0 && !pusher.ok()) {
+    std::fprintf(stderr, "make_cuda_pusher: %s\n", pusher.status().ToString().c_str());
+    code = 3;
+  }
+  // A chunk outside the pool is refused before anything is copied.
+  if (code == 0) {
+    const uint8_t* outside = pool + pool_bytes;
+    if ((*pusher)->push_chunks(0, 0, &outside, 1, kChunkBytes).ok()) code = 7;
+  }
+  for (int round = 0; code == 0 && round < kRounds; ++round) {
+    for (uint32_t p = 0; p < kPairs && code == 0; ++p) {
+      for (uint32_t b = 0; b < 2 && code == 0; ++b) {
+        std::vector<const uint8_t*> chunks;
+        for (uint32_t c : chunks_for(round, p, b)) chunks.push_back(pool + c * kChunkBytes);
+        const absl::Status st = (*pusher)->push_chunks(p, b, chunks.data(), uint32_t(chunks.size()), kChunkBytes);
+        if (!st.ok()) {
+          std::fprintf(stderr, "push_chunks: %s\n", st.ToString().c_str());
+          code = 5;
         }
       }
     }
     uint8_t done = uint8_t(round), ack = 0;
-    if (!write_all(to_worker, &done, 1) || !read_all(from_worker, &ack, 1)) return 6;
+    if (code == 0 && (!write_all(to_worker, &done, 1) || !read_all(from_worker, &ack, 1))) code = 6;
   }
-  return 0;
+  if (pusher.ok()) pusher->reset();
+  kvstore::cuda_unregister_host(pool);
+  std::free(pool);
+  return code;
 }
 
 bool worker_side(int to_kvstore, int from_kvstore) {
@@ -93,6 +124,7 @@ bool worker_side(int to_kvstore, int from_kvstore) {
   if (!sent) return false;
   std::vector<uint8_t> back(kBufferBytes);
   int bad = 0;
+  size_t pushed = 0;
   for (int round = 0; round < kRounds; ++round) {
     uint8_t done = 0;
     if (!read_all(from_kvstore, &done, 1) || done != round) {
@@ -104,17 +136,21 @@ bool worker_side(int to_kvstore, int from_kvstore) {
         // The worker's stream waits on the kvstore's record, then reads: no host synchronisation
         // with the other process beyond the round's message.
         CUDA_OK(cudaStreamWaitEvent(stream, events[p * 2 + b], 0));
-        CUDA_OK(cudaMemcpyAsync(back.data(), staging + (p * 2 + b) * kBufferBytes, push_bytes(round),
+        CUDA_OK(cudaMemcpyAsync(back.data(), staging + (p * 2 + b) * kBufferBytes, kBufferBytes,
                                 cudaMemcpyDeviceToHost, stream));
         CUDA_OK(cudaStreamSynchronize(stream));
-        for (uint64_t i = 0; i < push_bytes(round); ++i) bad += back[i] != pattern(i, round, p, b);
+        const std::vector<uint32_t> ids = chunks_for(round, p, b);
+        for (size_t c = 0; c < ids.size(); ++c) {
+          for (uint64_t i = 0; i < kChunkBytes; ++i) bad += back[c * kChunkBytes + i] != pool_byte(ids[c], i);
+        }
+        pushed += ids.size();
       }
     }
     const uint8_t ack = 1;
     if (!write_all(to_kvstore, &ack, 1)) return false;
   }
-  std::printf("%-48s %d rounds x %u buffers, %d wrong bytes %s\n", "CUDA IPC push (kvstore -> worker staging)", kRounds,
-              kPairs * 2, bad, bad == 0 ? "ok" : "FAILED");
+  std::printf("%-48s %d rounds x %u buffers, %zu chunks, %d wrong bytes %s\n", "CUDA IPC push (kvstore pool -> worker)",
+              kRounds, kPairs * 2, pushed, bad, bad == 0 ? "ok" : "FAILED");
   cuda_test::failures += bad == 0 ? 0 : 1;
   for (cudaEvent_t e : events) cudaEventDestroy(e);
   cudaStreamDestroy(stream);
@@ -131,7 +167,13 @@ int main() {
   if (pipe(to_child) != 0 || pipe(to_parent) != 0) return 2;
   const pid_t pid = fork();
   if (pid < 0) return 2;
-  if (pid == 0) _exit(freekv::kvstore_side(to_child[0], to_parent[1]));
+  if (pid == 0) {
+    close(to_child[1]);
+    close(to_parent[0]);
+    _exit(freekv::kvstore_side(to_child[0], to_parent[1]));
+  }
+  close(to_child[0]);  // so that a read sees the other side's exit as end of file
+  close(to_parent[1]);
   if (freekv::cuda_device_count() == 0) {
     const uint8_t stop = 0;
     (void)!write(to_child[1], &stop, 1);

@@ -8,6 +8,9 @@
 #include <algorithm>
 #include <random>
 
+#include <grpcpp/grpcpp.h>
+
+#include "freekv/v1/kvstore.grpc.pb.h"
 #include "kvstore/server.h"
 #include "tests/integration/kvstore_test_util.h"
 #include "worker/kv/kvstore_client.h"
@@ -253,6 +256,31 @@ TEST_F(ServiceTest, AWorkerAskingBeyondALimitIsToldBothNumbersAndTheFlag) {
   EXPECT_EQ(limits.max_staging_pairs(), 64u);
   EXPECT_EQ(limits.max_recall_items(), 4096u);
   EXPECT_EQ(limits.max_worker_staging_bytes(), 256ull << 20);
+}
+
+TEST_F(ServiceTest, AGpuWorkerIsRefusedWithTheFlagWhenThePoolIsNotRegisteredWithCuda) {
+  // The CUDA push reads the pool as mapped memory; this server runs with --cuda-register off (as every
+  // server on a host without a GPU effectively does), so a worker offering device staging is refused
+  // before anything is opened, with what to do, and the server keeps serving CPU workers.
+  auto channel = grpc::CreateChannel(opts_.listen, grpc::InsecureChannelCredentials());
+  auto stub = v1::KvStore::NewStub(channel);
+  v1::AttachWorkerRequest req;
+  req.set_worker_name("gpu");
+  req.set_staging_pairs(2);
+  req.set_staging_buffer_bytes(16 << 10);
+  req.set_max_recall_items(64);
+  req.set_cuda_staging_handle(std::string(64, '\1'));
+  for (int i = 0; i < 4; ++i) req.add_cuda_event_handles(std::string(64, '\2'));
+  grpc::ClientContext ctx;
+  auto reader = stub->AttachWorker(&ctx, req);
+  v1::AttachWorkerResponse resp;
+  EXPECT_FALSE(reader->Read(&resp));
+  const grpc::Status st = reader->Finish();
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  for (const char* part : {"not registered with CUDA", "--cuda-register"}) {
+    EXPECT_NE(st.error_message().find(part), std::string::npos) << st.error_message();
+  }
+  EXPECT_NE(client(), nullptr);
 }
 
 TEST_F(ServiceTest, SeveralRecallsInFlightWaitedInAnyOrder) {
