@@ -105,9 +105,8 @@ __global__ void __launch_bounds__(kWarps * 32)
       window_chunks[i] = kv.indices[first + w_begin / pt + i];
     }
     __syncthreads();
-    // Loads the tokens a warp takes at `base` (zeros past the window), then folds them into the
-    // states; two register buffers let the next tokens' loads be in flight during the arithmetic.
-    auto load = [&](int64_t base, uint4 (&k_raw)[kUnroll][S::kLoads], uint4 (&v_raw)[kUnroll][S::kLoads]) {
+    for (int64_t base = w_begin + int64_t(warp) * kUnroll * S::kSubs; base < w_end; base += kStride) {
+      uint4 k_raw[kUnroll][S::kLoads], v_raw[kUnroll][S::kLoads];
 #pragma unroll
       for (int u = 0; u < kUnroll; ++u) {
         const int64_t t = base + u * S::kSubs + sub;
@@ -122,8 +121,6 @@ __global__ void __launch_bounds__(kWarps * 32)
           v_raw[u][ld] = *reinterpret_cast<const uint4*>(v_row + S::dim(ld, j, 0));
         }
       }
-    };
-    auto fold = [&](int64_t base, const uint4 (&k_raw)[kUnroll][S::kLoads], const uint4 (&v_raw)[kUnroll][S::kLoads]) {
 #pragma unroll
       for (int g = 0; g < kGroup; ++g) {
         if (g >= group) break;
@@ -163,18 +160,6 @@ __global__ void __launch_bounds__(kWarps * 32)
         }
         m[g] = m_new;
       }
-    };
-    uint4 k_a[kUnroll][S::kLoads], v_a[kUnroll][S::kLoads], k_b[kUnroll][S::kLoads], v_b[kUnroll][S::kLoads];
-    int64_t base = w_begin + int64_t(warp) * kUnroll * S::kSubs;
-    load(base, k_a, v_a);
-    while (base < w_end) {
-      load(base + kStride, k_b, v_b);
-      fold(base, k_a, v_a);
-      base += kStride;
-      if (base >= w_end) break;
-      load(base + kStride, k_a, v_a);
-      fold(base, k_b, v_b);
-      base += kStride;
     }
   }
 

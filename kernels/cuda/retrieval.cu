@@ -5,6 +5,7 @@
 // kernels/shared_math.h.
 #include <cub/cub.cuh>
 
+#include <algorithm>
 #include <climits>
 
 #include "kernels/cuda/cuda_util.cuh"
@@ -247,10 +248,28 @@ __global__ void plan_slots_kernel(const int32_t* slot_pages, int64_t n_slots, co
   if (threadIdx.x == 0) n_moves[r] = n_out;
 }
 
-__global__ void gather_kernel(const uint8_t* const* srcs, int64_t words_per_chunk, uint4* dst) {
-  const uint4* s = reinterpret_cast<const uint4*>(srcs[blockIdx.x]);
-  uint4* d = dst + int64_t(blockIdx.x) * words_per_chunk;
-  for (int64_t i = threadIdx.x; i < words_per_chunk; i += blockDim.x) d[i] = s[i];
+// The gather runs beside decode on the same GPU: a few blocks, each keeping kGatherLoads 16-byte reads
+// per thread in flight (32 blocks × 256 threads × 4 × 16 B = 512 KiB, enough to cover PCIe latency),
+// so that it leaves the multiprocessors to the compute instead of parking thousands of blocks on
+// PCIe reads (bench/gpu_bench.cu measures it beside an HBM-bound kernel).
+constexpr int kGatherBlocks = 32, kGatherLoads = 4;
+
+__global__ void gather_kernel(const uint8_t* const* srcs, int64_t n, int64_t words_per_chunk, uint4* dst) {
+  for (int64_t c = blockIdx.x; c < n; c += gridDim.x) {
+    const uint4* s = reinterpret_cast<const uint4*>(srcs[c]);
+    uint4* d = dst + c * words_per_chunk;
+    for (int64_t i = threadIdx.x; i < words_per_chunk; i += int64_t(blockDim.x) * kGatherLoads) {
+      uint4 v[kGatherLoads];
+#pragma unroll
+      for (int u = 0; u < kGatherLoads; ++u) {
+        if (i + u * blockDim.x < words_per_chunk) v[u] = s[i + u * blockDim.x];
+      }
+#pragma unroll
+      for (int u = 0; u < kGatherLoads; ++u) {
+        if (i + u * blockDim.x < words_per_chunk) d[i + u * blockDim.x] = v[u];
+      }
+    }
+  }
 }
 
 __global__ void scatter_kernel(const uint4* from, const int32_t* src, uint4* to, const int32_t* dst,
@@ -366,7 +385,8 @@ cudaError_t gather_chunks_cuda(const uint8_t* const* srcs, int64_t n, int64_t ch
                                cudaStream_t stream) {
   if (n == 0) return cudaSuccess;
   if (chunk_bytes % 16 != 0) return cudaErrorInvalidValue;
-  gather_kernel<<<unsigned(n), kThreads, 0, stream>>>(srcs, chunk_bytes / 16, static_cast<uint4*>(dst));
+  gather_kernel<<<unsigned(std::min<int64_t>(n, kGatherBlocks)), kThreads, 0, stream>>>(srcs, n, chunk_bytes / 16,
+                                                                                      static_cast<uint4*>(dst));
   return cudaGetLastError();
 }
 
