@@ -78,20 +78,20 @@ __global__ void __launch_bounds__(kWarps * 32)
   const int64_t t_end = min(n_tokens, t_begin + chunks_per_split * pt);
   const T* pool = static_cast<const T*>(kv.pool);
 
-  float q[kGroup][S::kDims], acc[kGroup][S::kDims], m[kGroup], l[kGroup];
+  // The group's queries (scaled) live in shared memory, not registers: registers are what limits how
+  // many warps a multiprocessor keeps in flight here, and that is what this kernel is short of.
+  __shared__ float q_shared[kGroup][kHeadDim];
+  for (int i = threadIdx.x; i < kGroup * kHeadDim; i += blockDim.x) {
+    q_shared[i / kHeadDim][i % kHeadDim] =
+        i / kHeadDim < group ? queries.q[(qi * queries.n_heads + h * group) * kHeadDim + i] * scale : 0.f;
+  }
+  float acc[kGroup][S::kDims], m[kGroup], l[kGroup];
 #pragma unroll
   for (int g = 0; g < kGroup; ++g) {
     m[g] = -INFINITY;
     l[g] = 0.f;
 #pragma unroll
-    for (int ld = 0; ld < S::kLoads; ++ld) {
-#pragma unroll
-      for (int e = 0; e < S::kVec; ++e) {
-        acc[g][ld * S::kVec + e] = 0.f;
-        q[g][ld * S::kVec + e] =
-            g < group ? queries.q[(qi * queries.n_heads + h * group + g) * kHeadDim + S::dim(ld, j, e)] * scale : 0.f;
-      }
-    }
+    for (int d = 0; d < S::kDims; ++d) acc[g][d] = 0.f;
   }
 
   constexpr int kStride = kWarps * kUnroll * S::kSubs;  // tokens per block iteration
@@ -134,7 +134,7 @@ __global__ void __launch_bounds__(kWarps * 32)
             float k[S::kVec];  // converted at each use: registers, not conversions, bound occupancy here
             unpack16<T>(k_raw[u][ld], k);
 #pragma unroll
-            for (int e = 0; e < S::kVec; ++e) dot += q[g][ld * S::kVec + e] * k[e];
+            for (int e = 0; e < S::kVec; ++e) dot += q_shared[g][S::dim(ld, j, e)] * k[e];
           }
 #pragma unroll
           for (int off = S::kLanesPerToken / 2; off > 0; off >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, off);
