@@ -126,8 +126,9 @@ std::string decode_attention(cudaStream_t stream, int sms, double hbm_read_gbps)
     void* pool = nullptr;
     BENCH_CHECK(cudaMalloc(&pool, size_t(pool_chunks * chunk_elems) * 2));
     BENCH_CHECK(cudaMemset(pool, 0x3c, size_t(pool_chunks * chunk_elems) * 2));  // bf16 ≈ 0.0115 everywhere
-    // Dense at three splittings (blocks per multiprocessor), then the 2048-token budget at the default.
-    for (auto [tokens, blocks_per_sm] : {std::pair<int64_t, int>{context, 4}, {context, kAttentionBlocksPerMultiprocessor},
+    // Dense at the default splitting (blocks per multiprocessor) and two finer ones, then the 2048-token
+    // budget at the default.
+    for (auto [tokens, blocks_per_sm] : {std::pair<int64_t, int>{context, kAttentionBlocksPerMultiprocessor}, {context, 16},
                                          {context, 64}, {int64_t(2048), kAttentionBlocksPerMultiprocessor}}) {
       const int64_t chunks = tokens / pt;
       std::vector<int32_t> indptr = {0}, indices, last(static_cast<size_t>(rows), int32_t(pt));

@@ -83,7 +83,7 @@ struct AttentionSplits {
   int64_t n_splits = 1;
   int64_t chunks_per_split = 1;
 };
-inline constexpr int kAttentionBlocksPerMultiprocessor = 16;
+inline constexpr int kAttentionBlocksPerMultiprocessor = 4;
 AttentionSplits attention_splits(int64_t n_query_rows, int64_t max_chunks, int multiprocessors,
                                  int blocks_per_multiprocessor = kAttentionBlocksPerMultiprocessor);
 
