@@ -4,7 +4,7 @@
 #   scripts/gpu-check.sh bundle        Here (any machine with nvcc): builds with CUDA and copies the GPU
 #                                      tests, the GPU benchmark and the shared libraries a bare CUDA host
 #                                      may lack (Abseil, OpenBLAS; not the CUDA libraries) into one
-#                                      tarball, .gpu-bundle.tar.gz (about 15 MB; carried to a GPU host).
+#                                      tarball, .gpu-bundle.tar.gz (about 20 MB; carried to a GPU host).
 #   scripts/gpu-check.sh run OUT_DIR   On the GPU host: runs every CUDA test, compute-sanitizer's memcheck
 #                                      and racecheck over the kernel tests, and the GPU benchmark; writes
 #                                      nvidia-smi.txt, tests.log, sanitizer.log, gpu-bench.json and
