@@ -69,6 +69,31 @@ __global__ void read_kernel(const uint4* p, int64_t n, uint32_t* sink) {
   if (x == 0x12345678u) sink[0] = x;  // keeps the loads alive
 }
 
+// A read-only kernel over 4 GiB of device memory: the HBM ceiling, and a stand-in for decode (bound by
+// HBM reads too) beside the recall gather.
+class HbmReader {
+ public:
+  explicit HbmReader(int multiprocessors) : sms_(multiprocessors) {
+    BENCH_CHECK(cudaMalloc(&buf_, kBytes));
+    BENCH_CHECK(cudaMalloc(&sink_, 4));
+    BENCH_CHECK(cudaMemset(buf_, 1, kBytes));
+  }
+  ~HbmReader() {
+    cudaFree(buf_);
+    cudaFree(sink_);
+  }
+  void launch(cudaStream_t stream) const {
+    read_kernel<<<unsigned(sms_ * 8), 512, 0, stream>>>(static_cast<const uint4*>(buf_), int64_t(kBytes / 16), sink_);
+  }
+  void* buffer() const { return buf_; }
+  static constexpr size_t kBytes = size_t(4) << 30;
+
+ private:
+  int sms_;
+  void* buf_ = nullptr;
+  uint32_t* sink_ = nullptr;
+};
+
 std::string h2d_table(cudaStream_t stream) {
   const size_t total = size_t(256) << 20;
   void *host = nullptr, *dev = nullptr;
@@ -96,23 +121,15 @@ std::string h2d_table(cudaStream_t stream) {
 
 // Read-only kernel over 4 GiB and a device-to-device copy of 2 GiB (bytes read + written).
 void memory_ceilings(cudaStream_t stream, int sms, double* read_gbps, double* copy_gbps) {
-  const size_t bytes = size_t(4) << 30;
-  void* buf = nullptr;
-  uint32_t* sink = nullptr;
-  BENCH_CHECK(cudaMalloc(&buf, bytes));
-  BENCH_CHECK(cudaMalloc(&sink, 4));
-  BENCH_CHECK(cudaMemset(buf, 1, bytes));
-  const double ms = median_ms(10, stream, [&] {
-    read_kernel<<<unsigned(sms * 8), 512, 0, stream>>>(static_cast<const uint4*>(buf), int64_t(bytes / 16), sink);
-  });
-  *read_gbps = double(bytes) / ms / 1e6;
-  const size_t half = bytes / 2;
+  const HbmReader reader(sms);
+  const double ms = median_ms(10, stream, [&] { reader.launch(stream); });
+  *read_gbps = double(HbmReader::kBytes) / ms / 1e6;
+  const size_t half = HbmReader::kBytes / 2;
+  char* buf = static_cast<char*>(reader.buffer());
   const double cms = median_ms(10, stream, [&] {
-    BENCH_CHECK(cudaMemcpyAsync(static_cast<char*>(buf) + half, buf, half, cudaMemcpyDeviceToDevice, stream));
+    BENCH_CHECK(cudaMemcpyAsync(buf + half, buf, half, cudaMemcpyDeviceToDevice, stream));
   });
   *copy_gbps = 2.0 * double(half) / cms / 1e6;
-  cudaFree(buf);
-  cudaFree(sink);
 }
 
 // Decode attention: batch sequences × 8 KV heads, each row attending `tokens` tokens of a 32K pool.
@@ -159,21 +176,8 @@ std::string decode_attention(cudaStream_t stream, int sms, double hbm_read_gbps)
       BENCH_CHECK(cudaMemcpy(d_last, last.data(), last.size() * 4, cudaMemcpyHostToDevice));
       BENCH_CHECK(cudaMemcpy(d_seq, seq.data(), seq.size() * 4, cudaMemcpyHostToDevice));
       BENCH_CHECK(cudaMemcpy(d_vis, visible.data(), visible.size() * 4, cudaMemcpyHostToDevice));
-      PagedKvCuda kv;
-      kv.pool = pool;
-      kv.indptr = d_indptr;
-      kv.indices = d_indices;
-      kv.last_len = d_last;
-      kv.page_tokens = pt;
-      kv.head_dim = hd;
-      kv.n_kv_heads = n_kv;
-      kv.dtype = DType::kBF16;
-      AttentionQueries q;
-      q.q = d_q;
-      q.seq = d_seq;
-      q.visible = d_vis;
-      q.n_q = batch;
-      q.n_heads = n_heads;
+      const PagedKvCuda kv{pool, d_indptr, d_indices, d_last, pt, hd, n_kv, DType::kBF16};
+      const AttentionQueries q{d_q, d_seq, d_vis, batch, n_heads};
       const double ms = median_ms(quick ? 5 : 20, stream, [&] {
         BENCH_CHECK(attention_paged_cuda(q, kv, 0.088f, splits.n_splits, splits.chunks_per_split, ws, d_out, stream));
       });
@@ -352,15 +356,8 @@ std::string recall_methods(cudaStream_t stream, int sms) {
   // decode, which is bound by HBM reads too): the gather's rate, and the reader's slowdown.
   cudaStream_t other;
   BENCH_CHECK(cudaStreamCreateWithFlags(&other, cudaStreamNonBlocking));
-  const size_t hbm_bytes = size_t(4) << 30;
-  void* hbm = nullptr;
-  uint32_t* sink = nullptr;
-  BENCH_CHECK(cudaMalloc(&hbm, hbm_bytes));
-  BENCH_CHECK(cudaMalloc(&sink, 4));
-  BENCH_CHECK(cudaMemset(hbm, 1, hbm_bytes));
-  auto read_hbm = [&] {
-    read_kernel<<<unsigned(sms * 8), 512, 0, other>>>(static_cast<const uint4*>(hbm), int64_t(hbm_bytes / 16), sink);
-  };
+  const HbmReader reader(sms);
+  auto read_hbm = [&] { reader.launch(other); };
   const double read_alone = median_ms(reps, other, read_hbm);
   std::vector<double> both_gather, both_read;
   for (int r = 0; r < reps; ++r) {
@@ -389,8 +386,6 @@ std::string recall_methods(cudaStream_t stream, int sms) {
   std::sort(both_read.begin(), both_read.end());
   const double gather_busy = both_gather[both_gather.size() / 2], read_busy = both_read[both_read.size() / 2];
   cudaStreamDestroy(other);
-  cudaFree(hbm);
-  cudaFree(sink);
   // The CPU gather is timed on the host clock around both steps.
   std::vector<double> cpu_ms;
   for (int r = 0; r < reps; ++r) {

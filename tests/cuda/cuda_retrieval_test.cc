@@ -37,6 +37,27 @@ bool test_key_stats() {
   return check_close("page key stats (max, min, mad) at page completion", dstats.to_host(), want, 1e-6);
 }
 
+// top_k_pages_cuda over device scores [n_rows, max_pages]; the selection [n_rows, k] in *selected.
+bool device_top_k(const DeviceBuffer<float>& scores, const DeviceBuffer<int32_t>& n_pages, int64_t n_rows,
+                  int64_t max_pages, int64_t k, std::vector<int32_t>* selected) {
+  DeviceBuffer<int32_t> dsel(static_cast<size_t>(n_rows * k));
+  TopKScratch* scratch = nullptr;
+  CUDA_OK(top_k_scratch_create(&scratch, n_rows, max_pages));
+  const cudaError_t e = top_k_pages_cuda(scratch, scores.get(), n_pages.get(), n_rows, max_pages, k, dsel.get(), nullptr);
+  top_k_scratch_destroy(scratch);
+  CUDA_OK(e);
+  *selected = dsel.to_host();
+  return true;
+}
+
+// Row r of a device selection against the CPU rule (top_k_pages) on the same scores.
+bool check_top_k_row(const char* what, const std::vector<float>& row_scores, const std::vector<int32_t>& selected,
+                     int64_t r, int64_t k) {
+  std::vector<int32_t> want = top_k_pages(row_scores, 0, k);
+  want.resize(size_t(k), -1);
+  return check_equal(what, std::vector<int32_t>(selected.begin() + r * k, selected.begin() + (r + 1) * k), want);
+}
+
 // Scores, then top-k, for rows with different candidate counts (fewer than k in one row), with ties
 // planted. Returns the selection through *selected_out for the caller's comparison.
 bool test_scores_and_top_k(GqaScore gqa, const char* what) {
@@ -62,17 +83,13 @@ bool test_scores_and_top_k(GqaScore gqa, const char* what) {
   }
   DeviceBuffer<float> dq(q), ddig(digests), dws(size_t(n_rows * group * max_pages)), dscores(size_t(n_rows * max_pages));
   DeviceBuffer<int64_t> doff(offset);
-  DeviceBuffer<int32_t> dn(n_pages), dsel(size_t(n_rows * k));
+  DeviceBuffer<int32_t> dn(n_pages);
   const GqaCombine combine = gqa == GqaScore::kAvg ? GqaCombine::kAvg : GqaCombine::kAvgSoftmax;
   CUDA_OK(page_scores_cuda(dq.get(), n_heads, n_kv, hd, ddig.get(), doff.get(), dn.get(), n_rows, max_pages, combine,
                            dws.get(), dscores.get(), nullptr));
-  TopKScratch* scratch = nullptr;
-  CUDA_OK(top_k_scratch_create(&scratch, n_rows, max_pages));
-  const cudaError_t e = top_k_pages_cuda(scratch, dscores.get(), dn.get(), n_rows, max_pages, k, dsel.get(), nullptr);
-  top_k_scratch_destroy(scratch);
-  CUDA_OK(e);
+  std::vector<int32_t> sel;
+  if (!device_top_k(dscores, dn, n_rows, max_pages, k, &sel)) return false;
   const std::vector<float> got = dscores.to_host();
-  const std::vector<int32_t> sel = dsel.to_host();
   bool ok = true;
   for (int64_t r = 0; r < n_rows; ++r) {
     const int64_t seq = r / n_kv, h = r % n_kv, n = n_pages[size_t(r)];
@@ -83,10 +100,8 @@ bool test_scores_and_top_k(GqaScore gqa, const char* what) {
     std::snprintf(line, sizeof line, "%s scores, row %lld (%lld pages)", what, (long long)r, (long long)n);
     ok &= check_close(line, row, want, 1e-5);
     // The selection rule on the device's own scores: the k best, ties to the lower page, ascending.
-    std::vector<int32_t> want_sel = top_k_pages(row, 0, k);
-    want_sel.resize(size_t(k), -1);
     std::snprintf(line, sizeof line, "%s top-%lld, row %lld", what, (long long)k, (long long)r);
-    ok &= check_equal(line, std::vector<int32_t>(sel.begin() + r * k, sel.begin() + (r + 1) * k), want_sel);
+    ok &= check_top_k_row(line, row, sel, r, k);
   }
   return ok;
 }
@@ -152,21 +167,15 @@ bool test_top_k_long_rows() {
     for (int64_t j = 0; j < n_pages[size_t(r)]; ++j) scores[size_t(r * max_pages + j)] = float(rng() % 500) * 0.25f;
   }
   DeviceBuffer<float> dscores(scores);
-  DeviceBuffer<int32_t> dn(n_pages), dsel(size_t(n_rows * k));
-  TopKScratch* scratch = nullptr;
-  CUDA_OK(top_k_scratch_create(&scratch, n_rows, max_pages));
-  const cudaError_t e = top_k_pages_cuda(scratch, dscores.get(), dn.get(), n_rows, max_pages, k, dsel.get(), nullptr);
-  top_k_scratch_destroy(scratch);
-  CUDA_OK(e);
-  const std::vector<int32_t> sel = dsel.to_host();
+  DeviceBuffer<int32_t> dn(n_pages);
+  std::vector<int32_t> sel;
+  if (!device_top_k(dscores, dn, n_rows, max_pages, k, &sel)) return false;
   bool ok = true;
   for (int64_t r = 0; r < n_rows; ++r) {
-    std::vector<float> row(scores.begin() + r * max_pages, scores.begin() + r * max_pages + n_pages[size_t(r)]);
-    std::vector<int32_t> want = top_k_pages(row, 0, k);
-    want.resize(size_t(k), -1);
+    const std::vector<float> row(scores.begin() + r * max_pages, scores.begin() + r * max_pages + n_pages[size_t(r)]);
     char line[96];
     std::snprintf(line, sizeof line, "segmented top-%lld with ties, row of %d pages", (long long)k, n_pages[size_t(r)]);
-    ok &= check_equal(line, std::vector<int32_t>(sel.begin() + r * k, sel.begin() + (r + 1) * k), want);
+    ok &= check_top_k_row(line, row, sel, r, k);
   }
   return ok;
 }
