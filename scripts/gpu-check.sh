@@ -2,27 +2,29 @@
 # The one-shot GPU validation.
 #
 #   scripts/gpu-check.sh bundle        Here (any machine with nvcc): builds with CUDA and copies the GPU
-#                                      tests, the GPU benchmark and the shared libraries a bare CUDA host
-#                                      may lack (Abseil, OpenBLAS; not the CUDA libraries) into one
-#                                      tarball, .gpu-bundle.tar.gz (about 20 MB; carried to a GPU host).
+#                                      tests, the GPU benchmarks, freekv-kvstore and the shared libraries a
+#                                      bare CUDA host may lack (gRPC, Abseil, OpenBLAS...; not the CUDA
+#                                      libraries) into one tarball, .gpu-bundle.tar.gz (carried to the host).
 #   scripts/gpu-check.sh run OUT_DIR   On the GPU host: runs every CUDA test, compute-sanitizer's memcheck
-#                                      and racecheck over the kernel tests, and the GPU benchmark; writes
-#                                      nvidia-smi.txt, tests.log, sanitizer.log, gpu-bench.json and
-#                                      summary.txt into OUT_DIR. Uses .gpu-bundle.tar.gz when present, else
-#                                      the build's own binaries (build/bin, after scripts/build.sh there).
+#                                      and racecheck over the kernel tests, and the GPU benchmarks; writes
+#                                      nvidia-smi.txt, tests.log, sanitizer.log, gpu-bench.json,
+#                                      gpu-recall-bench.json and summary.txt into OUT_DIR. Uses
+#                                      .gpu-bundle.tar.gz when present, else the build's own binaries
+#                                      (build/bin, after scripts/build.sh there).
 #
 # Exits non-zero when no GPU is visible (saying so), or when any test or check fails.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bundle_file="$root/.gpu-bundle.tar.gz"
-tests=(cuda_ops_test cuda_attention_test cuda_retrieval_test cuda_ipc_push_test)
+tests=(cuda_ops_test cuda_attention_test cuda_retrieval_test cuda_ipc_push_test cuda_recall_path_test)
 
 make_bundle() {
   BUILD_DIR="${BUILD_DIR:-$root/build}" "$root/scripts/build.sh" -DFREEKV_CUDA=ON
   local bin="${BUILD_DIR:-$root/build}/bin" bundle
   bundle="$(mktemp -d)"
   mkdir -p "$bundle/bin" "$bundle/lib"
-  for b in "${tests[@]}" gpu_bench; do cp "$bin/$b" "$bundle/bin/"; done
+  # freekv-kvstore rides along: the recall-path test and benchmark start it from beside themselves.
+  for b in "${tests[@]}" gpu_bench gpu_recall_bench freekv-kvstore; do cp "$bin/$b" "$bundle/bin/"; done
   # Libraries the binaries load, less the C/C++ runtime every Linux host has and the CUDA libraries,
   # which must be the GPU host's own (they match its driver).
   ldd "$bundle"/bin/* | awk '/=> \//{print $3}' | sort -u |
@@ -76,6 +78,8 @@ run_checks() {
   grep -q "FAILED" "$out/tests.log" && status=1
   # The benchmark before the sanitizer, so that its figures come back even if the checks run long.
   timeout 240 "$bin/gpu_bench" --commit "$commit" >"$out/gpu-bench.json" || { echo "gpu_bench FAILED (exit $?)"; status=1; }
+  timeout 120 "$bin/gpu_recall_bench" --commit "$commit" >"$out/gpu-recall-bench.json" ||
+    { echo "gpu_recall_bench FAILED (exit $?)"; status=1; }
   local sanitizer
   sanitizer="$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null || true)"
   if [[ -n "$sanitizer" ]]; then

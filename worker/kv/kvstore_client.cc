@@ -78,6 +78,18 @@ absl::Status KvstoreClient::attach(const std::string& path, const Options& o) {
   req.set_staging_pairs(o.staging_pairs);
   req.set_staging_buffer_bytes(o.staging_buffer_bytes);
   req.set_max_recall_items(o.max_recall_items);
+  if (o.cuda_device >= 0) {
+    if (o.staging_pairs == 0 || o.staging_buffer_bytes == 0) {
+      return absl::InvalidArgumentError(
+          "recalls into device memory need staging_pairs and staging_buffer_bytes set (the device staging is "
+          "allocated before attaching)");
+    }
+    FREEKV_ASSIGN_OR_RETURN(device_staging_,
+                            DeviceStaging::create(o.cuda_device, o.staging_pairs, o.staging_buffer_bytes));
+    req.set_cuda_staging_handle(device_staging_->memory_handle());
+    for (const std::string& h : device_staging_->event_handles()) req.add_cuda_event_handles(h);
+    req.set_cuda_device(o.cuda_device);
+  }
   impl_->attach_stream = impl_->stub->AttachWorker(&impl_->attach_ctx, req);
   v1::AttachWorkerResponse resp;
   if (!impl_->attach_stream->Read(&resp)) {
@@ -88,6 +100,9 @@ absl::Status KvstoreClient::attach(const std::string& path, const Options& o) {
                                                       ", this worker ", dp::kAbiVersion));
   }
   worker_id_ = resp.worker_id();
+  if (device_staging_ != nullptr && !resp.cuda_push()) {
+    return absl::FailedPreconditionError("the kvstore attached this worker without its CUDA push");
+  }
 
   // Pool: metadata read-only, blocks read-write.
   FREEKV_ASSIGN_OR_RETURN(pool_, SharedMemory::open(resp.pool_shm_name(), /*writable=*/true));
@@ -527,7 +542,7 @@ absl::Status KvstoreClient::wait_recall(uint64_t ticket,
         if (t.chunk_bytes == 0 || uint64_t(c.n_items) * t.chunk_bytes > buffer_bytes_) {
           return finish(absl::InternalError("the kvstore handed over more chunks than a staging buffer holds"), false);
         }
-        const uint8_t* base = staging(pair, c.buffer);
+        const uint8_t* base = device_staging_ != nullptr ? device_staging_->buffer(pair, c.buffer) : staging(pair, c.buffer);
         for (uint32_t i = 0; i < c.n_items; ++i) {
           consume(int64_t(c.first_item + i), base + uint64_t(i) * t.chunk_bytes);
         }

@@ -45,6 +45,7 @@
 #include "common/dataplane.h"
 #include "common/shm.h"
 #include "common/status.h"
+#include "worker/kv/device_staging.h"
 
 namespace freekv {
 
@@ -105,6 +106,10 @@ class KvstoreClient {
     uint64_t staging_buffer_bytes = 0;     // each of a pair's two buffers; 0 = default (1 MiB)
     uint32_t max_recall_items = 0;         // items per recall; 0 = default (4096)
     int64_t timeout_ms = 30000;            // longest wait for one completion
+    // ≥ 0: recalls land in device memory of this GPU (CUDA builds; the kvstore's pool must be registered
+    // with CUDA, and staging_pairs and staging_buffer_bytes must be given, since the device staging is
+    // allocated before attaching). -1: recalls land in the channel's shared memory.
+    int cuda_device = -1;
   };
 
   // Connects to the kvstore on `unix_socket_path` (a path; "unix:" prefix optional) and attaches.
@@ -157,7 +162,9 @@ class KvstoreClient {
   absl::StatusOr<uint64_t> post_recall(SessionRef s, int layer, const std::vector<RecallItem>& items,
                                        RecallMode mode = RecallMode::kDoubleBuffered,
                                        RecallSource source = RecallSource::kKv);
-  // Waits for the recall and hands every item to consume(item_index, bytes) in item order. A wait that
+  // Waits for the recall and hands every item to consume(item_index, bytes) in item order. With
+  // cuda_device ≥ 0, bytes is a device address, complete when consume is called; either way consume
+  // must be done reading it when it returns (the buffer is then released for refilling). A wait that
   // times out (DEADLINE_EXCEEDED) gives the recall up: its staging pair returns to use by itself once
   // the kvstore has finished with it.
   absl::Status wait_recall(uint64_t ticket, const std::function<void(int64_t item, const uint8_t* chunk)>& consume);
@@ -170,6 +177,7 @@ class KvstoreClient {
   const uint8_t* committed_page(SessionRef s, int layer, int64_t page) const;
 
   uint32_t staging_pairs() const { return n_pairs_; }
+  bool recalls_to_device() const { return device_staging_ != nullptr; }
   uint64_t staging_buffer_bytes() const { return buffer_bytes_; }
   uint32_t max_recall_items() const { return max_items_; }
   uint32_t worker_id() const { return worker_id_; }
@@ -203,6 +211,7 @@ class KvstoreClient {
   uint8_t* staging(uint32_t pair, uint32_t buffer) const;
 
   std::unique_ptr<Impl> impl_;
+  std::unique_ptr<DeviceStaging> device_staging_;  // with Options::cuda_device ≥ 0
   std::unique_ptr<SharedMemory> pool_;
   std::unique_ptr<SharedMemory> channel_;
   const dp::PoolHeader* pool_hdr_ = nullptr;
