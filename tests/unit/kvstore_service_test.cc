@@ -283,6 +283,18 @@ TEST_F(ServiceTest, AGpuWorkerIsRefusedWithTheFlagWhenThePoolIsNotRegisteredWith
   EXPECT_NE(client(), nullptr);
 }
 
+TEST_F(ServiceTest, ADeviceStagingRequestWithoutStagingSizesIsRefusedBeforeAttaching) {
+  // Device staging is allocated before attaching, so its size cannot be left to the kvstore's default.
+  KvstoreClient::Options o;
+  o.worker_name = "gpu";
+  o.cuda_device = 0;
+  auto c = KvstoreClient::connect(socket_, o);
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(c.status().message().find("staging_pairs and staging_buffer_bytes"), std::string::npos) << c.status();
+  EXPECT_EQ(server_->pool_stats().workers(), 0u);
+}
+
 TEST_F(ServiceTest, SeveralRecallsInFlightWaitedInAnyOrder) {
   auto c = client(/*pairs=*/3, /*buffer=*/8 << 10);
   auto a = c->open_session("a", kGeo, true);
