@@ -1,23 +1,31 @@
 // Softmax attention over paged KV, one pass with an online softmax (running max m, running sum l,
-// running weighted values acc), so a score row is never materialised and each page's K and V are
-// widened to fp32 once per (KV head, query block) and reused by every query head of the GQA group.
+// running weighted values acc), so a whole score row is never materialised.
 //
-// Work is cut into units of (KV head, query block, page split). Decode has one query, so with fewer
-// KV heads than threads the pages of a head are split too and the partial (m, l, acc) of the splits
-// are merged at the end (flash-decoding).
+// Work is cut into units of (KV head, query block, page split). Decode has one query, read against each
+// page in its stored dtype for the whole GQA group at once; with fewer KV heads than threads the pages
+// of a head are split too and the partial (m, l, acc) of the splits are merged at the end
+// (flash-decoding). Prefill blocks of queries take the pages a group at a time, widened to fp32 once
+// per unit, and both products are matrix products (BLAS sgemm): scores [rows, tokens] = queries · keysᵀ
+// and acc += probabilities · values, with the causal limit applied per row in between. A prefill chunk
+// at long context is mostly this arithmetic, so it has to run at the matrix-product rate.
+#include <cblas.h>
+
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <functional>
 #include <limits>
 #include <vector>
 
+#include "kernels/cpu/blas.h"
 #include "kernels/cpu/primitives.h"
 #include "kernels/ops.h"
 
 namespace freekv {
 namespace {
 
-constexpr int64_t kQueryBlock = 16;  // queries sharing one pass over the pages
+constexpr int64_t kQueryBlock = 64;  // prefill queries sharing one pass over the pages (rows of the products)
+constexpr int64_t kPageGroup = 8;    // pages whose tokens form the columns of one score product
 
 const uint8_t* chunk_k(const PagedKv& kv, int64_t head, int64_t slot) {
   return static_cast<const uint8_t*>(kv.chunks[head * kv.n_slots + slot]);
@@ -44,12 +52,75 @@ struct Partial {  // online-softmax state of one (query, query head)
 // units, so emitting needs no lock).
 using EmitRow = std::function<void(int64_t query, int64_t query_head, const Partial& state, const float* acc)>;
 
+// Prefill queries [i0, i1) of KV head h over slots [s0, s1): state and acc hold rows (i − i0)·group + g.
+void attend_prefill_block(const float* q, int64_t n_heads, const PagedKv& kv, float scale, int64_t causal_base,
+                          int64_t h, int64_t i0, int64_t i1, int64_t s0, int64_t s1, std::vector<Partial>& state,
+                          std::vector<float>& acc) {
+  const CpuPrimitives& prim = cpu_primitives();
+  const int64_t d = kv.head_dim, group = n_heads / kv.n_kv_heads, rows = (i1 - i0) * group;
+  const int64_t max_tokens = kPageGroup * kv.page_tokens;
+  const size_t half = chunk_half_bytes(kv);
+  thread_local std::vector<float> queries, keys, values, scores;
+  thread_local std::vector<int64_t> position;  // kv index of each gathered token, ascending
+  queries.resize(size_t(rows * d));
+  keys.resize(size_t(max_tokens * d));
+  values.resize(size_t(max_tokens * d));
+  scores.resize(size_t(rows * max_tokens));
+  position.resize(size_t(max_tokens));
+  // The block's queries as rows, scaled: query i's group heads are adjacent in q.
+  for (int64_t i = i0; i < i1; ++i) {
+    const float* src = q + (i * n_heads + h * group) * d;
+    float* dst = queries.data() + (i - i0) * group * d;
+    for (int64_t c = 0; c < group * d; ++c) dst[c] = src[c] * scale;
+  }
+  for (int64_t s = s0; s < s1;) {
+    int64_t tokens = 0;
+    for (int64_t pages = 0; s < s1 && pages < kPageGroup; ++s) {
+      const uint8_t* chunk = chunk_k(kv, h, s);
+      const int64_t most = chunk == nullptr ? 0 : visible_tokens(kv, s, causal_base, i1 - 1);
+      if (most <= 0) continue;  // an empty slot of this head, or beyond what the block sees
+      prim.to_f32(chunk, kv.dtype, keys.data() + tokens * d, most * d);
+      prim.to_f32(chunk + half, kv.dtype, values.data() + tokens * d, most * d);
+      for (int64_t j = 0; j < most; ++j) position[size_t(tokens + j)] = s * kv.page_tokens + j;
+      tokens += most;
+      ++pages;
+    }
+    if (tokens == 0) continue;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(rows), int(tokens), int(d), 1.f, queries.data(), int(d),
+                keys.data(), int(d), 0.f, scores.data(), int(tokens));
+    for (int64_t r = 0; r < rows; ++r) {
+      float* row = scores.data() + r * tokens;
+      const int64_t i = i0 + r / group;
+      // Tokens are in kv order, so what query i may see is a prefix.
+      const int64_t seen = causal_base < 0 ? tokens
+                                           : std::upper_bound(position.begin(), position.begin() + tokens,
+                                                              causal_base + i) - position.begin();
+      Partial& st = state[size_t(r)];
+      const float m_new = seen > 0 ? std::max(st.m, *std::max_element(row, row + seen)) : st.m;
+      if (seen == 0 || m_new == -std::numeric_limits<float>::infinity()) {
+        std::fill(row, row + tokens, 0.f);  // nothing of this group for the row
+        continue;
+      }
+      const float sum = prim.exp_shifted(row, seen, m_new);
+      std::fill(row + seen, row + tokens, 0.f);
+      const float decay = std::exp(st.m - m_new);  // exp(-inf) = 0 on the row's first tokens
+      st.l = st.l * decay + sum;
+      st.m = m_new;
+      float* a = acc.data() + r * d;
+      for (int64_t c = 0; c < d; ++c) a[c] *= decay;
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(rows), int(d), int(tokens), 1.f, scores.data(),
+                int(tokens), values.data(), int(d), 1.f, acc.data(), int(d));
+  }
+}
+
 void attend(const float* q, int64_t n_q, int64_t n_heads, const PagedKv& kv, float scale, int64_t causal_base,
             ThreadPool& pool, const EmitRow& emit) {
   const CpuPrimitives& prim = cpu_primitives();
   const int64_t d = kv.head_dim, group = n_heads / kv.n_kv_heads;
   const int64_t used_slots = (kv.n_tokens + kv.page_tokens - 1) / kv.page_tokens;
   const int64_t n_qblocks = (n_q + kQueryBlock - 1) / kQueryBlock;
+  if (n_q > 1) use_single_threaded_blas();
   int64_t n_splits = 1;
   if (n_q == 1 && kv.n_kv_heads < 2 * pool.size()) {
     n_splits = std::clamp<int64_t>((2 * pool.size() + kv.n_kv_heads - 1) / kv.n_kv_heads, 1, std::max<int64_t>(1, used_slots));
@@ -63,10 +134,8 @@ void attend(const float* q, int64_t n_q, int64_t n_heads, const PagedKv& kv, flo
   std::vector<float> split_acc(static_cast<size_t>(n_splits > 1 ? kv.n_kv_heads * n_splits * group * d : 0));
 
   pool.parallel_for(n_units, [&](int64_t ub, int64_t ue, int) {
-    thread_local std::vector<float> k_tile, v_tile, scores, acc, decay;
+    thread_local std::vector<float> scores, acc, decay;
     thread_local std::vector<Partial> state;
-    k_tile.resize(size_t(kv.page_tokens * d));
-    v_tile.resize(size_t(kv.page_tokens * d));
     scores.resize(size_t(kv.page_tokens * group));  // [group][page_tokens] for one query
     decay.resize(size_t(group));
     for (int64_t u = ub; u < ue; ++u) {
@@ -76,14 +145,16 @@ void attend(const float* q, int64_t n_q, int64_t n_heads, const PagedKv& kv, flo
       const int64_t rows = (i1 - i0) * group;
       state.assign(size_t(rows), Partial{-std::numeric_limits<float>::infinity(), 0.f});
       acc.assign(size_t(rows * d), 0.f);
-      for (int64_t s = s0; s < s1; ++s) {
-        const uint8_t* chunk = chunk_k(kv, h, s);
-        if (chunk == nullptr) continue;  // an empty slot of this head
-        const int64_t most = visible_tokens(kv, s, causal_base, i1 - 1);
-        if (most <= 0) continue;
-        if (i1 - i0 == 1) {
-          // One query (decode): read the chunk in its stored dtype, once for the whole group.
-          const float* qg = q + (i0 * n_heads + h * group) * d;
+      if (i1 - i0 > 1) {
+        attend_prefill_block(q, n_heads, kv, scale, causal_base, h, i0, i1, s0, s1, state, acc);
+      } else {
+        // One query (decode): read each chunk in its stored dtype, once for the whole group.
+        const float* qg = q + (i0 * n_heads + h * group) * d;
+        for (int64_t s = s0; s < s1; ++s) {
+          const uint8_t* chunk = chunk_k(kv, h, s);
+          if (chunk == nullptr) continue;  // an empty slot of this head
+          const int64_t most = visible_tokens(kv, s, causal_base, i0);
+          if (most <= 0) continue;
           prim.scores_group(qg, group, chunk, kv.dtype, most, d, scale, scores.data());
           for (int64_t g = 0; g < group; ++g) {
             float* sg = scores.data() + g * most;
@@ -95,26 +166,6 @@ void attend(const float* q, int64_t n_q, int64_t n_heads, const PagedKv& kv, flo
             st.m = m_new;
           }
           prim.accumulate_group(scores.data(), group, chunk + half, kv.dtype, most, d, decay.data(), acc.data());
-          continue;
-        }
-        // Several queries (prefill): widen the chunk to fp32 once and reuse it for every query.
-        prim.to_f32(chunk, kv.dtype, k_tile.data(), most * d);
-        prim.to_f32(chunk + half, kv.dtype, v_tile.data(), most * d);
-        for (int64_t i = i0; i < i1; ++i) {
-          const int64_t nt = visible_tokens(kv, s, causal_base, i);
-          if (nt <= 0) continue;
-          for (int64_t g = 0; g < group; ++g) {
-            const int64_t row = (i - i0) * group + g;
-            const float* qv = q + (i * n_heads + h * group + g) * d;
-            prim.scores(qv, k_tile.data(), nt, d, scale, scores.data());
-            Partial& st = state[size_t(row)];
-            const float m_new = std::max(st.m, *std::max_element(scores.begin(), scores.begin() + nt));
-            const float sum = prim.exp_shifted(scores.data(), nt, m_new);
-            const float decay_row = std::exp(st.m - m_new);
-            st.l = st.l * decay_row + sum;
-            st.m = m_new;
-            prim.accumulate(scores.data(), v_tile.data(), nt, d, decay_row, acc.data() + row * d);
-          }
         }
       }
       if (n_splits == 1) {

@@ -9,26 +9,16 @@
 #include <algorithm>
 #include <vector>
 
+#include "kernels/cpu/blas.h"
 #include "kernels/cpu/matmul_onednn.h"
 #include "kernels/cpu/primitives.h"
 #include "kernels/ops.h"
-
-// OpenBLAS only: our threads call sgemm concurrently, so BLAS must not start threads of its own.
-extern "C" void openblas_set_num_threads(int) __attribute__((weak));
 
 namespace freekv {
 namespace {
 
 constexpr int64_t kMatvecMaxRows = 8;   // largest n the streaming SIMD path takes
 constexpr int64_t kGemmBlockRows = 64;  // w rows widened per BLAS call: 64 × k × 4 bytes
-
-void single_threaded_blas() {
-  static bool done = [] {
-    if (openblas_set_num_threads != nullptr) openblas_set_num_threads(1);
-    return true;
-  }();
-  (void)done;
-}
 
 void add_bias(const float* bias, float* y, int64_t n, int64_t m) {
   for (int64_t j = 0; j < n; ++j)
@@ -48,7 +38,7 @@ void matmul(const float* x, const void* w, DType w_dtype, const float* bias, flo
     }, 16);
   } else if (w_dtype != DType::kBF16 || !matmul_prefill_uses_onednn() ||
              !matmul_bf16_onednn(x, static_cast<const uint16_t*>(w), y, n, k, m, pool.size())) {
-    single_threaded_blas();
+    use_single_threaded_blas();
     const int64_t n_blocks = (m + kGemmBlockRows - 1) / kGemmBlockRows;
     pool.parallel_for(n_blocks, [&](int64_t b, int64_t e, int) {
       thread_local std::vector<float> wf;

@@ -19,11 +19,6 @@ struct CpuPrimitives {
   void (*to_f32)(const void* src, DType dtype, float* dst, int64_t n);
   // dst[n] = src[n] rounded to dtype (round to nearest even).
   void (*from_f32)(const float* src, DType dtype, void* dst, int64_t n);
-  // out[t] = scale · q[d] · keys[t, d] for t < n_keys. keys: fp32 [n_keys, d].
-  void (*scores)(const float* q, const float* keys, int64_t n_keys, int64_t d, float scale, float* out);
-  // acc[d] = acc[d] · decay + Σ_t p[t] · values[t, d]. values: fp32 [n_values, d].
-  void (*accumulate)(const float* p, const float* values, int64_t n_values, int64_t d, float decay,
-                     float* acc);
   // Decode attention over one chunk for a GQA group, reading K/V in their stored dtype once for all
   // the group's query heads. out[g, t] = scale · q[g, :] · keys[t, :]; q: fp32 [group, d];
   // keys: [n_keys, d] in dtype; out: fp32 [group, n_keys].

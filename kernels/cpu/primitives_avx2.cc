@@ -202,69 +202,6 @@ void from_f32_avx2(const float* src, DType dtype, void* dst, int64_t n) {
   for (; i < n; ++i) store_from_f32(dst, dtype, size_t(i), src[i]);
 }
 
-inline float dot_tail(const float* a, const float* b, int64_t from, int64_t d) {
-  float s = 0.f;
-  for (int64_t i = from; i < d; ++i) s += a[i] * b[i];
-  return s;
-}
-
-void scores_avx2(const float* q, const float* keys, int64_t n_keys, int64_t d, float scale, float* out) {
-  const int64_t d8 = d & ~int64_t(7);
-  int64_t t = 0;
-  // Four keys at a time: four independent FMA chains share each load of q.
-  for (; t + 4 <= n_keys; t += 4) {
-    const float* k0 = keys + t * d;
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-    for (int64_t i = 0; i < d8; i += 8) {
-      __m256 qv = _mm256_loadu_ps(q + i);
-      a0 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + i), a0);
-      a1 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + d + i), a1);
-      a2 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + 2 * d + i), a2);
-      a3 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + 3 * d + i), a3);
-    }
-    out[t] = (hsum(a0) + dot_tail(q, k0, d8, d)) * scale;
-    out[t + 1] = (hsum(a1) + dot_tail(q, k0 + d, d8, d)) * scale;
-    out[t + 2] = (hsum(a2) + dot_tail(q, k0 + 2 * d, d8, d)) * scale;
-    out[t + 3] = (hsum(a3) + dot_tail(q, k0 + 3 * d, d8, d)) * scale;
-  }
-  for (; t < n_keys; ++t) {
-    const float* kt = keys + t * d;
-    __m256 a = _mm256_setzero_ps();
-    for (int64_t i = 0; i < d8; i += 8) a = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), _mm256_loadu_ps(kt + i), a);
-    out[t] = (hsum(a) + dot_tail(q, kt, d8, d)) * scale;
-  }
-}
-
-void accumulate_avx2(const float* p, const float* values, int64_t n_values, int64_t d, float decay,
-                     float* acc) {
-  const int64_t d32 = d & ~int64_t(31);
-  const __m256 dv = _mm256_set1_ps(decay);
-  // 32 output columns stay in four registers across all values.
-  for (int64_t i = 0; i < d32; i += 32) {
-    __m256 a0 = _mm256_mul_ps(_mm256_loadu_ps(acc + i), dv);
-    __m256 a1 = _mm256_mul_ps(_mm256_loadu_ps(acc + i + 8), dv);
-    __m256 a2 = _mm256_mul_ps(_mm256_loadu_ps(acc + i + 16), dv);
-    __m256 a3 = _mm256_mul_ps(_mm256_loadu_ps(acc + i + 24), dv);
-    for (int64_t t = 0; t < n_values; ++t) {
-      const float* v = values + t * d + i;
-      __m256 pt = _mm256_set1_ps(p[t]);
-      a0 = _mm256_fmadd_ps(pt, _mm256_loadu_ps(v), a0);
-      a1 = _mm256_fmadd_ps(pt, _mm256_loadu_ps(v + 8), a1);
-      a2 = _mm256_fmadd_ps(pt, _mm256_loadu_ps(v + 16), a2);
-      a3 = _mm256_fmadd_ps(pt, _mm256_loadu_ps(v + 24), a3);
-    }
-    _mm256_storeu_ps(acc + i, a0);
-    _mm256_storeu_ps(acc + i + 8, a1);
-    _mm256_storeu_ps(acc + i + 16, a2);
-    _mm256_storeu_ps(acc + i + 24, a3);
-  }
-  for (int64_t i = d32; i < d; ++i) {
-    float a = acc[i] * decay;
-    for (int64_t t = 0; t < n_values; ++t) a += p[t] * values[t * d + i];
-    acc[i] = a;
-  }
-}
-
 // Scores of up to 4 query heads against keys read in their stored dtype: each key row is widened once
 // and feeds every head of the group.
 template <DType T, int G>
@@ -409,7 +346,7 @@ void bound_scores_avx2(const float* q, const float* digests, int64_t n_pages, in
   }
 }
 
-const CpuPrimitives kAvx2 = {"avx2", matvec_avx2, to_f32_avx2, from_f32_avx2, scores_avx2, accumulate_avx2,
+const CpuPrimitives kAvx2 = {"avx2", matvec_avx2, to_f32_avx2, from_f32_avx2,
                              scores_group_avx2, accumulate_group_avx2, exp_shifted_avx2, bound_scores_avx2};
 
 }  // namespace

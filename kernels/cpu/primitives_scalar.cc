@@ -28,22 +28,6 @@ void from_f32_scalar(const float* src, DType dtype, void* dst, int64_t n) {
   for (int64_t i = 0; i < n; ++i) store_from_f32(dst, dtype, size_t(i), src[i]);
 }
 
-void scores_scalar(const float* q, const float* keys, int64_t n_keys, int64_t d, float scale, float* out) {
-  for (int64_t t = 0; t < n_keys; ++t) {
-    float acc = 0.f;
-    for (int64_t i = 0; i < d; ++i) acc += q[i] * keys[t * d + i];
-    out[t] = acc * scale;
-  }
-}
-
-void accumulate_scalar(const float* p, const float* values, int64_t n_values, int64_t d, float decay,
-                       float* acc) {
-  for (int64_t i = 0; i < d; ++i) acc[i] *= decay;
-  for (int64_t t = 0; t < n_values; ++t) {
-    for (int64_t i = 0; i < d; ++i) acc[i] += p[t] * values[t * d + i];
-  }
-}
-
 void bound_scores_scalar(const float* q, const float* digests, int64_t n_pages, int64_t d, float* out) {
   for (int64_t j = 0; j < n_pages; ++j) {
     const float* u = digests + j * 2 * d;
@@ -82,9 +66,8 @@ float exp_shifted_scalar(float* x, int64_t n, float shift) {
   return sum;
 }
 
-const CpuPrimitives kScalar = {"scalar", matvec_scalar, to_f32_scalar, from_f32_scalar, scores_scalar,
-                               accumulate_scalar, scores_group_scalar, accumulate_group_scalar, exp_shifted_scalar,
-                               bound_scores_scalar};
+const CpuPrimitives kScalar = {"scalar", matvec_scalar, to_f32_scalar, from_f32_scalar, scores_group_scalar,
+                               accumulate_group_scalar, exp_shifted_scalar, bound_scores_scalar};
 
 }  // namespace
 
