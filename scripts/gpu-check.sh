@@ -3,7 +3,7 @@
 #
 #   scripts/gpu-check.sh bundle        Here (any machine with nvcc): builds with CUDA and copies the GPU
 #                                      tests, the GPU benchmarks, freekv-kvstore and the shared libraries a
-#                                      bare CUDA host may lack (gRPC, Abseil, OpenBLAS...; not the CUDA
+#                                      bare CUDA host may lack (gRPC, Abseil, OpenBLAS, oneDNN...; not the CUDA
 #                                      libraries) into one tarball, .gpu-bundle.tar.gz (carried to the host).
 #   scripts/gpu-check.sh run OUT_DIR   On the GPU host: runs every CUDA test, compute-sanitizer's memcheck
 #                                      and racecheck over the kernel tests, and the GPU benchmarks; writes
