@@ -121,6 +121,7 @@ absl::Status synthesize_kv(Sequence& seq, int64_t index, int64_t n, int32_t voca
 struct CaseResult {
   int64_t context = 0, batch = 0;
   double prefill_seconds = 0, prefill_tokens_per_second = 0;
+  StepProfile prefill_phases;  // of the timed prefill chunk
   std::vector<double> decode_step_seconds;
   double decode_tokens_per_second = 0, bytes_per_step = 0, bandwidth_fraction = 0, read_bandwidth_fraction = 0;
   RetrievalStats retrieval;  // over the timed decode steps, all sequences
@@ -166,9 +167,12 @@ absl::Status start_case(PolicyCase& pc, int64_t context, int64_t batch, int64_t 
   std::vector<StepInput> in;
   for (int64_t b = 0; b < batch; ++b) in.push_back({pc.seqs[size_t(b)].get(), prompt[size_t(b)].data(), prefill_tokens, false});
   std::vector<float> logits;
+  engine.forward().set_profile(&pc.r.prefill_phases);
   auto t0 = Clock::now();
-  FREEKV_RETURN_IF_ERROR(engine.forward().step_all(in, &logits));
+  const absl::Status prefilled = engine.forward().step_all(in, &logits);
   pc.r.prefill_seconds = since(t0);
+  engine.forward().set_profile(nullptr);
+  FREEKV_RETURN_IF_ERROR(prefilled);
   pc.r.prefill_tokens_per_second = double(batch * prefill_tokens) / pc.r.prefill_seconds;
   return absl::OkStatus();
 }
@@ -253,7 +257,11 @@ nlohmann::json case_json(const std::string& policy, const CaseResult& r, int64_t
   const RetrievalStats& st = r.retrieval;
   const double steps = double(std::max<int64_t>(1, decode_steps));
   return {{"policy", policy}, {"context", r.context}, {"batch", r.batch}, {"prefill_seconds", r.prefill_seconds},
-          {"prefill_tokens_per_second", r.prefill_tokens_per_second}, {"decode_step_seconds", r.decode_step_seconds},
+          {"prefill_tokens_per_second", r.prefill_tokens_per_second},
+          {"prefill_phase_seconds",
+           {{"projections", r.prefill_phases.projections}, {"attention", r.prefill_phases.attention},
+            {"norms_rope_elementwise", r.prefill_phases.norms_rope_elementwise}, {"logits", r.prefill_phases.logits}}},
+          {"decode_step_seconds", r.decode_step_seconds},
           {"decode_tokens_per_second", r.decode_tokens_per_second}, {"bytes_per_step", r.bytes_per_step},
           {"bandwidth_fraction", r.bandwidth_fraction}, {"read_bandwidth_fraction", r.read_bandwidth_fraction},
           {"recall_bytes_per_step", double(st.bytes_recalled) / steps},

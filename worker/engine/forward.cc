@@ -1,12 +1,33 @@
 #include "worker/engine/forward.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 
 #include "kernels/cpu/primitives.h"
 #include "kernels/ops.h"
 
 namespace freekv {
+namespace {
+
+// Adds the time from construction to destruction to *into, when profiling (into non-null).
+class PhaseTimer {
+ public:
+  explicit PhaseTimer(double* into) : into_(into) {
+    if (into_ != nullptr) t0_ = std::chrono::steady_clock::now();
+  }
+  ~PhaseTimer() {
+    if (into_ != nullptr) *into_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count();
+  }
+  PhaseTimer(const PhaseTimer&) = delete;
+  PhaseTimer& operator=(const PhaseTimer&) = delete;
+
+ private:
+  double* into_;
+  std::chrono::steady_clock::time_point t0_;
+};
+
+}  // namespace
 
 absl::Status ForwardPass::step(const std::vector<StepInput>& inputs, std::vector<float>* logits,
                                std::vector<absl::Status>* failed) {
@@ -42,27 +63,58 @@ absl::Status ForwardPass::step(const std::vector<StepInput>& inputs, std::vector
   }
 
   const float eps = float(c.rms_eps);
+  // Phase accumulators when profiling (null pointers otherwise: no clock reads).
+  double* t_proj = profile_ != nullptr ? &profile_->projections : nullptr;
+  double* t_attn = profile_ != nullptr ? &profile_->attention : nullptr;
+  double* t_rest = profile_ != nullptr ? &profile_->norms_rope_elementwise : nullptr;
   for (int64_t l = 0; l < c.n_layers; ++l) {
     const LayerWeights& L = w_.layers[size_t(l)];
-    rmsnorm(x_.data(), L.attn_norm.data, L.attn_norm.dtype, eps, xn_.data(), rows, h);
-    matmul(xn_.data(), L.wq.data, L.wq.dtype, L.bq.empty() ? nullptr : L.bq.data(), q_.data(), rows, h, q_dim, pool_);
-    matmul(xn_.data(), L.wk.data, L.wk.dtype, L.bk.empty() ? nullptr : L.bk.data(), k_.data(), rows, h, kv_dim, pool_);
-    matmul(xn_.data(), L.wv.data, L.wv.dtype, L.bv.empty() ? nullptr : L.bv.data(), v_.data(), rows, h, kv_dim, pool_);
-    if (c.qk_norm) {  // Qwen3: RMSNorm over each head's vector, before RoPE
-      rmsnorm(q_.data(), L.q_norm.data, L.q_norm.dtype, eps, q_.data(), rows * c.n_heads, hd);
-      rmsnorm(k_.data(), L.k_norm.data, L.k_norm.dtype, eps, k_.data(), rows * c.n_kv_heads, hd);
+    {
+      PhaseTimer t(t_rest);
+      rmsnorm(x_.data(), L.attn_norm.data, L.attn_norm.dtype, eps, xn_.data(), rows, h);
     }
-    rope_apply(q_.data(), positions_.data(), w_.rope_inv_freq.data(), rows, c.n_heads, hd);
-    rope_apply(k_.data(), positions_.data(), w_.rope_inv_freq.data(), rows, c.n_kv_heads, hd);
-    attention_layer(inputs, l, failed);
-    matmul(attn_.data(), L.wo.data, L.wo.dtype, L.bo.empty() ? nullptr : L.bo.data(), xn_.data(), rows, q_dim, h, pool_);
-    add_inplace(x_.data(), xn_.data(), rows * h);
-
-    rmsnorm(x_.data(), L.mlp_norm.data, L.mlp_norm.dtype, eps, xn_.data(), rows, h);
-    matmul(xn_.data(), L.w_gate.data, L.w_gate.dtype, nullptr, gate_.data(), rows, h, inter, pool_);
-    matmul(xn_.data(), L.w_up.data, L.w_up.dtype, nullptr, up_.data(), rows, h, inter, pool_);
-    swiglu(gate_.data(), up_.data(), gate_.data(), rows * inter);
-    matmul(gate_.data(), L.w_down.data, L.w_down.dtype, nullptr, xn_.data(), rows, inter, h, pool_);
+    {
+      PhaseTimer t(t_proj);
+      matmul(xn_.data(), L.wq.data, L.wq.dtype, L.bq.empty() ? nullptr : L.bq.data(), q_.data(), rows, h, q_dim, pool_);
+      matmul(xn_.data(), L.wk.data, L.wk.dtype, L.bk.empty() ? nullptr : L.bk.data(), k_.data(), rows, h, kv_dim, pool_);
+      matmul(xn_.data(), L.wv.data, L.wv.dtype, L.bv.empty() ? nullptr : L.bv.data(), v_.data(), rows, h, kv_dim, pool_);
+    }
+    {
+      PhaseTimer t(t_rest);
+      if (c.qk_norm) {  // Qwen3: RMSNorm over each head's vector, before RoPE
+        rmsnorm(q_.data(), L.q_norm.data, L.q_norm.dtype, eps, q_.data(), rows * c.n_heads, hd);
+        rmsnorm(k_.data(), L.k_norm.data, L.k_norm.dtype, eps, k_.data(), rows * c.n_kv_heads, hd);
+      }
+      rope_apply(q_.data(), positions_.data(), w_.rope_inv_freq.data(), rows, c.n_heads, hd);
+      rope_apply(k_.data(), positions_.data(), w_.rope_inv_freq.data(), rows, c.n_kv_heads, hd);
+    }
+    {
+      PhaseTimer t(t_attn);
+      attention_layer(inputs, l, failed);
+    }
+    {
+      PhaseTimer t(t_proj);
+      matmul(attn_.data(), L.wo.data, L.wo.dtype, L.bo.empty() ? nullptr : L.bo.data(), xn_.data(), rows, q_dim, h, pool_);
+    }
+    {
+      PhaseTimer t(t_rest);
+      add_inplace(x_.data(), xn_.data(), rows * h);
+      rmsnorm(x_.data(), L.mlp_norm.data, L.mlp_norm.dtype, eps, xn_.data(), rows, h);
+    }
+    {
+      PhaseTimer t(t_proj);
+      matmul(xn_.data(), L.w_gate.data, L.w_gate.dtype, nullptr, gate_.data(), rows, h, inter, pool_);
+      matmul(xn_.data(), L.w_up.data, L.w_up.dtype, nullptr, up_.data(), rows, h, inter, pool_);
+    }
+    {
+      PhaseTimer t(t_rest);
+      swiglu(gate_.data(), up_.data(), gate_.data(), rows * inter);
+    }
+    {
+      PhaseTimer t(t_proj);
+      matmul(gate_.data(), L.w_down.data, L.w_down.dtype, nullptr, xn_.data(), rows, inter, h, pool_);
+    }
+    PhaseTimer t(t_rest);
     add_inplace(x_.data(), xn_.data(), rows * h);
   }
   for (size_t i = 0; i < inputs.size(); ++i) {
@@ -82,6 +134,7 @@ absl::Status ForwardPass::step(const std::vector<StepInput>& inputs, std::vector
       r += in.n_tokens;
     }
   }
+  PhaseTimer t(profile_ != nullptr ? &profile_->logits : nullptr);
   rmsnorm(tmp_.data(), w_.final_norm.data, w_.final_norm.dtype, eps, tmp_.data(), out_rows, h);
   logits->resize(size_t(out_rows * c.vocab));
   matmul(tmp_.data(), w_.lm_head.data, w_.lm_head.dtype, nullptr, logits->data(), out_rows, h, c.vocab, pool_);

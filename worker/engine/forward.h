@@ -30,6 +30,14 @@ struct StepInput {
 // dynamics, `freekv eval --tasks dynamics` reads them; serving never sets one.
 using QueryHook = std::function<void(const Sequence* seq, int64_t layer, float* q)>;
 
+// Where a step's time goes, in seconds summed over the steps it watched: the layers' matrix products
+// (q, k, v, o, gate, up, down), attention (writing the new K/V, the policy's plan, recall waits, the
+// attention itself), the rest of the layers (norms, RoPE, SwiGLU, residual adds), and the logits
+// (final norm and LM head). For measurement: `freekv bench` reports it; serving never sets one.
+struct StepProfile {
+  double projections = 0, attention = 0, norms_rope_elementwise = 0, logits = 0;
+};
+
 class ForwardPass {
  public:
   ForwardPass(const ModelWeights& weights, ThreadPool& pool) : w_(weights), pool_(pool) {}
@@ -43,6 +51,8 @@ class ForwardPass {
   absl::Status step(const std::vector<StepInput>& inputs, std::vector<float>* logits, std::vector<absl::Status>* failed);
 
   void set_query_hook(QueryHook fn) { query_hook_ = std::move(fn); }
+  // Adds each later step's phase times to *profile (null: stop; the clock is read only while set).
+  void set_profile(StepProfile* profile) { profile_ = profile; }
 
   // step() for callers that need every input to finish (benchmarks, tests): the step's error, else the
   // first input's.
@@ -54,6 +64,7 @@ class ForwardPass {
   const ModelWeights& w_;
   ThreadPool& pool_;
   QueryHook query_hook_;
+  StepProfile* profile_ = nullptr;
   // Activations of the current step, reused across steps: [rows, dim] fp32.
   std::vector<float> x_, xn_, q_, k_, v_, attn_, gate_, up_, tmp_;
   std::vector<int32_t> positions_;
