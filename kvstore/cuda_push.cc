@@ -5,16 +5,12 @@
 
 #include <cstring>
 
+#include "kernels/cuda/cuda_status.h"
 #include "kernels/cuda/ops_cuda.h"
 
 namespace freekv::kvstore {
 
 namespace {
-
-absl::Status cuda_status(cudaError_t e, const char* what) {
-  if (e == cudaSuccess) return absl::OkStatus();
-  return absl::UnavailableError(absl::StrCat(what, ": ", cudaGetErrorName(e), " (", cudaGetErrorString(e), ")"));
-}
 
 // Smallest chunk a staging buffer is cut into (16 tokens × 64 dims × K and V × 2 bytes): sizes the
 // per-buffer list of chunk addresses.

@@ -82,7 +82,7 @@ bool matmul_bf16_onednn(const float* x, const uint16_t* w, float* y, int64_t n, 
   thread_local std::vector<uint16_t> x_bf16;
   x_bf16.resize(size_t(n * k));
   omp_set_num_threads(threads);  // oneDNN runs on this thread's OpenMP team
-  dnnl::stream s(cpu_engine());
+  thread_local dnnl::stream s(cpu_engine());
   memory src(p->src_f32, cpu_engine(), const_cast<float*>(x));
   memory src_bf16(p->src_bf16, cpu_engine(), x_bf16.data());
   memory weights(p->weights, cpu_engine(), const_cast<uint16_t*>(w));

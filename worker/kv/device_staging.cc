@@ -3,16 +3,9 @@
 
 #include <cuda_runtime.h>
 
+#include "kernels/cuda/cuda_status.h"
+
 namespace freekv {
-
-namespace {
-
-absl::Status cuda_status(cudaError_t e, const char* what) {
-  if (e == cudaSuccess) return absl::OkStatus();
-  return absl::UnavailableError(absl::StrCat(what, ": ", cudaGetErrorName(e), " (", cudaGetErrorString(e), ")"));
-}
-
-}  // namespace
 
 absl::StatusOr<std::unique_ptr<DeviceStaging>> DeviceStaging::create(int device, uint32_t pairs, uint64_t buffer_bytes) {
   std::unique_ptr<DeviceStaging> s(new DeviceStaging());
