@@ -8,7 +8,8 @@
 #   scripts/gpu-check.sh run OUT_DIR   On the GPU host: runs every CUDA test, compute-sanitizer's memcheck
 #                                      and racecheck over the kernel tests, and the GPU benchmarks; writes
 #                                      nvidia-smi.txt, tests.log, sanitizer.log, gpu-bench.json,
-#                                      gpu-recall-bench.json and summary.txt into OUT_DIR. Uses
+#                                      gpu-recall-bench.json, gpu-decode-bench.json and summary.txt into
+#                                      OUT_DIR. Uses
 #                                      .gpu-bundle.tar.gz when present, else the build's own binaries
 #                                      (build/bin, after scripts/build.sh there).
 #
@@ -16,7 +17,7 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bundle_file="$root/.gpu-bundle.tar.gz"
-tests=(cuda_ops_test cuda_attention_test cuda_retrieval_test cuda_ipc_push_test cuda_recall_path_test)
+tests=(cuda_ops_test cuda_attention_test cuda_retrieval_test cuda_forward_test cuda_ipc_push_test cuda_recall_path_test)
 
 make_bundle() {
   BUILD_DIR="${BUILD_DIR:-$root/build}" "$root/scripts/build.sh" -DFREEKV_CUDA=ON
@@ -24,7 +25,7 @@ make_bundle() {
   bundle="$(mktemp -d)"
   mkdir -p "$bundle/bin" "$bundle/lib"
   # freekv-kvstore rides along: the recall-path test and benchmark start it from beside themselves.
-  for b in "${tests[@]}" gpu_bench gpu_recall_bench freekv-kvstore; do cp "$bin/$b" "$bundle/bin/"; done
+  for b in "${tests[@]}" gpu_bench gpu_recall_bench gpu_decode_bench freekv-kvstore; do cp "$bin/$b" "$bundle/bin/"; done
   # Libraries the binaries load, less the C/C++ runtime every Linux host has and the CUDA libraries,
   # which must be the GPU host's own (they match its driver).
   ldd "$bundle"/bin/* | awk '/=> \//{print $3}' | sort -u |
@@ -80,20 +81,32 @@ run_checks() {
   timeout 240 "$bin/gpu_bench" --commit "$commit" >"$out/gpu-bench.json" || { echo "gpu_bench FAILED (exit $?)"; status=1; }
   timeout 120 "$bin/gpu_recall_bench" --commit "$commit" >"$out/gpu-recall-bench.json" ||
     { echo "gpu_recall_bench FAILED (exit $?)"; status=1; }
+  # The forward pass's decode traffic against the HBM read rate gpu_bench just measured.
+  local hbm
+  hbm="$(grep -o '"hbm_read_gb_per_s": [0-9.]*' "$out/gpu-bench.json" | grep -o '[0-9.]*$' || echo 0)"
+  timeout 240 "$bin/gpu_decode_bench" --commit "$commit" --hbm-read-gbps "${hbm:-0}" >"$out/gpu-decode-bench.json" ||
+    { echo "gpu_decode_bench FAILED (exit $?)"; status=1; }
   local sanitizer
   sanitizer="$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null || true)"
   if [[ -n "$sanitizer" ]]; then
-    for t in cuda_ops_test cuda_attention_test cuda_retrieval_test; do
-      for tool in memcheck racecheck; do
-        echo "== $tool $t"
-        # racecheck leaves out the cuBLAS cases: cuBLAS's own GEMM kernels (nvjet_*) are reported as
-        # racing, and its kernel filter crashed them; every kernel of ours is checked.
-        local no_cublas=""
-        [[ $tool == racecheck ]] && no_cublas=1
-        FREEKV_CUDA_TEST_NO_CUBLAS=$no_cublas timeout 90 "$sanitizer" --tool "$tool" --error-exitcode 9 "$bin/$t" >"$out/.san" 2>&1 && echo "== $tool $t: clean" ||
-          { echo "== $tool $t: FAILED"; cat "$out/.san"; status=1; }
+    {
+      for t in cuda_ops_test cuda_attention_test cuda_retrieval_test; do
+        for tool in memcheck racecheck; do
+          echo "== $tool $t"
+          # racecheck leaves out the cuBLAS cases: cuBLAS's own GEMM kernels (nvjet_*) are reported as
+          # racing, and its kernel filter crashed them; every kernel of ours is checked.
+          local no_cublas=""
+          [[ $tool == racecheck ]] && no_cublas=1
+          FREEKV_CUDA_TEST_NO_CUBLAS=$no_cublas timeout 90 "$sanitizer" --tool "$tool" --error-exitcode 9 "$bin/$t" >"$out/.san" 2>&1 && echo "== $tool $t: clean" ||
+            { echo "== $tool $t: FAILED"; cat "$out/.san"; status=1; }
+        done
       done
-    done 2>&1 | tee "$out/sanitizer.log"
+      # The whole forward pass under memcheck (cuBLAS included; racecheck covers our kernels above).
+      echo "== memcheck cuda_forward_test"
+      timeout 120 "$sanitizer" --tool memcheck --error-exitcode 9 "$bin/cuda_forward_test" >"$out/.san" 2>&1 &&
+        echo "== memcheck cuda_forward_test: clean" ||
+        { echo "== memcheck cuda_forward_test: FAILED"; cat "$out/.san"; status=1; }
+    } 2>&1 | tee "$out/sanitizer.log"
     rm -f "$out/.san"
     grep -q "FAILED" "$out/sanitizer.log" && status=1
   else

@@ -38,6 +38,18 @@ cudaError_t add_inplace_cuda(float* y, const float* x, int64_t n, cudaStream_t s
 // y[rows, m] += bias[m] (fp32).
 cudaError_t add_bias_cuda(float* y, const float* bias, int64_t rows, int64_t m, cudaStream_t stream);
 
+// Writes new K/V rows into the paged pool: for token t < n and KV head h, k[t, h, :] and v[t, h, :]
+// (fp32) go to token slot token[t] of chunk chunk[t · n_kv_heads + h], converted to dtype.
+// pool: [n_chunks][2][page_tokens][head_dim] in dtype.
+cudaError_t write_kv_cuda(void* pool, DType dtype, const float* k, const float* v, const int32_t* chunk,
+                          const int32_t* token, int64_t n, int64_t n_kv_heads, int64_t page_tokens, int64_t head_dim,
+                          cudaStream_t stream);
+
+// dst[n] in dtype = values uniform in [lo, hi), element i a function of (seed, i) only: random weights
+// and synthesized KV for benchmarks, the same on every run and device.
+cudaError_t fill_uniform_cuda(void* dst, DType dtype, int64_t n, uint64_t seed, float lo, float hi,
+                              cudaStream_t stream);
+
 // ---- matrix products ----
 
 // Owns the cuBLAS handle and the scratch that the GEMM path converts activations into.

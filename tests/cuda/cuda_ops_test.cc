@@ -1,10 +1,12 @@
-// Elementwise ops, matrix products, greedy sampling and the chunk scatter: each CUDA twin against its
+// Elementwise ops, matrix products, greedy sampling, the chunk scatter and the K/V write: each CUDA twin against its
 // CPU op on random inputs, printing max abs/rel error. Exits 77 when no GPU is visible.
+#include <cmath>
 #include <cstring>
 #include <random>
 
 #include "kernels/cuda/ops_cuda.h"
 #include "kernels/ops.h"
+#include "kernels/shared_math.h"
 #include "tests/cuda/cuda_test_util.h"
 
 namespace freekv {
@@ -173,6 +175,58 @@ bool test_scatter() {
   return check_equal("scatter of recalled chunks into slots", dto.to_host(), to);
 }
 
+// New K/V rows into the paged pool: every byte of the pool as the host's conversion and
+// paged_elem_offset place it (rows untouched keep their old bytes).
+bool test_write_kv(DType dtype, const char* what) {
+  const int64_t n = 5, n_kv = 3, pt = 4, hd = 64, n_chunks = 8, elem = int64_t(dtype_size(dtype));
+  std::mt19937 rng(9);
+  const auto k = random_floats(size_t(n * n_kv * hd), rng), v = random_floats(size_t(n * n_kv * hd), rng);
+  std::vector<uint8_t> pool(size_t(n_chunks * 2 * pt * hd * elem));
+  for (auto& b : pool) b = uint8_t(rng());
+  std::vector<int32_t> chunk(static_cast<size_t>(n * n_kv)), token(static_cast<size_t>(n));
+  for (int64_t t = 0; t < n; ++t) {
+    token[size_t(t)] = int32_t((t + 1) % pt);
+    for (int64_t h = 0; h < n_kv; ++h) chunk[size_t(t * n_kv + h)] = int32_t((t * n_kv + h * 5) % n_chunks);
+  }
+  DeviceBuffer<uint8_t> dpool(pool);
+  DeviceBuffer<float> dk(k), dv(v);
+  DeviceBuffer<int32_t> dchunk(chunk), dtoken(token);
+  const std::vector<uint8_t> ks = stored(k, dtype), vs = stored(v, dtype);
+  for (int64_t row = 0; row < n * n_kv; ++row) {
+    for (int64_t d = 0; d < hd; ++d) {
+      for (int half = 0; half < 2; ++half) {
+        const int64_t at = paged_elem_offset(chunk[size_t(row)], half, token[size_t(row / n_kv)], d, pt, hd);
+        std::memcpy(pool.data() + at * elem, (half == 0 ? ks : vs).data() + (row * hd + d) * elem, size_t(elem));
+      }
+    }
+  }
+  CUDA_OK(write_kv_cuda(dpool.get(), dtype, dk.get(), dv.get(), dchunk.get(), dtoken.get(), n, n_kv, pt, hd, nullptr));
+  return check_equal(what, dpool.to_host(), pool);
+}
+
+// The fill is a function of (seed, index): the same twice, within [lo, hi), different for another seed.
+bool test_fill_uniform() {
+  const int64_t n = 100003;
+  DeviceBuffer<float> a{size_t(n)}, b{size_t(n)}, c{size_t(n)};
+  CUDA_OK(fill_uniform_cuda(a.get(), DType::kF32, n, 5, -2.f, 3.f, nullptr));
+  CUDA_OK(fill_uniform_cuda(b.get(), DType::kF32, n, 5, -2.f, 3.f, nullptr));
+  CUDA_OK(fill_uniform_cuda(c.get(), DType::kF32, n, 6, -2.f, 3.f, nullptr));
+  const std::vector<float> ha = a.to_host(), hc = c.to_host();
+  check_equal("fill_uniform: same seed, same values", b.to_host(), ha);
+  double mean = 0;
+  int64_t outside = 0, same = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    mean += ha[size_t(i)] / double(n);
+    outside += ha[size_t(i)] < -2.f || ha[size_t(i)] >= 3.f;
+    same += ha[size_t(i)] == hc[size_t(i)];
+  }
+  const bool ok = outside == 0 && std::fabs(mean - 0.5) < 0.05 && same < n / 100;
+  std::printf("%-48s mean %.4f, %lld outside, %lld equal to seed 6's %s\n", "fill_uniform: range and seeds", mean,
+              (long long)outside, (long long)same, ok ? "ok" : "FAILED");
+  cuda_test::failures += ok ? 0 : 1;
+  return ok;
+}
+
 void run() {
   test_rmsnorm(DType::kBF16, 7, 2048, "rmsnorm bf16 weights");
   test_rmsnorm(DType::kF32, 3, 4096, "rmsnorm f32 weights");
@@ -200,6 +254,10 @@ void run() {
   }
   test_argmax();
   test_scatter();
+  test_write_kv(DType::kBF16, "write_kv into the paged pool, bf16");
+  test_write_kv(DType::kF16, "write_kv into the paged pool, f16");
+  test_write_kv(DType::kF32, "write_kv into the paged pool, f32");
+  test_fill_uniform();
 }
 
 }  // namespace
