@@ -9,7 +9,7 @@
 //   - prefill of 4096 tokens from token 0 in 512-token chunks, tokens/s.
 // Bytes a step must read / step time is reported beside the HBM read rate gpu_bench measured in the same
 // gpu-check run (--hbm-read-gbps). Prints one JSON object.
-// Usage: gpu_decode_bench [--commit SHA] [--hbm-read-gbps X]
+// Usage: gpu_decode_bench [--commit SHA] [--hbm-read-gbps X] [--only decode|prefill]
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -101,7 +101,7 @@ absl::StatusOr<std::string> prefill_row(const DeviceWeights& w, int64_t tokens, 
                       ", \"tokens_per_s\": ", double(tokens) / s, "}");
 }
 
-int run(const std::string& commit, double hbm_gbps) {
+int run(const std::string& commit, double hbm_gbps, const std::string& only) {
   cudaDeviceProp prop;
   if (cudaGetDeviceProperties(&prop, 0) != cudaSuccess) {
     std::fprintf(stderr, "gpu_decode_bench: no CUDA device visible\n");
@@ -116,6 +116,7 @@ int run(const std::string& commit, double hbm_gbps) {
   const double fill_s = seconds_since(t0);
   std::string decode = "[";
   for (const int64_t context : {int64_t(1024), int64_t(32768)}) {
+    if (only == "prefill") break;
     for (const int64_t batch : {1, 4, 8}) {
       absl::StatusOr<std::string> row = decode_row(**w, batch, context, hbm_gbps);
       if (!row.ok()) {
@@ -126,7 +127,7 @@ int run(const std::string& commit, double hbm_gbps) {
       decode += (decode.size() > 1 ? ",\n   " : "") + *row;
     }
   }
-  absl::StatusOr<std::string> prefill = prefill_row(**w, 4096, 512);
+  absl::StatusOr<std::string> prefill = only == "decode" ? "null" : prefill_row(**w, 4096, 512);
   if (!prefill.ok()) {
     std::fprintf(stderr, "gpu_decode_bench: prefill: %s\n", prefill.status().ToString().c_str());
     return 1;
@@ -144,15 +145,18 @@ int run(const std::string& commit, double hbm_gbps) {
 int main(int argc, char** argv) {
   std::string commit = "unknown";
   double hbm_gbps = 0;
+  std::string only;
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--commit") == 0 && i + 1 < argc) {
       commit = argv[++i];
     } else if (std::strcmp(argv[i], "--hbm-read-gbps") == 0 && i + 1 < argc) {
       hbm_gbps = std::atof(argv[++i]);
+    } else if (std::strcmp(argv[i], "--only") == 0 && i + 1 < argc) {
+      only = argv[++i];
     } else {
-      std::fprintf(stderr, "usage: gpu_decode_bench [--commit SHA] [--hbm-read-gbps X]\n");
+      std::fprintf(stderr, "usage: gpu_decode_bench [--commit SHA] [--hbm-read-gbps X] [--only decode|prefill]\n");
       return 2;
     }
   }
-  return freekv::run(commit, hbm_gbps);
+  return freekv::run(commit, hbm_gbps, only);
 }

@@ -149,7 +149,10 @@ cudaError_t from_cublas(cublasStatus_t s) {
     case CUBLAS_STATUS_ALLOC_FAILED: return cudaErrorMemoryAllocation;
     case CUBLAS_STATUS_INVALID_VALUE: return cudaErrorInvalidValue;
     case CUBLAS_STATUS_NOT_SUPPORTED: return cudaErrorNotSupported;
-    default: return cudaErrorUnknown;
+    case CUBLAS_STATUS_NOT_INITIALIZED: return cudaErrorInitializationError;
+    case CUBLAS_STATUS_ARCH_MISMATCH: return cudaErrorNoKernelImageForDevice;
+    case CUBLAS_STATUS_EXECUTION_FAILED: return cudaErrorLaunchFailure;
+    default: return cudaErrorUnknown;  // CUBLAS_STATUS_INTERNAL_ERROR and the rest
   }
 }
 

@@ -1,6 +1,6 @@
 // The GPU forward pass (worker/gpu) against the CPU engine's, whole-model logits, for every
 // architecture variant (Llama with GQA, Qwen2's q/k/v biases, Qwen3's q/k norms, tied embeddings, head
-// dims 64 and 128): a prefill chunk that ends mid-page, a ragged batch of a second prefill and a
+// dims 64 and 128): a prefill chunk that ends mid-page and splits its attention, a ragged batch of a second prefill and a
 // decode, then decode steps across a page boundary. Then the errors: a token outside the vocabulary,
 // a slot outgrown, a pool larger than the memory limit. Exits 77 when no GPU is visible.
 #include <filesystem>
@@ -76,9 +76,9 @@ bool compare_variant(const Variant& v) {
   auto device_weights = DeviceWeights::upload(e.weights());
   CudaForwardOptions fo;
   fo.slots = 3;
-  fo.max_tokens_per_slot = 128;
+  fo.max_tokens_per_slot = 192;
   fo.page_tokens = 16;
-  fo.max_step_rows = 64;
+  fo.max_step_rows = 96;
   if (!device_weights.ok()) {
     std::printf("%s: upload %s FAILED\n", v.name, device_weights.status().ToString().c_str());
     ++failures;
@@ -94,16 +94,17 @@ bool compare_variant(const Variant& v) {
   std::vector<float> cpu, gpu;
   char what[96];
 
-  // A 37-token prefill (two full pages and 5 tokens) with every row's logits.
-  const std::vector<int32_t> a = tokens(37, 1, vocab), b = tokens(21, 2, vocab);
-  absl::Status s = e.forward().step_all({{seq_a->get(), a.data(), 37, true}}, &cpu);
-  absl::Status g = (*pass)->step({{0, a.data(), 37, true}}, &gpu);
+  // An 83-token prefill (five full pages and 3 tokens; the attention splits the later queries' pages
+  // over blocks) with every row's logits.
+  const std::vector<int32_t> a = tokens(83, 1, vocab), b = tokens(21, 2, vocab);
+  absl::Status s = e.forward().step_all({{seq_a->get(), a.data(), 83, true}}, &cpu);
+  absl::Status g = (*pass)->step({{0, a.data(), 83, true}}, &gpu);
   if (!s.ok() || !g.ok()) {
     std::printf("%s prefill: cpu %s gpu %s FAILED\n", v.name, s.ToString().c_str(), g.ToString().c_str());
     ++failures;
     return false;
   }
-  std::snprintf(what, sizeof what, "%s prefill 37 tokens, all rows", v.name);
+  std::snprintf(what, sizeof what, "%s prefill 83 tokens, all rows", v.name);
   check_close(what, gpu, cpu, kTol);
 
   // Ragged batch: sequence b's 21-token prefill beside a's first decode token, in slot 2 (not 1).
@@ -114,9 +115,10 @@ bool compare_variant(const Variant& v) {
   if (s.ok() && g.ok()) check_close(what, gpu, cpu, kTol);
   else { std::printf("%s FAILED: cpu %s gpu %s\n", what, s.ToString().c_str(), g.ToString().c_str()); ++failures; }
 
-  // Batched decode of both across page boundaries (a: 38 → 50, b: 21 → 33).
-  for (int step = 0; step < 12; ++step) {
-    const int32_t ta = a[size_t(step)], tb = b[size_t(step)];
+  // Batched decode of both across page boundaries (a: 84 → 144 tokens, b: 22 → 82, crossing into split
+  // attention, which takes more than 4 pages per row).
+  for (int step = 0; step < 60; ++step) {
+    const int32_t ta = a[size_t(step)], tb = b[size_t(step % 21)];
     s = e.forward().step_all({{seq_a->get(), &ta, 1, false}, {seq_b->get(), &tb, 1, false}}, &cpu);
     g = (*pass)->step({{0, &ta, 1, false}, {2, &tb, 1, false}}, &gpu);
     if (!s.ok() || !g.ok()) {
@@ -125,7 +127,7 @@ bool compare_variant(const Variant& v) {
       return false;
     }
   }
-  std::snprintf(what, sizeof what, "%s decode batch 2 at 50/33 tokens", v.name);
+  std::snprintf(what, sizeof what, "%s decode batch 2 at 144/82 tokens", v.name);
   check_close(what, gpu, cpu, kTol);
 
   // Greedy on the device picks the CPU logits' argmax (unless the top two are within the tolerance).

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <initializer_list>
 
 #include "absl/strings/str_cat.h"
 #include "kernels/cuda/cuda_status.h"
@@ -177,8 +178,11 @@ absl::Status CudaForwardPass::run_layers(const std::vector<CudaStepInput>& input
                                                      cudaMemcpyHostToDevice, stream_),
                                      "step plan upload"));
 
-  const AttentionSplits splits = attention_splits(int64_t(inputs.size()) * c.n_kv_heads, plan_.max_chunks,
-                                                  multiprocessors_);
+  const AttentionSplits splits = attention_splits(rows * c.n_kv_heads, plan_.max_chunks, multiprocessors_);
+  if (attention_workspace_bytes(rows, c.n_heads, hd, splits.n_splits) > attention_workspace_bytes_) {
+    return absl::InternalError(absl::StrCat("GPU forward pass: attention over ", rows, " queries in ", splits.n_splits,
+                                            " splits needs more workspace than was sized at start"));
+  }
   AttentionQueries queries;
   queries.q = q_;
   queries.seq = query_seq;
@@ -196,35 +200,45 @@ absl::Status CudaForwardPass::run_layers(const std::vector<CudaStepInput>& input
   const float eps = float(c.rms_eps), scale = 1.f / std::sqrt(float(hd));
   const DType wt = w_.dtype();
 
-  cudaError_t e = embedding_cuda(w_.embed(), wt, ids, rows, h, x_, stream_);
-  for (int64_t l = 0; l < c.n_layers && e == cudaSuccess; ++l) {
+  // Each launch with its name, so that a failure says which op failed.
+  struct Launch {
+    const char* op;
+    cudaError_t error;
+  };
+  auto first_failure = [](std::initializer_list<Launch> launches) -> absl::Status {
+    for (const Launch& l : launches) FREEKV_RETURN_IF_ERROR(cuda_status(l.error, l.op));
+    return absl::OkStatus();
+  };
+  FREEKV_RETURN_IF_ERROR(first_failure({{"embedding", embedding_cuda(w_.embed(), wt, ids, rows, h, x_, stream_)}}));
+  for (int64_t l = 0; l < c.n_layers; ++l) {
     const DeviceLayerWeights& L = w_.layer(l);
     kv.pool = kv_layers_[size_t(l)];
-    cudaError_t steps[] = {
-        rmsnorm_cuda(x_, L.attn_norm, wt, eps, xn_, rows, h, stream_),
-        matmul_cuda(matmul_, xn_, L.wq, wt, L.bq, q_, rows, h, q_dim),
-        matmul_cuda(matmul_, xn_, L.wk, wt, L.bk, k_, rows, h, kv_dim),
-        matmul_cuda(matmul_, xn_, L.wv, wt, L.bv, v_, rows, h, kv_dim),
-        L.q_norm != nullptr ? rmsnorm_cuda(q_, L.q_norm, wt, eps, q_, rows * c.n_heads, hd, stream_) : cudaSuccess,
-        L.k_norm != nullptr ? rmsnorm_cuda(k_, L.k_norm, wt, eps, k_, rows * c.n_kv_heads, hd, stream_) : cudaSuccess,
-        rope_apply_cuda(q_, positions, w_.rope_inv_freq(), rows, c.n_heads, hd, stream_),
-        rope_apply_cuda(k_, positions, w_.rope_inv_freq(), rows, c.n_kv_heads, hd, stream_),
-        write_kv_cuda(kv_layers_[size_t(l)], geometry_.dtype, k_, v_, write_chunk, write_token, rows, c.n_kv_heads,
-                      geometry_.page_tokens, hd, stream_),
-        attention_paged_cuda(queries, kv, scale, splits.n_splits, splits.chunks_per_split, attention_workspace_, attn_,
-                             stream_),
-        matmul_cuda(matmul_, attn_, L.wo, wt, L.bo, xn_, rows, q_dim, h),
-        add_inplace_cuda(x_, xn_, rows * h, stream_),
-        rmsnorm_cuda(x_, L.mlp_norm, wt, eps, xn_, rows, h, stream_),
-        matmul_cuda(matmul_, xn_, L.w_gate, wt, nullptr, gate_, rows, h, inter),
-        matmul_cuda(matmul_, xn_, L.w_up, wt, nullptr, up_, rows, h, inter),
-        swiglu_cuda(gate_, up_, gate_, rows * inter, stream_),
-        matmul_cuda(matmul_, gate_, L.w_down, wt, nullptr, xn_, rows, inter, h),
-        add_inplace_cuda(x_, xn_, rows * h, stream_),
-    };
-    for (cudaError_t s : steps) e = e == cudaSuccess ? s : e;
+    absl::Status s = first_failure({
+        {"attention norm", rmsnorm_cuda(x_, L.attn_norm, wt, eps, xn_, rows, h, stream_)},
+        {"q projection", matmul_cuda(matmul_, xn_, L.wq, wt, L.bq, q_, rows, h, q_dim)},
+        {"k projection", matmul_cuda(matmul_, xn_, L.wk, wt, L.bk, k_, rows, h, kv_dim)},
+        {"v projection", matmul_cuda(matmul_, xn_, L.wv, wt, L.bv, v_, rows, h, kv_dim)},
+        {"q norm", L.q_norm != nullptr ? rmsnorm_cuda(q_, L.q_norm, wt, eps, q_, rows * c.n_heads, hd, stream_)
+                                       : cudaSuccess},
+        {"k norm", L.k_norm != nullptr ? rmsnorm_cuda(k_, L.k_norm, wt, eps, k_, rows * c.n_kv_heads, hd, stream_)
+                                       : cudaSuccess},
+        {"q RoPE", rope_apply_cuda(q_, positions, w_.rope_inv_freq(), rows, c.n_heads, hd, stream_)},
+        {"k RoPE", rope_apply_cuda(k_, positions, w_.rope_inv_freq(), rows, c.n_kv_heads, hd, stream_)},
+        {"K/V write", write_kv_cuda(kv_layers_[size_t(l)], geometry_.dtype, k_, v_, write_chunk, write_token, rows,
+                                    c.n_kv_heads, geometry_.page_tokens, hd, stream_)},
+        {"attention", attention_paged_cuda(queries, kv, scale, splits.n_splits, splits.chunks_per_split,
+                                           attention_workspace_, attn_, stream_)},
+        {"o projection", matmul_cuda(matmul_, attn_, L.wo, wt, L.bo, xn_, rows, q_dim, h)},
+        {"residual add", add_inplace_cuda(x_, xn_, rows * h, stream_)},
+        {"MLP norm", rmsnorm_cuda(x_, L.mlp_norm, wt, eps, xn_, rows, h, stream_)},
+        {"gate projection", matmul_cuda(matmul_, xn_, L.w_gate, wt, nullptr, gate_, rows, h, inter)},
+        {"up projection", matmul_cuda(matmul_, xn_, L.w_up, wt, nullptr, up_, rows, h, inter)},
+        {"SwiGLU", swiglu_cuda(gate_, up_, gate_, rows * inter, stream_)},
+        {"down projection", matmul_cuda(matmul_, gate_, L.w_down, wt, nullptr, xn_, rows, inter, h)},
+        {"residual add", add_inplace_cuda(x_, xn_, rows * h, stream_)},
+    });
+    if (!s.ok()) return absl::Status(s.code(), absl::StrCat("GPU forward pass, layer ", l, ", ", s.message()));
   }
-  FREEKV_RETURN_IF_ERROR(cuda_status(e, "GPU forward pass"));
 
   // The rows that get logits, gathered into xn_ and normed there.
   int64_t r = 0, out = 0;
