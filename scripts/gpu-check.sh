@@ -8,8 +8,8 @@
 #   scripts/gpu-check.sh run OUT_DIR   On the GPU host: runs every CUDA test, compute-sanitizer's memcheck
 #                                      and racecheck over the kernel tests, and the GPU benchmarks; writes
 #                                      nvidia-smi.txt, tests.log, sanitizer.log, gpu-bench.json,
-#                                      gpu-recall-bench.json, gpu-decode-bench.json and summary.txt into
-#                                      OUT_DIR. Uses
+#                                      gpu-recall-bench.json, gpu-decode-bench.json, cli.log (freekv run on
+#                                      the GPU and the CPU) and summary.txt into OUT_DIR. Uses
 #                                      .gpu-bundle.tar.gz when present, else the build's own binaries
 #                                      (build/bin, after scripts/build.sh there).
 #
@@ -17,15 +17,17 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bundle_file="$root/.gpu-bundle.tar.gz"
-tests=(cuda_ops_test cuda_attention_test cuda_retrieval_test cuda_forward_test cuda_ipc_push_test cuda_recall_path_test)
+tests=(cuda_ops_test cuda_attention_test cuda_retrieval_test cuda_forward_test cuda_engine_test cuda_ipc_push_test
+       cuda_recall_path_test)
 
 make_bundle() {
   BUILD_DIR="${BUILD_DIR:-$root/build}" "$root/scripts/build.sh" -DFREEKV_CUDA=ON
   local bin="${BUILD_DIR:-$root/build}/bin" bundle
   bundle="$(mktemp -d)"
   mkdir -p "$bundle/bin" "$bundle/lib"
-  # freekv-kvstore rides along: the recall-path test and benchmark start it from beside themselves.
-  for b in "${tests[@]}" gpu_bench gpu_recall_bench gpu_decode_bench freekv-kvstore; do cp "$bin/$b" "$bundle/bin/"; done
+  # freekv-kvstore rides along (the recall-path test and benchmark start it from beside themselves), and
+  # the CLI, for `freekv run --device cuda:0` with the shipped model.
+  for b in "${tests[@]}" gpu_bench gpu_recall_bench gpu_decode_bench freekv-kvstore freekv; do cp "$bin/$b" "$bundle/bin/"; done
   # Libraries the binaries load, less the C/C++ runtime every Linux host has and the CUDA libraries,
   # which must be the GPU host's own (they match its driver).
   ldd "$bundle"/bin/* | awk '/=> \//{print $3}' | sort -u |
@@ -76,7 +78,19 @@ run_checks() {
       if timeout 120 "$bin/$t"; then echo "== $t: passed"; else echo "== $t: FAILED (exit $?)"; status=1; fi
     done
   } 2>&1 | tee "$out/tests.log"
-  grep -q "FAILED" "$out/tests.log" && status=1
+  # What a user runs: the shipped model through `freekv run` on the GPU and on the CPU, greedy.
+  {
+    for device in cuda:0 cpu; do
+      echo "== freekv run --device $device"
+      if timeout 120 "$bin/freekv" run --model "$root/models/freekv-tiny" --device "$device" --max-tokens 48 \
+           --prompt "The key is 48213. Remember it. What is the key? The key is" --json; then
+        echo "== freekv run --device $device: passed"
+      else
+        echo "== freekv run --device $device: FAILED (exit $?)"
+      fi
+    done
+  } 2>&1 | tee "$out/cli.log"
+  grep -q "FAILED" "$out/tests.log" "$out/cli.log" && status=1
   # The benchmark before the sanitizer, so that its figures come back even if the checks run long.
   timeout 240 "$bin/gpu_bench" --commit "$commit" >"$out/gpu-bench.json" || { echo "gpu_bench FAILED (exit $?)"; status=1; }
   timeout 120 "$bin/gpu_recall_bench" --commit "$commit" >"$out/gpu-recall-bench.json" ||
@@ -115,7 +129,7 @@ run_checks() {
   fi
   {
     echo "gpu-check at $commit on $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | head -1)"
-    grep -E "^== .*(passed|FAILED|clean)" "$out/tests.log" "$out/sanitizer.log" | sed 's/^[^:]*://'
+    grep -E "^== .*(passed|FAILED|clean)" "$out/tests.log" "$out/cli.log" "$out/sanitizer.log" | sed 's/^[^:]*://'
     [[ $status -eq 0 ]] && echo "all passed" || echo "FAILURES above"
   } | tee "$out/summary.txt"
   return $status

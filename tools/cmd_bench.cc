@@ -300,6 +300,7 @@ int cmd_bench(int argc, char** argv) {
   if (int rc = handle_parse_result(p, p.parse(argc, argv)); rc >= 0) return rc;
   auto options = engine_flags.to_options();
   if (!options.ok()) return report_error("bench", options.status());
+  if (absl::Status s = engine_flags.require_cpu("bench"); !s.ok()) return report_error("bench", s);
   options->prefill_chunk = prefill_tokens;
 
   std::vector<int64_t> ctx_list, batch_list;

@@ -164,6 +164,7 @@ int cmd_eval(int argc, char** argv) {
   if (int rc = handle_parse_result(p, p.parse(argc, argv)); rc >= 0) return rc;
   auto options = engine_flags.to_options();
   if (!options.ok()) return report_error("eval", options.status());
+  if (absl::Status s = engine_flags.require_cpu("eval"); !s.ok()) return report_error("eval", s);
   auto policy_list = parse_policy_list(policies);
   if (!policy_list.ok()) return report_error("eval", policy_list.status());
   auto kvstore = engine_flags.start_kvstore_for(*policy_list, &*options, model);

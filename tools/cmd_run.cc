@@ -38,7 +38,7 @@ int cmd_run(int argc, char** argv) {
   RequestFlags request;
   EngineFlags engine_flags;
   ArgParser p("freekv run [--model DIR] (--prompt TEXT | --prompt-file F) [--max-tokens N] [options]",
-              "Generates a continuation of the prompt with the model in this process (CPU).");
+              "Generates a continuation of the prompt with the model in this process (on the CPU, or --device cuda:N).");
   p.add_string("model", &model, "Hugging Face model directory");
   request.add_to(p);
   p.add_bool("json", &json, "print one JSON object: prompt_tokens, tokens, text, finish_reason, timing");

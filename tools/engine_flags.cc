@@ -4,6 +4,8 @@
 #include "absl/strings/str_split.h"
 #include "common/units.h"
 #include "tools/kvstore_block.h"
+#include "worker/gpu/device_backend.h"
+#include "worker/gpu/sequence_slots.h"
 
 namespace freekv {
 
@@ -28,6 +30,11 @@ void EngineFlags::add_to(ArgParser& p) {
                "block size of a spawned kvstore (>= one page of all KV heads and its key statistics; auto = that)");
   p.add_int("recall-staging-pairs", &recall_staging_pairs,
             "recalls from the kvstore in flight at once, shared by every sequence and layer");
+  p.add_string("device", &device, "where steps run: cpu, or cuda:N (the GPU runs the full policy, without a kvstore)");
+  p.add_int("gpu-sequences", &gpu_sequences, "sequences the GPU holds KV for at once");
+  p.add_int("gpu-tokens", &gpu_tokens, "tokens of KV the GPU holds per sequence (0 = the model's positions, at most 32768)");
+  p.add_string("gpu-memory", &gpu_memory,
+               "device memory the KV pool and activations may take beside the weights, with units (0 = what is free)");
 }
 
 absl::StatusOr<EngineOptions> EngineFlags::to_options() const {
@@ -55,7 +62,24 @@ absl::StatusOr<EngineOptions> EngineFlags::to_options() const {
     o.retrieval.dense_layers.push_back(layer);
   }
   o.recall_staging_pairs = int(recall_staging_pairs);
+  if (gpu_sequences < 1 || gpu_tokens < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("--gpu-sequences must be >= 1 and --gpu-tokens >= 0, got ",
+                                                   gpu_sequences, " and ", gpu_tokens));
+  }
+  if (device != "cpu") FREEKV_RETURN_IF_ERROR(cuda_device_index(device).status());
+  o.device.name = device;
+  o.device.sequences = gpu_sequences;
+  o.device.tokens_per_sequence = gpu_tokens;
+  FREEKV_ASSIGN_OR_RETURN(o.device.memory_limit, parse_size(gpu_memory));
+  o.make_device_backend = make_device_backend;
   return o;
+}
+
+absl::Status EngineFlags::require_cpu(const std::string& command) const {
+  if (device == "cpu") return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(
+      "freekv ", command, " runs on the CPU only so far (its query harness and phase profiles hook into the CPU ",
+      "forward pass); --device ", device, " works with freekv run, and scripts/gpu-check.sh measures the GPU"));
 }
 
 absl::StatusOr<std::unique_ptr<KvstoreProcess>> EngineFlags::start_kvstore(EngineOptions* options,

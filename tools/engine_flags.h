@@ -1,4 +1,5 @@
-// Options shared by the subcommands that run the engine (run, bench): threads, KV storage, paging.
+// Options shared by the subcommands that run the engine (run, bench, eval): threads, KV storage,
+// paging, retrieval, the device.
 #pragma once
 
 #include <cstdint>
@@ -27,9 +28,16 @@ struct EngineFlags {
   // A spawned kvstore's pool, and its block size ("auto": one page of the model with its key statistics).
   std::string kvstore_pool = "8GiB", kvstore_block = "auto";
   int64_t recall_staging_pairs = 8;
+  // Where steps run, and the GPU KV pool's size (DeviceOptions).
+  std::string device = "cpu";
+  int64_t gpu_sequences = 8, gpu_tokens = 0;
+  std::string gpu_memory = "0";
 
   void add_to(ArgParser& parser);
   absl::StatusOr<EngineOptions> to_options() const;
+  // For the commands that measure the CPU engine's internals (bench, eval): INVALID_ARGUMENT naming
+  // `command` unless --device is cpu.
+  absl::Status require_cpu(const std::string& command) const;
   // Starts the private kvstore when the flags ask for one (for the model in model_dir) and points
   // options at it.
   absl::StatusOr<std::unique_ptr<KvstoreProcess>> start_kvstore(EngineOptions* options, const std::string& model_dir) const;

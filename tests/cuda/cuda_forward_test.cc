@@ -3,53 +3,19 @@
 // dims 64 and 128): a prefill chunk that ends mid-page and splits its attention, a ragged batch of a second prefill and a
 // decode, then decode steps across a page boundary. Then the errors: a token outside the vocabulary,
 // a slot outgrown, a pool larger than the memory limit. Exits 77 when no GPU is visible.
-#include <filesystem>
 #include <string>
 
+#include "cuda_test_models.h"
 #include "cuda_test_util.h"
-#include "tools/random_model.h"
 #include "worker/engine/generate.h"
 #include "worker/gpu/cuda_forward.h"
-#include "worker/tokenizer/tokenizer.h"
 
 namespace freekv {
 namespace {
 
 using cuda_test::check_close;
 using cuda_test::failures;
-
-struct Variant {
-  const char* name;
-  ModelArch arch;
-  int heads, kv_heads, head_dim;
-  bool tie;
-};
-
-std::string model_dir(const Variant& v) {
-  const std::string dir = (std::filesystem::temp_directory_path() / "freekv-cuda-forward-test" / v.name).string();
-  if (std::filesystem::exists(dir + "/config.json")) return dir;
-  RandomModelSpec spec;
-  ModelConfig& c = spec.config;
-  c.arch = v.arch;
-  c.arch_name = std::string(model_arch_hf_name(v.arch));
-  c.qkv_bias = v.arch == ModelArch::kQwen2;
-  c.qk_norm = v.arch == ModelArch::kQwen3;
-  c.n_layers = 2;
-  c.hidden = 256;
-  c.n_heads = v.heads;
-  c.n_kv_heads = v.kv_heads;
-  c.head_dim = v.head_dim;
-  c.intermediate = 512;
-  c.max_positions = 4096;
-  c.rope_theta = 500000;
-  c.rms_eps = 1e-5;
-  c.tie_embeddings = v.tie;
-  c.dtype = DType::kBF16;
-  spec.tokenizer_json = *make_bpe_tokenizer_json(400);
-  spec.seed = 11;
-  if (absl::Status s = write_random_model(spec, dir); !s.ok()) std::fprintf(stderr, "%s\n", s.ToString().c_str());
-  return dir;
-}
+using cuda_test::Variant;
 
 std::vector<int32_t> tokens(int n, int salt, int vocab) {
   std::vector<int32_t> t(static_cast<size_t>(n));
@@ -65,7 +31,7 @@ bool compare_variant(const Variant& v) {
   EngineOptions o;
   o.threads = 2;
   o.page_tokens = 16;
-  auto engine = Engine::load(model_dir(v), o);
+  auto engine = Engine::load(cuda_test::model_dir(v), o);
   if (!engine.ok()) {
     std::printf("%s: %s FAILED\n", v.name, engine.status().ToString().c_str());
     ++failures;
@@ -155,7 +121,7 @@ void expect_error(const char* what, const absl::Status& s, absl::StatusCode code
 void errors() {
   const Variant v = {"llama-gqa", ModelArch::kLlama, 4, 2, 64, false};
   EngineOptions o;
-  auto engine = Engine::load(model_dir(v), o);
+  auto engine = Engine::load(cuda_test::model_dir(v), o);
   if (!engine.ok()) { ++failures; return; }
   auto dw = DeviceWeights::upload((*engine)->weights());
   if (!dw.ok()) { ++failures; return; }

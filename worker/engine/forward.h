@@ -1,4 +1,4 @@
-// One forward step of the model over a batch of sequences, each contributing any number of new
+// The CPU step backend (step_backend.h): one forward step of the model over a batch of sequences, each contributing any number of new
 // tokens (a prefill chunk or a single decode token). Rows of all sequences go through the matrix
 // products together, so a decode batch reads the weights once; attention runs per sequence over its
 // own paged KV, after the new tokens' K/V have been written into it, over the pages its retrieval
@@ -13,17 +13,11 @@
 #include <vector>
 
 #include "common/thread_pool.h"
-#include "worker/engine/weights.h"
 #include "worker/engine/sequence.h"
+#include "worker/engine/step_backend.h"
+#include "worker/engine/weights.h"
 
 namespace freekv {
-
-struct StepInput {
-  Sequence* seq;              // its n_tokens() is the position of tokens[0]
-  const int32_t* tokens;      // [n_tokens] ids (< vocab, checked by the caller)
-  int64_t n_tokens;
-  bool all_logits;            // logits for every new token (true) or only the last one
-};
 
 // Sees, and may replace, the post-RoPE queries of a decode row before attention: q[n_heads, head_dim]
 // of `seq` at `layer`. A seam for measurement: `freekv bench` replaces them with synthetic query
@@ -38,17 +32,17 @@ struct StepProfile {
   double projections = 0, attention = 0, norms_rope_elementwise = 0, logits = 0;
 };
 
-class ForwardPass {
+// The CPU backend.
+class ForwardPass : public StepBackend {
  public:
   ForwardPass(const ModelWeights& weights, ThreadPool& pool) : w_(weights), pool_(pool) {}
 
-  // Appends every input's tokens to its KV and writes logits: for each input in order, n_tokens rows
-  // (all_logits) or one row, each [vocab] fp32, into *logits (resized). (*failed)[i] is OK, or why
-  // input i dropped out of the step (its rows of *logits are then meaningless and none of its tokens
-  // were committed). Returns RESOURCE_EXHAUSTED, before any K/V is written, when the KV pool cannot hold
-  // the new tokens (pages already reserved for earlier inputs stay with their sequences and serve their
-  // next tokens).
-  absl::Status step(const std::vector<StepInput>& inputs, std::vector<float>* logits, std::vector<absl::Status>* failed);
+  // StepBackend::step. Returns RESOURCE_EXHAUSTED, before any K/V is written, when the KV pool cannot
+  // hold the new tokens (pages already reserved for earlier inputs stay with their sequences and serve
+  // their next tokens).
+  absl::Status step(const std::vector<StepInput>& inputs, std::vector<float>* logits,
+                    std::vector<absl::Status>* failed) override;
+  std::string device() const override { return "cpu"; }
 
   void set_query_hook(QueryHook fn) { query_hook_ = std::move(fn); }
   // Adds each later step's phase times to *profile (null: stop; the clock is read only while set).

@@ -93,6 +93,20 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::load(const std::string& model_di
     return absl::InvalidArgumentError(absl::StrCat("policy ", policy_name(options.retrieval.policy),
                                                    " offloads pages and needs a kvstore; give its socket (--kvstore)"));
   }
+  if (options.device.name != "cpu") {
+    // The GPU backend attends every sequence's whole KV from device memory: no retrieval policy, no
+    // kvstore sessions yet.
+    if (options.retrieval.policy != PolicyKind::kFull || !options.kvstore_socket.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--device ", options.device.name, " runs the full policy without a kvstore so far (retrieval and offload run on ",
+          "the CPU engine only); use --policy full --kvstore none, or --device cpu"));
+    }
+    if (!options.make_device_backend) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("this program has no backend for --device ", options.device.name, "; use --device cpu"));
+    }
+    FREEKV_ASSIGN_OR_RETURN(e->device_backend_, options.make_device_backend(*e->weights_, options));
+  }
   return e;
 }
 
@@ -218,6 +232,7 @@ Engine::Finished Engine::finish_request(std::unique_ptr<ActiveRequest> active, a
   }
   Finished out;
   out.session_tokens = keep ? seq.kv().stored_tokens() : 0;
+  backend().release(&seq);
   active.reset();  // local pages back to the pool before the kvstore forgets a private session
   if (!keep) status.Update(close_sequence_session(session));
   if (!failure.ok()) {
@@ -236,7 +251,7 @@ absl::StatusOr<GenerateResult> Engine::generate(const GenerateRequest& r,
   std::vector<float> logits;
   std::vector<absl::Status> failed;
   while (!active->finished()) {
-    absl::Status s = forward_->step({active->next_input()}, &logits, &failed);
+    absl::Status s = step({active->next_input()}, &logits, &failed);
     if (s.ok()) s = failed[0];
     if (!s.ok()) return finish_request(std::move(active), s).result;
     active->accept(logits.data());

@@ -22,6 +22,21 @@
 
 namespace freekv {
 
+struct EngineOptions;
+// Makes the step backend of a device other than the CPU (worker/gpu/device_backend.h); the binaries
+// that run on GPUs pass it in, so the engine itself depends on no device library.
+using DeviceBackendFactory =
+    std::function<absl::StatusOr<std::unique_ptr<StepBackend>>(const ModelWeights&, const EngineOptions&)>;
+
+// Where steps run: "cpu", or "cuda:N" with its KV pool's size. The GPU backend keeps every sequence's
+// KV in device memory, in one of `sequences` regions of `tokens_per_sequence` tokens.
+struct DeviceOptions {
+  std::string name = "cpu";
+  int64_t sequences = 8;            // sequences held on the device at once
+  int64_t tokens_per_sequence = 0;  // 0 = the model's positions, at most 32768
+  uint64_t memory_limit = 0;        // bytes of device memory beside the weights; 0 = what is free
+};
+
 struct EngineOptions {
   int threads = 0;                        // 0 = one per hardware thread
   DType kv_dtype = DType::kBF16;          // storage of K/V pages
@@ -31,6 +46,8 @@ struct EngineOptions {
   RetrievalConfig retrieval;              // policy and budget
   std::string kvstore_socket;             // freekv-kvstore's unix socket; empty = no offload
   int recall_staging_pairs = 8;           // recalls in flight at once, shared by every sequence and layer
+  DeviceOptions device;
+  DeviceBackendFactory make_device_backend;  // required when device.name is not "cpu"
 };
 
 class Engine {
@@ -78,6 +95,13 @@ class Engine {
   const Tokenizer& tokenizer() const { return *tokenizer_; }
   ThreadPool& threads() { return *threads_; }
   KvBlockPool& kv_pool() { return *kv_pool_; }
+  // Where this engine's steps run: the device's backend, or the CPU's forward pass.
+  StepBackend& backend() { return device_backend_ != nullptr ? *device_backend_ : *forward_; }
+  // StepBackend::step on backend().
+  absl::Status step(const std::vector<StepInput>& inputs, std::vector<float>* logits, std::vector<absl::Status>* failed) {
+    return backend().step(inputs, logits, failed);
+  }
+  // The CPU forward pass itself, for what only it offers (query hooks, phase profiles: bench, eval).
   ForwardPass& forward() { return *forward_; }
   const EngineOptions& options() const { return options_; }
 
@@ -89,6 +113,7 @@ class Engine {
   std::unique_ptr<ThreadPool> threads_;
   std::unique_ptr<KvBlockPool> kv_pool_;
   std::unique_ptr<ForwardPass> forward_;
+  std::unique_ptr<StepBackend> device_backend_;  // null on the CPU
   std::unique_ptr<KvstoreClient> kvstore_;
   std::unique_ptr<RecallQueue> recalls_;
   uint64_t private_sessions_ = 0;

@@ -75,6 +75,11 @@ struct Scheduler::Running {
 
 Scheduler::Scheduler(Engine* engine, SchedulerOptions options) : engine_(engine), options_(options) {
   options_.max_batch = std::max(1, options_.max_batch);
+  // A device that holds KV for fewer sequences than the batch has seats seats no more: the others wait
+  // in the queue for a region instead of failing in a step.
+  if (const int64_t cap = engine_->backend().max_sequences(); cap > 0 && cap < options_.max_batch) {
+    options_.max_batch = int(cap);
+  }
   max_step_tokens_ = options_.max_step_tokens > 0 ? options_.max_step_tokens
                                                   : engine_->options().prefill_chunk + options_.max_batch;
   thread_ = std::thread([this] { loop(); });
@@ -310,7 +315,7 @@ void Scheduler::step() {
   for (Running* r : batch) inputs.push_back(r->active->next_input());
   const Job::Clock::time_point started = Job::Clock::now();
   std::vector<absl::Status> failed;
-  absl::Status s = engine_->forward().step(inputs, &logits_, &failed);
+  absl::Status s = engine_->step(inputs, &logits_, &failed);
   steps_.fetch_add(1);
   if (options_.observer != nullptr) {
     RetrievalStats recall;

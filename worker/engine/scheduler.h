@@ -55,7 +55,7 @@ class SchedulerObserver {
 };
 
 struct SchedulerOptions {
-  int max_batch = 4;             // sequences stepped together
+  int max_batch = 4;             // sequences stepped together (at most the backend's max_sequences())
   int64_t max_step_tokens = 0;   // rows of one step; 0 = the engine's prefill chunk + max_batch
   int max_queue = 1024;          // waiting requests beyond which submit() is RESOURCE_EXHAUSTED
   SchedulerObserver* observer = nullptr;  // not owned; must outlive the scheduler

@@ -1,0 +1,15 @@
+// make_device_backend in a build without CUDA (no nvcc when it was configured).
+#include "absl/strings/str_cat.h"
+#include "worker/gpu/device_backend.h"
+#include "worker/gpu/sequence_slots.h"
+
+namespace freekv {
+
+absl::StatusOr<std::unique_ptr<StepBackend>> make_device_backend(const ModelWeights&, const EngineOptions& options) {
+  FREEKV_RETURN_IF_ERROR(cuda_device_index(options.device.name).status());
+  return absl::UnavailableError(absl::StrCat("--device ", options.device.name,
+                                             ": this freekv was built without CUDA (no nvcc when it was configured); ",
+                                             "rebuild where the CUDA Toolkit is installed, or use --device cpu"));
+}
+
+}  // namespace freekv
