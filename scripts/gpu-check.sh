@@ -26,8 +26,9 @@ make_bundle() {
   bundle="$(mktemp -d)"
   mkdir -p "$bundle/bin" "$bundle/lib"
   # freekv-kvstore rides along (the recall-path test and benchmark start it from beside themselves), and
-  # the CLI, for `freekv run --device cuda:0` with the shipped model.
-  for b in "${tests[@]}" gpu_bench gpu_recall_bench gpu_decode_bench freekv-kvstore freekv; do cp "$bin/$b" "$bundle/bin/"; done
+  # the CLI and the services, for `freekv run` and a freekv-worker on the GPU with the shipped model.
+  for b in "${tests[@]}" gpu_bench gpu_recall_bench gpu_decode_bench freekv-kvstore freekv freekv-coordinator \
+           freekv-worker; do cp "$bin/$b" "$bundle/bin/"; done
   # Libraries the binaries load, less the C/C++ runtime every Linux host has and the CUDA libraries,
   # which must be the GPU host's own (they match its driver).
   ldd "$bundle"/bin/* | awk '/=> \//{print $3}' | sort -u |
@@ -48,6 +49,28 @@ find_lib_dir() {
   f="$(find /usr/local/cuda/lib64 /usr/local/cuda/targets /usr/local/nvidia /usr/lib /opt /usr/local/lib \
          -name "$1" 2>/dev/null | head -1 || true)"
   [[ -n "$f" ]] && dirname "$f"
+}
+
+# A coordinator and a freekv-worker on `device` (no kvstore: the GPU worker has no sessions yet), one
+# greedy request through the public API with `freekv generate`; prints its JSON lines.
+service_check() {
+  local bin="$1" device="$2" dir pids=() rc=0
+  dir="$(mktemp -d)"
+  "$bin/freekv-coordinator" --listen 127.0.0.1:0 --address_file "$dir/coordinator" 2>"$dir/coordinator.log" &
+  pids+=($!)
+  for _ in $(seq 100); do [[ -s "$dir/coordinator" ]] && break; sleep 0.1; done
+  "$bin/freekv-worker" --device "$device" --model "$root/models/freekv-tiny" --listen 127.0.0.1:0 \
+    --coordinator "$(cat "$dir/coordinator")" --address_file "$dir/worker" 2>"$dir/worker.log" &
+  pids+=($!)
+  for _ in $(seq 300); do [[ -s "$dir/worker" ]] && break; sleep 0.1; done
+  sleep 1  # the registration reaches the coordinator after the worker serves
+  timeout 60 "$bin/freekv" generate --coordinator "$(cat "$dir/coordinator")" --max-tokens 24 --json \
+    --prompt "The key is 48213. Remember it. What is the key? The key is" || rc=$?
+  kill "${pids[@]}" 2>/dev/null || true
+  wait "${pids[@]}" 2>/dev/null || true
+  [[ $rc -eq 0 ]] || cat "$dir/coordinator.log" "$dir/worker.log"
+  rm -rf "$dir"
+  return $rc
 }
 
 run_checks() {
@@ -87,6 +110,14 @@ run_checks() {
         echo "== freekv run --device $device: passed"
       else
         echo "== freekv run --device $device: FAILED (exit $?)"
+      fi
+    done
+    for device in cuda:0 cpu; do
+      echo "== freekv-worker --device $device, request through the coordinator"
+      if service_check "$bin" "$device"; then
+        echo "== freekv-worker --device $device: passed"
+      else
+        echo "== freekv-worker --device $device: FAILED"
       fi
     done
   } 2>&1 | tee "$out/cli.log"

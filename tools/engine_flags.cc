@@ -5,7 +5,6 @@
 #include "common/units.h"
 #include "tools/kvstore_block.h"
 #include "worker/gpu/device_backend.h"
-#include "worker/gpu/sequence_slots.h"
 
 namespace freekv {
 
@@ -62,15 +61,7 @@ absl::StatusOr<EngineOptions> EngineFlags::to_options() const {
     o.retrieval.dense_layers.push_back(layer);
   }
   o.recall_staging_pairs = int(recall_staging_pairs);
-  if (gpu_sequences < 1 || gpu_tokens < 0) {
-    return absl::InvalidArgumentError(absl::StrCat("--gpu-sequences must be >= 1 and --gpu-tokens >= 0, got ",
-                                                   gpu_sequences, " and ", gpu_tokens));
-  }
-  if (device != "cpu") FREEKV_RETURN_IF_ERROR(cuda_device_index(device).status());
-  o.device.name = device;
-  o.device.sequences = gpu_sequences;
-  o.device.tokens_per_sequence = gpu_tokens;
-  FREEKV_ASSIGN_OR_RETURN(o.device.memory_limit, parse_size(gpu_memory));
+  FREEKV_ASSIGN_OR_RETURN(o.device, device_options(device, gpu_sequences, gpu_tokens, gpu_memory));
   o.make_device_backend = make_device_backend;
   return o;
 }

@@ -7,14 +7,21 @@
 
 namespace freekv {
 
-absl::StatusOr<std::unique_ptr<StepBackend>> make_device_backend(const ModelWeights& weights,
-                                                                 const EngineOptions& options) {
-  FREEKV_ASSIGN_OR_RETURN(const int index, cuda_device_index(options.device.name));
+absl::Status check_device(const DeviceOptions& device) {
+  if (device.name == "cpu") return absl::OkStatus();
+  FREEKV_ASSIGN_OR_RETURN(const int index, cuda_device_index(device.name));
   const int count = cuda_device_count();
   if (index >= count) {
-    return absl::FailedPreconditionError(absl::StrCat("--device ", options.device.name, ": this machine has ", count,
+    return absl::FailedPreconditionError(absl::StrCat("--device ", device.name, ": this machine has ", count,
                                                       " visible CUDA device(s)", count == 0 ? " (or no driver)" : ""));
   }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<StepBackend>> make_device_backend(const ModelWeights& weights,
+                                                                 const EngineOptions& options) {
+  FREEKV_RETURN_IF_ERROR(check_device(options.device));
+  const int index = *cuda_device_index(options.device.name);
   CudaForwardOptions o;
   o.slots = options.device.sequences;
   o.max_tokens_per_slot = options.device.tokens_per_sequence > 0

@@ -26,6 +26,7 @@
 #include "common/service_metrics.h"
 #include "common/units.h"
 #include "worker/engine/scheduler.h"
+#include "worker/gpu/device_backend.h"
 #include "worker/model/config.h"
 #include "worker/service/kvstore_control.h"
 #include "worker/service/registration.h"
@@ -64,6 +65,12 @@ ABSL_FLAG(double, correction_threshold, 0.9,
 ABSL_FLAG(std::string, gqa_score, "avgsm", "Combine a KV head's query heads by avg (raw scores) or avgsm (softmaxed).");
 ABSL_FLAG(std::string, digest, "minmax", "Page digest: minmax (Quest) or center-mad (ArkVale).");
 ABSL_FLAG(std::string, dense_layers, "", "Comma-separated layers that always attend the full context.");
+ABSL_FLAG(std::string, device, "cpu",
+          "Where steps run: cpu, or cuda:N (the GPU runs the full policy, without a kvstore, so far).");
+ABSL_FLAG(int64_t, gpu_sequences, 8, "Sequences the GPU holds KV for at once (--device cuda:N); caps --max-batch.");
+ABSL_FLAG(int64_t, gpu_tokens, 0, "Tokens of KV the GPU holds per sequence (0 = the model's positions, at most 32768).");
+ABSL_FLAG(std::string, gpu_memory, "0",
+          "Device memory the KV pool and activations may take beside the weights, with units (0 = what is free).");
 ABSL_FLAG(int32_t, max_batch, 8, "Most sequences stepped together (continuous batching).");
 ABSL_FLAG(int32_t, recall_staging_pairs, 8,
           "Recalls from the kvstore in flight at once, shared by every sequence and layer (each takes one staging "
@@ -118,6 +125,9 @@ absl::StatusOr<EngineOptions> engine_options() {
   if (absl::GetFlag(FLAGS_recall_staging_pairs) < 1) return absl::InvalidArgumentError("--recall-staging-pairs must be >= 1");
   o.recall_staging_pairs = absl::GetFlag(FLAGS_recall_staging_pairs);
   o.kvstore_socket = absl::GetFlag(FLAGS_kvstore);
+  FREEKV_ASSIGN_OR_RETURN(o.device, device_options(absl::GetFlag(FLAGS_device), absl::GetFlag(FLAGS_gpu_sequences),
+                                                   absl::GetFlag(FLAGS_gpu_tokens), absl::GetFlag(FLAGS_gpu_memory)));
+  o.make_device_backend = make_device_backend;
   return o;
 }
 
@@ -191,6 +201,7 @@ int check_config() {
     c.warning("--kvstore " + kvstore + " is a relative path: it depends on the working directory");
   }
   if (options.ok()) {
+    if (absl::Status d = check_device(options->device); !d.ok()) c.error(std::string(d.message()));
     auto avail = mem_available_bytes();
     if (avail && options->kv_memory > *avail) {
       c.error("--kv-memory " + human_bytes(options->kv_memory) + " exceeds MemAvailable " + human_bytes(*avail));
@@ -199,7 +210,8 @@ int check_config() {
   std::string summary;
   if (c.ok()) {
     summary = absl::StrCat("Would load ", model, " (", model_desc, "), serve the Worker API and health on ",
-                           absl::GetFlag(FLAGS_listen), " with policy ", policy_name(options->retrieval.policy),
+                           absl::GetFlag(FLAGS_listen), " on ", options->device.name, " with policy ",
+                           policy_name(options->retrieval.policy),
                            ", max batch ", absl::GetFlag(FLAGS_max_batch), ", ", human_bytes(options->kv_memory), " of KV memory",
                            kvstore.empty() ? ", no kvstore" : ", kvstore " + kvstore,
                            absl::GetFlag(FLAGS_coordinator).empty() ? ", not registering"
