@@ -49,6 +49,8 @@ CudaForwardPass::~CudaForwardPass() {
   for (void* p : allocations_) cudaFree(p);
   cudaFreeHost(plan_host_);
   cudaFreeHost(logits_host_);
+  if (step_begin_ != nullptr) cudaEventDestroy(step_begin_);
+  if (step_end_ != nullptr) cudaEventDestroy(step_end_);
   if (stream_ != nullptr) cudaStreamDestroy(stream_);
 }
 
@@ -126,10 +128,13 @@ absl::Status CudaForwardPass::allocate() {
   FREEKV_RETURN_IF_ERROR(
       cuda_status(cudaMallocHost(&logits_host_, size_t(rows * c.vocab) * 4), "cudaMallocHost"));
   FREEKV_RETURN_IF_ERROR(cuda_status(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreate"));
+  FREEKV_RETURN_IF_ERROR(cuda_status(cudaEventCreate(&step_begin_), "cudaEventCreate"));
+  FREEKV_RETURN_IF_ERROR(cuda_status(cudaEventCreate(&step_end_), "cudaEventCreate"));
   return cuda_status(matmul_context_create(&matmul_, stream_), "matmul_context_create");
 }
 
 absl::Status CudaForwardPass::run_layers(const std::vector<CudaStepInput>& inputs, int64_t* out_rows) {
+  step_started_ = std::chrono::steady_clock::now();
   const ModelConfig& c = w_.config();
   const int64_t h = c.hidden, hd = c.head_dim, q_dim = int64_t(c.n_heads) * hd, kv_dim = int64_t(c.n_kv_heads) * hd,
                 inter = c.intermediate;
@@ -174,6 +179,7 @@ absl::Status CudaForwardPass::run_layers(const std::vector<CudaStepInput>& input
   const int32_t* last_len = pack(plan_.last_len.data(), plan_.last_len.size());
   const int32_t* write_chunk = pack(plan_.write_chunk.data(), plan_.write_chunk.size());
   const int32_t* write_token = pack(plan_.write_token.data(), plan_.write_token.size());
+  FREEKV_RETURN_IF_ERROR(cuda_status(cudaEventRecord(step_begin_, stream_), "cudaEventRecord"));
   FREEKV_RETURN_IF_ERROR(cuda_status(cudaMemcpyAsync(plan_device_, plan_host_, size_t(packed - plan_host_) * 4,
                                                      cudaMemcpyHostToDevice, stream_),
                                      "step plan upload"));
@@ -257,15 +263,26 @@ absl::Status CudaForwardPass::run_layers(const std::vector<CudaStepInput>& input
   return absl::OkStatus();
 }
 
+absl::Status CudaForwardPass::finish_step(const std::vector<CudaStepInput>& inputs) {
+  FREEKV_RETURN_IF_ERROR(cuda_status(cudaEventRecord(step_end_, stream_), "cudaEventRecord"));
+  const double issue_ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - step_started_).count();
+  FREEKV_RETURN_IF_ERROR(cuda_status(cudaStreamSynchronize(stream_), "GPU forward pass"));
+  float ms = 0;
+  FREEKV_RETURN_IF_ERROR(cuda_status(cudaEventElapsedTime(&ms, step_begin_, step_end_), "cudaEventElapsedTime"));
+  last_timing_ = StepTiming{ms, issue_ms};
+  for (const CudaStepInput& in : inputs) slot_tokens_[size_t(in.slot)] += in.n_tokens;
+  return absl::OkStatus();
+}
+
 absl::Status CudaForwardPass::step(const std::vector<CudaStepInput>& inputs, std::vector<float>* logits) {
   int64_t out_rows = 0;
   FREEKV_RETURN_IF_ERROR(run_layers(inputs, &out_rows));
   const size_t n = size_t(out_rows * w_.config().vocab);
   FREEKV_RETURN_IF_ERROR(cuda_status(
       cudaMemcpyAsync(logits_host_, logits_, n * 4, cudaMemcpyDeviceToHost, stream_), "logits download"));
-  FREEKV_RETURN_IF_ERROR(cuda_status(cudaStreamSynchronize(stream_), "GPU forward pass"));
+  FREEKV_RETURN_IF_ERROR(finish_step(inputs));
   logits->assign(logits_host_, logits_host_ + n);
-  for (const CudaStepInput& in : inputs) slot_tokens_[size_t(in.slot)] += in.n_tokens;
   return absl::OkStatus();
 }
 
@@ -279,9 +296,7 @@ absl::Status CudaForwardPass::step_greedy(const std::vector<CudaStepInput>& inpu
       cuda_status(argmax_cuda(logits_, out_rows, w_.config().vocab, ids_device_, stream_), "greedy sampling"));
   FREEKV_RETURN_IF_ERROR(cuda_status(
       cudaMemcpyAsync(ids->data(), ids_device_, size_t(out_rows) * 4, cudaMemcpyDeviceToHost, stream_), "ids download"));
-  FREEKV_RETURN_IF_ERROR(cuda_status(cudaStreamSynchronize(stream_), "GPU forward pass"));
-  for (const CudaStepInput& in : inputs) slot_tokens_[size_t(in.slot)] += in.n_tokens;
-  return absl::OkStatus();
+  return finish_step(inputs);
 }
 
 absl::Status CudaForwardPass::synthesize_kv(int64_t slot, int64_t n_tokens, uint64_t seed) {

@@ -8,6 +8,7 @@
 // fixed slots of the device KV pool (device_kv_plan.h).
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <vector>
@@ -64,6 +65,14 @@ class CudaForwardPass {
   // n_tokens of them, as if prefilled (the output means nothing; the memory traffic is a real decode's).
   absl::Status synthesize_kv(int64_t slot, int64_t n_tokens, uint64_t seed);
 
+  // The last successful step's time: on the device from its plan's upload to its last kernel, and on
+  // the host from planning to having launched that kernel. When the two are close, the device waited
+  // on the launches (the case for CUDA graphs).
+  struct StepTiming {
+    double device_ms = 0, host_issue_ms = 0;
+  };
+  StepTiming last_timing() const { return last_timing_; }
+
   const DeviceKvGeometry& kv_geometry() const { return geometry_; }
   size_t device_bytes() const { return device_bytes_; }  // KV pool, activations and plan buffers
 
@@ -72,6 +81,9 @@ class CudaForwardPass {
   absl::Status allocate();
   // Everything up to the last rows' final-norm hidden states in xn_ ([out_rows, hidden]).
   absl::Status run_layers(const std::vector<CudaStepInput>& inputs, int64_t* out_rows);
+  // After run_layers' work and the step's last kernels: waits for the stream and commits the inputs'
+  // tokens to their slots.
+  absl::Status finish_step(const std::vector<CudaStepInput>& inputs);
 
   const DeviceWeights& w_;
   CudaForwardOptions options_;
@@ -94,6 +106,9 @@ class CudaForwardPass {
   size_t plan_capacity_ = 0;        // int32 elements of each
   int32_t* ids_device_ = nullptr;   // [slots] greedy ids
   float* logits_host_ = nullptr;    // pinned [max_step_rows, vocab]
+  cudaEvent_t step_begin_ = nullptr, step_end_ = nullptr;
+  std::chrono::steady_clock::time_point step_started_;
+  StepTiming last_timing_;
 };
 
 }  // namespace freekv
