@@ -4,19 +4,19 @@
 #   scripts/gpu-check.sh bundle        Here (any machine with nvcc): builds with CUDA and copies the GPU
 #                                      tests, the GPU benchmarks, freekv-kvstore and the shared libraries a
 #                                      bare CUDA host may lack (gRPC, Abseil, OpenBLAS, oneDNN...; not the CUDA
-#                                      libraries) into one tarball, .gpu-bundle.tar.gz (carried to the host).
+#                                      libraries) into one tarball, .gpu-bundle.tar.xz (carried to the host).
 #   scripts/gpu-check.sh run OUT_DIR   On the GPU host: runs every CUDA test, compute-sanitizer's memcheck
 #                                      and racecheck over the kernel tests, and the GPU benchmarks; writes
 #                                      nvidia-smi.txt, tests.log, sanitizer.log, gpu-bench.json,
 #                                      gpu-recall-bench.json, gpu-decode-bench.json, cli.log (freekv run on
 #                                      the GPU and the CPU) and summary.txt into OUT_DIR. Uses
-#                                      .gpu-bundle.tar.gz when present, else the build's own binaries
+#                                      .gpu-bundle.tar.xz when present, else the build's own binaries
 #                                      (build/bin, after scripts/build.sh there).
 #
 # Exits non-zero when no GPU is visible (saying so), or when any test or check fails.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-bundle_file="$root/.gpu-bundle.tar.gz"
+bundle_file="$root/.gpu-bundle.tar.xz"
 tests=(cuda_ops_test cuda_attention_test cuda_retrieval_test cuda_forward_test cuda_engine_test cuda_ipc_push_test
        cuda_recall_path_test)
 
@@ -37,7 +37,8 @@ make_bundle() {
   { git -C "$root" rev-parse HEAD; git -C "$root" status --porcelain | grep -q . && echo "dirty" || echo "clean"; } \
     >"$bundle/COMMIT"
   strip "$bundle"/bin/*
-  tar -C "$bundle" -czf "$bundle_file" .
+  # xz: the binaries carry kernels for two GPU generations; gzip would make the bundle twice as large.
+  tar -C "$bundle" -cf - . | xz -T2 -6 >"$bundle_file"
   echo "bundle: $bundle_file, $(du -h "$bundle_file" | cut -f1) ($(du -sh "$bundle" | cut -f1) unpacked) at" \
     "$(head -1 "$bundle/COMMIT") ($(tail -1 "$bundle/COMMIT") tree)"
   rm -rf "$bundle"
@@ -83,7 +84,7 @@ run_checks() {
   if [[ -f "$bundle_file" ]]; then
     local bundle
     bundle="$(mktemp -d)"
-    tar -C "$bundle" -xzf "$bundle_file"
+    tar -C "$bundle" -xJf "$bundle_file"
     bin="$bundle/bin"
     commit="$(head -1 "$bundle/COMMIT") ($(tail -1 "$bundle/COMMIT") tree)"
     export LD_LIBRARY_PATH="$bundle/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
