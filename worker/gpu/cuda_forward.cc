@@ -49,6 +49,7 @@ CudaForwardPass::~CudaForwardPass() {
   for (void* p : allocations_) cudaFree(p);
   cudaFreeHost(plan_host_);
   cudaFreeHost(logits_host_);
+  cudaFreeHost(ids_host_);
   if (step_begin_ != nullptr) cudaEventDestroy(step_begin_);
   if (step_end_ != nullptr) cudaEventDestroy(step_end_);
   if (stream_ != nullptr) cudaStreamDestroy(stream_);
@@ -78,8 +79,7 @@ absl::Status CudaForwardPass::allocate() {
   plan_capacity_ = plan_capacity(geometry_, rows);
   const size_t kv_bytes = size_t(geometry_.n_layers * geometry_.layer_bytes());
   const size_t activation_bytes = size_t(rows * (3 * h + 2 * q_dim + 2 * kv_dim + 2 * c.intermediate + c.vocab)) * 4;
-  const size_t wanted = kv_bytes + activation_bytes + attention_workspace_bytes_ + plan_capacity_ * 4 +
-                        size_t(geometry_.slots) * 4;
+  const size_t wanted = kv_bytes + activation_bytes + attention_workspace_bytes_ + plan_capacity_ * 4 + size_t(rows) * 4;
   size_t free_bytes = 0, total_bytes = 0;
   FREEKV_RETURN_IF_ERROR(cuda_status(cudaMemGetInfo(&free_bytes, &total_bytes), "cudaMemGetInfo"));
   const size_t allowed = options_.memory_limit > 0 ? std::min<size_t>(options_.memory_limit, free_bytes) : free_bytes;
@@ -122,8 +122,9 @@ absl::Status CudaForwardPass::allocate() {
   void* p = nullptr;
   FREEKV_RETURN_IF_ERROR(alloc(plan_capacity_ * 4, &p));
   plan_device_ = static_cast<int32_t*>(p);
-  FREEKV_RETURN_IF_ERROR(alloc(size_t(geometry_.slots) * 4, &p));
+  FREEKV_RETURN_IF_ERROR(alloc(size_t(rows) * 4, &p));
   ids_device_ = static_cast<int32_t*>(p);
+  FREEKV_RETURN_IF_ERROR(cuda_status(cudaMallocHost(&ids_host_, size_t(rows) * 4), "cudaMallocHost"));
   FREEKV_RETURN_IF_ERROR(cuda_status(cudaMallocHost(&plan_host_, plan_capacity_ * 4), "cudaMallocHost"));
   FREEKV_RETURN_IF_ERROR(
       cuda_status(cudaMallocHost(&logits_host_, size_t(rows * c.vocab) * 4), "cudaMallocHost"));
@@ -291,12 +292,13 @@ absl::Status CudaForwardPass::step_greedy(const std::vector<CudaStepInput>& inpu
   for (CudaStepInput& in : last_only) in.all_logits = false;
   int64_t out_rows = 0;
   FREEKV_RETURN_IF_ERROR(run_layers(last_only, &out_rows));
-  ids->resize(size_t(out_rows));
   FREEKV_RETURN_IF_ERROR(
       cuda_status(argmax_cuda(logits_, out_rows, w_.config().vocab, ids_device_, stream_), "greedy sampling"));
   FREEKV_RETURN_IF_ERROR(cuda_status(
-      cudaMemcpyAsync(ids->data(), ids_device_, size_t(out_rows) * 4, cudaMemcpyDeviceToHost, stream_), "ids download"));
-  return finish_step(inputs);
+      cudaMemcpyAsync(ids_host_, ids_device_, size_t(out_rows) * 4, cudaMemcpyDeviceToHost, stream_), "ids download"));
+  FREEKV_RETURN_IF_ERROR(finish_step(inputs));
+  ids->assign(ids_host_, ids_host_ + out_rows);
+  return absl::OkStatus();
 }
 
 absl::Status CudaForwardPass::synthesize_kv(int64_t slot, int64_t n_tokens, uint64_t seed) {

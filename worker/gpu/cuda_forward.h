@@ -104,7 +104,8 @@ class CudaForwardPass {
   int32_t* plan_device_ = nullptr;  // the step's int32 arrays, packed; see run_layers
   int32_t* plan_host_ = nullptr;    // pinned staging of the same
   size_t plan_capacity_ = 0;        // int32 elements of each
-  int32_t* ids_device_ = nullptr;   // [slots] greedy ids
+  int32_t* ids_device_ = nullptr;   // [max_step_rows] greedy ids
+  int32_t* ids_host_ = nullptr;     // pinned [max_step_rows]: the download must not block the host
   float* logits_host_ = nullptr;    // pinned [max_step_rows, vocab]
   cudaEvent_t step_begin_ = nullptr, step_end_ = nullptr;
   std::chrono::steady_clock::time_point step_started_;
