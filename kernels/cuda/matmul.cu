@@ -29,21 +29,23 @@ __device__ __forceinline__ void load16(const T* p, float* out) {
   for (int j = 0; j < int(16 / sizeof(T)); ++j) out[j] = to_f32(e[j]);
 }
 
-// One warp per kWRows weight rows; the kRows activation rows accumulate together, so each weight row
-// is read once, and each activation load serves kWRows weight rows (batched decode would otherwise be
-// bound by re-reading the activations). kVector: k is a multiple of the 16-byte width and rows are
-// 16-byte aligned.
-template <typename T, int kRows, int kWRows, bool kVector>
+// kWarpsPerRow warps per group of kWRows weight rows, each taking every kWarpsPerRow-th 16-byte column
+// block of them; the kRows activation rows accumulate together, so each weight row is read once, and
+// each activation load serves kWRows weight rows (batched decode would otherwise be bound by
+// re-reading the activations). The warps of a group add up in shared memory. kVector: k is a multiple
+// of the 16-byte width and rows are 16-byte aligned.
+template <typename T, int kRows, int kWRows, int kWarpsPerRow, bool kVector>
 __global__ void gemv_kernel(const float* x, const T* w, const float* bias, float* y, int64_t k, int64_t m) {
-  const int64_t row0 = (int64_t(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32) * kWRows;
+  constexpr int kGroups = kWarpsPerBlock / kWarpsPerRow;
+  const int warp = threadIdx.x / 32, group = warp / kWarpsPerRow, part = warp % kWarpsPerRow;
+  const int64_t row0 = (int64_t(blockIdx.x) * kGroups + group) * kWRows;
   const int lane = threadIdx.x % 32;
-  if (row0 >= m) return;
-  const int n_w = int(min(int64_t(kWRows), m - row0));
+  const int n_w = row0 < m ? int(min(int64_t(kWRows), m - row0)) : 0;
   float acc[kRows][kWRows] = {};
   if constexpr (kVector) {
     constexpr int kWidth = 16 / sizeof(T);
 #pragma unroll 4
-    for (int64_t i = int64_t(lane) * kWidth; i < k; i += 32 * kWidth) {
+    for (int64_t i = (int64_t(part) * 32 + lane) * kWidth; i < k; i += kWarpsPerRow * 32 * kWidth) {
       float wv[kWRows][kWidth];
 #pragma unroll
       for (int rr = 0; rr < kWRows; ++rr) {
@@ -72,7 +74,7 @@ __global__ void gemv_kernel(const float* x, const T* w, const float* bias, float
       }
     }
   } else {
-    for (int64_t i = lane; i < k; i += 32) {
+    for (int64_t i = int64_t(part) * 32 + lane; i < k; i += kWarpsPerRow * 32) {
       float wv[kWRows];
 #pragma unroll
       for (int rr = 0; rr < kWRows; ++rr) wv[rr] = rr < n_w ? to_f32(w[(row0 + rr) * k + i]) : 0.f;
@@ -84,12 +86,25 @@ __global__ void gemv_kernel(const float* x, const T* w, const float* bias, float
       }
     }
   }
+  __shared__ float partial[kWarpsPerBlock][kRows][kWRows];
 #pragma unroll
   for (int r = 0; r < kRows; ++r) {
 #pragma unroll
     for (int rr = 0; rr < kWRows; ++rr) {
       const float s = warp_sum(acc[r][rr]);
-      if (lane == 0 && rr < n_w) y[r * m + row0 + rr] = s + (bias != nullptr ? bias[row0 + rr] : 0.f);
+      if (lane == 0) partial[warp][r][rr] = s;
+    }
+  }
+  if constexpr (kWarpsPerRow > 1) __syncthreads();
+  if (part != 0 || lane != 0) return;
+#pragma unroll
+  for (int r = 0; r < kRows; ++r) {
+#pragma unroll
+    for (int rr = 0; rr < kWRows; ++rr) {
+      float s = 0.f;
+#pragma unroll
+      for (int p = 0; p < kWarpsPerRow; ++p) s += partial[warp + p][r][rr];
+      if (rr < n_w) y[r * m + row0 + rr] = s + (bias != nullptr ? bias[row0 + rr] : 0.f);
     }
   }
 }
@@ -106,13 +121,17 @@ cudaError_t launch_gemv(const float* x, const T* w, const float* bias, float* y,
   // One weight row per warp for a single activation row (nothing to share); more rows share each
   // activation load among 2 or 4 weight rows.
   constexpr int kWRows = kRows == 1 ? 1 : kRows < 4 ? 2 : 4;
-  const unsigned blocks = blocks_for(m, kWarpsPerBlock * kWRows);
+  // Several warps per weight row keep more loads in flight per row; measured on the H200 at the 8B's
+  // down projection (bench/results/gpu-h200-20261130-gemv-ab): 1 row 38 → 34 µs with 4 warps, 4 rows
+  // 54 → 37 µs with 2, 8 rows 74 → 64 µs with 4.
+  constexpr int kWarpsPerRow = kRows >= 2 && kRows <= 4 ? 2 : 4;
+  const unsigned blocks = blocks_for(m, kWarpsPerBlock / kWarpsPerRow * kWRows);
   const bool vector = k % (16 / sizeof(T)) == 0 && reinterpret_cast<uintptr_t>(w) % 16 == 0 &&
                       reinterpret_cast<uintptr_t>(x) % 16 == 0;
   if (vector) {
-    gemv_kernel<T, kRows, kWRows, true><<<blocks, kWarpsPerBlock * 32, 0, stream>>>(x, w, bias, y, k, m);
+    gemv_kernel<T, kRows, kWRows, kWarpsPerRow, true><<<blocks, kWarpsPerBlock * 32, 0, stream>>>(x, w, bias, y, k, m);
   } else {
-    gemv_kernel<T, kRows, kWRows, false><<<blocks, kWarpsPerBlock * 32, 0, stream>>>(x, w, bias, y, k, m);
+    gemv_kernel<T, kRows, kWRows, kWarpsPerRow, false><<<blocks, kWarpsPerBlock * 32, 0, stream>>>(x, w, bias, y, k, m);
   }
   return cudaGetLastError();
 }
