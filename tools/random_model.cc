@@ -50,6 +50,27 @@ std::string find_token(const Tokenizer& tok, std::initializer_list<const char*> 
 
 }  // namespace
 
+ModelConfig small_model_config(ModelArch arch, int layers, int hidden, int heads, int kv_heads, int head_dim,
+                               int intermediate, bool tie_embeddings) {
+  ModelConfig c;
+  c.arch = arch;
+  c.arch_name = std::string(model_arch_hf_name(arch));
+  c.qkv_bias = arch == ModelArch::kQwen2;
+  c.qk_norm = arch == ModelArch::kQwen3;
+  c.n_layers = layers;
+  c.hidden = hidden;
+  c.n_heads = heads;
+  c.n_kv_heads = kv_heads;
+  c.head_dim = head_dim;
+  c.intermediate = intermediate;
+  c.max_positions = 4096;
+  c.rope_theta = 10000;
+  c.rms_eps = 1e-5;
+  c.tie_embeddings = tie_embeddings;
+  c.dtype = DType::kBF16;
+  return c;
+}
+
 absl::Status write_random_model(const RandomModelSpec& spec, const std::string& out_dir) {
   FREEKV_ASSIGN_OR_RETURN(auto tok, Tokenizer::from_json(spec.tokenizer_json, "tokenizer.json"));
   ModelConfig c = spec.config;

@@ -21,6 +21,11 @@ struct RandomModelSpec {
   int shards = 1;              // > 1: model-0000i-of-0000n.safetensors + model.safetensors.index.json
 };
 
+// The config of a small model for tests: the geometry given, the flags `arch` implies (Qwen2's q/k/v
+// biases, Qwen3's q/k norms), 4096 positions, RoPE θ 10000, RMS eps 1e-5, bf16 weights.
+ModelConfig small_model_config(ModelArch arch, int layers, int hidden, int heads, int kv_heads, int head_dim,
+                               int intermediate, bool tie_embeddings);
+
 // Writes config.json, the safetensors, tokenizer.json, tokenizer_config.json and
 // generation_config.json into out_dir (created if missing).
 absl::Status write_random_model(const RandomModelSpec& spec, const std::string& out_dir);

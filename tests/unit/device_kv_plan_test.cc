@@ -17,10 +17,10 @@ namespace {
 
 DeviceKvGeometry geometry(int64_t slots, int64_t max_pages, int64_t page_tokens) {
   DeviceKvGeometry g;
-  g.n_layers = 2;
-  g.n_kv_heads = 3;
-  g.head_dim = 64;
-  g.page_tokens = page_tokens;
+  g.page.n_layers = 2;
+  g.page.n_kv_heads = 3;
+  g.page.head_dim = 64;
+  g.page.page_tokens = page_tokens;
   g.slots = slots;
   g.max_pages = max_pages;
   return g;
@@ -59,8 +59,8 @@ TEST(DeviceKvPlan, RowsAttendEveryTokenWhereItWasWritten) {
           EXPECT_EQ(plan.positions[row], pos);
           EXPECT_EQ(plan.query_seq[row], int32_t(i));
           EXPECT_EQ(plan.visible[row], pos + 1);
-          for (int64_t h = 0; h < g.n_kv_heads; ++h) {
-            const Place p{plan.write_chunk[row * size_t(g.n_kv_heads) + size_t(h)], plan.write_token[row]};
+          for (int64_t h = 0; h < g.page.n_kv_heads; ++h) {
+            const Place p{plan.write_chunk[row * size_t(g.page.n_kv_heads) + size_t(h)], plan.write_token[row]};
             ASSERT_GE(p.first, 0);
             ASSERT_LT(p.first, g.chunks_per_layer());
             ASSERT_LT(p.second, page_tokens);
@@ -74,10 +74,10 @@ TEST(DeviceKvPlan, RowsAttendEveryTokenWhereItWasWritten) {
       }
       EXPECT_EQ(row, plan.positions.size());
       // Reads: row (input i, head h) walks its chunks; every token it sees is its own, in order.
-      ASSERT_EQ(plan.indptr.size(), inputs.size() * size_t(g.n_kv_heads) + 1);
+      ASSERT_EQ(plan.indptr.size(), inputs.size() * size_t(g.page.n_kv_heads) + 1);
       for (size_t i = 0; i < inputs.size(); ++i) {
-        for (int64_t h = 0; h < g.n_kv_heads; ++h) {
-          const size_t r = i * size_t(g.n_kv_heads) + size_t(h);
+        for (int64_t h = 0; h < g.page.n_kv_heads; ++h) {
+          const size_t r = i * size_t(g.page.n_kv_heads) + size_t(h);
           const int64_t n_chunks = plan.indptr[r + 1] - plan.indptr[r];
           EXPECT_LE(n_chunks, plan.max_chunks);
           int64_t pos = 0;

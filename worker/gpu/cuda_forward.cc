@@ -16,7 +16,7 @@ namespace {
 size_t max_attention_workspace(const ModelConfig& c, const DeviceKvGeometry& g, int64_t max_rows, int sms) {
   size_t most = 0;
   for (int64_t n_q = 1; n_q <= max_rows; ++n_q) {
-    const AttentionSplits s = attention_splits(n_q * g.n_kv_heads, g.max_pages, sms);
+    const AttentionSplits s = attention_splits(n_q * g.page.n_kv_heads, g.max_pages, sms);
     most = std::max(most, attention_workspace_bytes(n_q, c.n_heads, c.head_dim, s.n_splits));
   }
   return most;
@@ -25,7 +25,7 @@ size_t max_attention_workspace(const ModelConfig& c, const DeviceKvGeometry& g, 
 // int32 elements of the packed step plan at most: ids, positions, query_seq, visible, write_token
 // [rows] each, write_chunk [rows, n_kv], indptr, indices and last_len over every slot.
 size_t plan_capacity(const DeviceKvGeometry& g, int64_t max_rows) {
-  return size_t(5 * max_rows + max_rows * g.n_kv_heads + g.slots * g.n_kv_heads * (g.max_pages + 2) + 1);
+  return size_t(5 * max_rows + max_rows * g.page.n_kv_heads + g.slots * g.page.n_kv_heads * (g.max_pages + 2) + 1);
 }
 
 }  // namespace
@@ -33,13 +33,13 @@ size_t plan_capacity(const DeviceKvGeometry& g, int64_t max_rows) {
 CudaForwardPass::CudaForwardPass(const DeviceWeights& weights, const CudaForwardOptions& options)
     : w_(weights), options_(options) {
   const ModelConfig& c = weights.config();
-  geometry_.n_layers = c.n_layers;
-  geometry_.n_kv_heads = c.n_kv_heads;
-  geometry_.head_dim = c.head_dim;
-  geometry_.page_tokens = options.page_tokens;
+  geometry_.page.n_layers = c.n_layers;
+  geometry_.page.n_kv_heads = c.n_kv_heads;
+  geometry_.page.head_dim = c.head_dim;
+  geometry_.page.page_tokens = options.page_tokens;
+  geometry_.page.dtype = options.kv_dtype;
   geometry_.slots = options.slots;
   geometry_.max_pages = (options.max_tokens_per_slot + options.page_tokens - 1) / options.page_tokens;
-  geometry_.dtype = options.kv_dtype;
   slot_tokens_.assign(size_t(options.slots), 0);
 }
 
@@ -77,7 +77,7 @@ absl::Status CudaForwardPass::allocate() {
       cudaDeviceGetAttribute(&multiprocessors_, cudaDevAttrMultiProcessorCount, device), "cudaDeviceGetAttribute"));
   attention_workspace_bytes_ = max_attention_workspace(c, geometry_, rows, multiprocessors_);
   plan_capacity_ = plan_capacity(geometry_, rows);
-  const size_t kv_bytes = size_t(geometry_.n_layers * geometry_.layer_bytes());
+  const size_t kv_bytes = size_t(geometry_.page.n_layers * geometry_.layer_bytes());
   const size_t activation_bytes = size_t(rows * (3 * h + 2 * q_dim + 2 * kv_dim + 2 * c.intermediate + c.vocab)) * 4;
   const size_t wanted = kv_bytes + activation_bytes + attention_workspace_bytes_ + plan_capacity_ * 4 + size_t(rows) * 4;
   size_t free_bytes = 0, total_bytes = 0;
@@ -103,7 +103,7 @@ absl::Status CudaForwardPass::allocate() {
     *out = static_cast<float*>(p);
     return s;
   };
-  kv_layers_.resize(size_t(geometry_.n_layers));
+  kv_layers_.resize(size_t(geometry_.page.n_layers));
   for (uint8_t*& layer : kv_layers_) {
     void* p = nullptr;
     FREEKV_RETURN_IF_ERROR(alloc(size_t(geometry_.layer_bytes()), &p));
@@ -200,10 +200,10 @@ absl::Status CudaForwardPass::run_layers(const std::vector<CudaStepInput>& input
   kv.indptr = indptr;
   kv.indices = indices;
   kv.last_len = last_len;
-  kv.page_tokens = geometry_.page_tokens;
+  kv.page_tokens = geometry_.page.page_tokens;
   kv.head_dim = hd;
   kv.n_kv_heads = c.n_kv_heads;
-  kv.dtype = geometry_.dtype;
+  kv.dtype = geometry_.page.dtype;
   const float eps = float(c.rms_eps), scale = 1.f / std::sqrt(float(hd));
   const DType wt = w_.dtype();
 
@@ -231,8 +231,8 @@ absl::Status CudaForwardPass::run_layers(const std::vector<CudaStepInput>& input
                                        : cudaSuccess},
         {"q RoPE", rope_apply_cuda(q_, positions, w_.rope_inv_freq(), rows, c.n_heads, hd, stream_)},
         {"k RoPE", rope_apply_cuda(k_, positions, w_.rope_inv_freq(), rows, c.n_kv_heads, hd, stream_)},
-        {"K/V write", write_kv_cuda(kv_layers_[size_t(l)], geometry_.dtype, k_, v_, write_chunk, write_token, rows,
-                                    c.n_kv_heads, geometry_.page_tokens, hd, stream_)},
+        {"K/V write", write_kv_cuda(kv_layers_[size_t(l)], geometry_.page.dtype, k_, v_, write_chunk, write_token, rows,
+                                    c.n_kv_heads, geometry_.page.page_tokens, hd, stream_)},
         {"attention", attention_paged_cuda(queries, kv, scale, splits.n_splits, splits.chunks_per_split,
                                            attention_workspace_, attn_, stream_)},
         {"o projection", matmul_cuda(matmul_, attn_, L.wo, wt, L.bo, xn_, rows, q_dim, h)},
@@ -307,10 +307,10 @@ absl::Status CudaForwardPass::synthesize_kv(int64_t slot, int64_t n_tokens, uint
                                                    " tokens does not fit the pool (", geometry_.slots, " slots of ",
                                                    geometry_.max_tokens(), " tokens)"));
   }
-  const int64_t elems = geometry_.layer_bytes() / int64_t(dtype_size(geometry_.dtype));
+  const int64_t elems = geometry_.layer_bytes() / int64_t(dtype_size(geometry_.page.dtype));
   for (size_t l = 0; l < kv_layers_.size(); ++l) {
     FREEKV_RETURN_IF_ERROR(cuda_status(
-        fill_uniform_cuda(kv_layers_[l], geometry_.dtype, elems, seed + l, -1.f, 1.f, stream_), "KV fill"));
+        fill_uniform_cuda(kv_layers_[l], geometry_.page.dtype, elems, seed + l, -1.f, 1.f, stream_), "KV fill"));
   }
   FREEKV_RETURN_IF_ERROR(cuda_status(cudaStreamSynchronize(stream_), "KV fill"));
   slot_tokens_[size_t(slot)] = n_tokens;

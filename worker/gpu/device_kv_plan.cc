@@ -35,20 +35,20 @@ absl::Status plan_device_step(const DeviceKvGeometry& g, const std::vector<Devic
   for (size_t i = 0; i < inputs.size(); ++i) {
     const DeviceStepInput& in = inputs[i];
     const int64_t total = in.n_past + in.n_new;
-    const int64_t pages = (total + g.page_tokens - 1) / g.page_tokens;
+    const int64_t pages = (total + g.page.page_tokens - 1) / g.page.page_tokens;
     plan->max_chunks = std::max(plan->max_chunks, pages);
     for (int64_t t = 0; t < in.n_new; ++t) {
       const int64_t pos = in.n_past + t;
       plan->positions.push_back(int32_t(pos));
       plan->query_seq.push_back(int32_t(i));
       plan->visible.push_back(int32_t(pos + 1));
-      plan->write_token.push_back(int32_t(pos % g.page_tokens));
-      for (int64_t h = 0; h < g.n_kv_heads; ++h) plan->write_chunk.push_back(g.chunk_id(in.slot, h, pos / g.page_tokens));
+      plan->write_token.push_back(int32_t(pos % g.page.page_tokens));
+      for (int64_t h = 0; h < g.page.n_kv_heads; ++h) plan->write_chunk.push_back(g.chunk_id(in.slot, h, pos / g.page.page_tokens));
     }
-    for (int64_t h = 0; h < g.n_kv_heads; ++h) {
+    for (int64_t h = 0; h < g.page.n_kv_heads; ++h) {
       for (int64_t p = 0; p < pages; ++p) plan->indices.push_back(g.chunk_id(in.slot, h, p));
       plan->indptr.push_back(int32_t(plan->indices.size()));
-      plan->last_len.push_back(int32_t(total - (pages - 1) * g.page_tokens));
+      plan->last_len.push_back(int32_t(total - (pages - 1) * g.page.page_tokens));
     }
   }
   return absl::OkStatus();

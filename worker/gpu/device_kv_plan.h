@@ -11,27 +11,22 @@
 #include <cstdint>
 #include <vector>
 
-#include "common/dtype.h"
 #include "common/status.h"
+#include "worker/kv/kv_cache.h"
 
 namespace freekv {
 
 struct DeviceKvGeometry {
-  int64_t n_layers = 0;
-  int64_t n_kv_heads = 0;
-  int64_t head_dim = 0;
-  int64_t page_tokens = 0;
+  KvGeometry page;        // a page's shape: layers, KV heads, head_dim, tokens, dtype (as the CPU engine's)
   int64_t slots = 0;      // sequences the pool holds at once
   int64_t max_pages = 0;  // chunks per (slot, KV head): a slot holds up to max_pages × page_tokens tokens
-  DType dtype = DType::kBF16;
 
-  int64_t chunks_per_layer() const { return slots * n_kv_heads * max_pages; }
-  int64_t chunk_bytes() const { return 2 * page_tokens * head_dim * int64_t(dtype_size(dtype)); }
-  int64_t layer_bytes() const { return chunks_per_layer() * chunk_bytes(); }
-  int64_t max_tokens() const { return max_pages * page_tokens; }
-  // Chunk id, within a layer's pool, of page `page` of KV head `head` of slot `slot`.
-  int32_t chunk_id(int64_t slot, int64_t head, int64_t page) const {
-    return int32_t((slot * n_kv_heads + head) * max_pages + page);
+  int64_t chunks_per_layer() const { return slots * page.n_kv_heads * max_pages; }
+  int64_t layer_bytes() const { return chunks_per_layer() * int64_t(page.chunk_bytes()); }
+  int64_t max_tokens() const { return max_pages * page.page_tokens; }
+  // Chunk id, within a layer's pool, of page `p` of KV head `head` of slot `slot`.
+  int32_t chunk_id(int64_t slot, int64_t head, int64_t p) const {
+    return int32_t((slot * page.n_kv_heads + head) * max_pages + p);
   }
 };
 
