@@ -123,6 +123,7 @@ struct CaseResult {
   double prefill_seconds = 0, prefill_tokens_per_second = 0;
   StepProfile prefill_phases;  // of the timed prefill chunk
   std::vector<double> decode_step_seconds;
+  StepProfile decode_phases;   // summed over the timed decode steps
   double decode_tokens_per_second = 0, bytes_per_step = 0, bandwidth_fraction = 0, read_bandwidth_fraction = 0;
   RetrievalStats retrieval;  // over the timed decode steps, all sequences
   int64_t kv_bytes = 0;  // worker KV memory one sequence holds after the timed steps (the most of any)
@@ -193,10 +194,12 @@ absl::Status decode_step(PolicyCase& pc, int64_t step) {
     in.push_back({pc.seqs[size_t(b)].get(), &next[size_t(b)], 1, false});
   }
   std::vector<float> logits;
+  pc.engine->forward().set_profile(step > 0 ? &pc.r.decode_phases : nullptr);
   auto t0 = Clock::now();
-  FREEKV_RETURN_IF_ERROR(pc.engine->forward().step_all(in, &logits));
+  const absl::Status stepped = pc.engine->forward().step_all(in, &logits);
   if (step > 0) pc.r.decode_step_seconds.push_back(since(t0));
-  return absl::OkStatus();
+  pc.engine->forward().set_profile(nullptr);
+  return stepped;
 }
 
 // Totals, the median step, the bytes a step reads; then the sequences and their sessions go.
@@ -262,6 +265,10 @@ nlohmann::json case_json(const std::string& policy, const CaseResult& r, int64_t
            {{"projections", r.prefill_phases.projections}, {"attention", r.prefill_phases.attention},
             {"norms_rope_elementwise", r.prefill_phases.norms_rope_elementwise}, {"logits", r.prefill_phases.logits}}},
           {"decode_step_seconds", r.decode_step_seconds},
+          {"decode_phase_seconds_per_step",
+           {{"projections", r.decode_phases.projections / steps}, {"attention", r.decode_phases.attention / steps},
+            {"norms_rope_elementwise", r.decode_phases.norms_rope_elementwise / steps},
+            {"logits", r.decode_phases.logits / steps}}},
           {"decode_tokens_per_second", r.decode_tokens_per_second}, {"bytes_per_step", r.bytes_per_step},
           {"bandwidth_fraction", r.bandwidth_fraction}, {"read_bandwidth_fraction", r.read_bandwidth_fraction},
           {"recall_bytes_per_step", double(st.bytes_recalled) / steps},

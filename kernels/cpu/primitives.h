@@ -1,6 +1,8 @@
-// Inner loops of the CPU kernels, in a scalar and an AVX2 build of each. The algorithms (matmul.cc,
-// attention.cc) are written once over these; cpu_primitives() picks the set the CPU supports, once.
-// FREEKV_SIMD=scalar in the environment forces the scalar set (to compare the two end to end).
+// Inner loops of the CPU kernels, in a scalar and an AVX2 build of each, and an AVX-512 decode matvec
+// over bf16 weights. The algorithms (matmul.cc, attention.cc) are written once over these;
+// cpu_primitives() picks the best set the CPU supports, once. FREEKV_SIMD=scalar or FREEKV_SIMD=avx2
+// in the environment holds it to that set (to compare them end to end, and to run the AVX2 set on a
+// CPU that has AVX-512).
 #pragma once
 
 #include <cstdint>
@@ -38,5 +40,7 @@ struct CpuPrimitives {
 const CpuPrimitives& cpu_primitives();
 const CpuPrimitives& scalar_primitives();
 const CpuPrimitives* avx2_primitives();  // nullptr when this CPU lacks AVX2, FMA or F16C
+// The AVX2 set with the bf16 matvec in AVX-512; nullptr when this CPU lacks AVX-512F (or the AVX2 set).
+const CpuPrimitives* avx512_primitives();
 
 }  // namespace freekv

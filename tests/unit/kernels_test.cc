@@ -106,12 +106,30 @@ TEST(Primitives, Avx2MatchesScalar) {
   }
 }
 
+// The AVX-512 bf16 matvec against the scalar one for every activation-row count, with k tails (not a
+// multiple of its 32-weight step) and row tails (not a multiple of its tile's rows).
+TEST(Primitives, Avx512MatvecMatchesScalar) {
+  const CpuPrimitives* avx512 = avx512_primitives();
+  if (avx512 == nullptr) GTEST_SKIP() << "this CPU has no AVX-512F";
+  std::mt19937 rng(5);
+  for (int64_t n = 1; n <= 8; ++n) {
+    for (auto [k, rows] : {std::pair<int64_t, int64_t>{64, 24}, {131, 77}, {1030, 13}}) {
+      auto x = random_vec(size_t(n * k), rng);
+      std::string w = to_dtype_bytes(random_vec(size_t(rows * k), rng, 0.1f), DType::kBF16);
+      std::vector<float> got(size_t(n * rows)), want(size_t(n * rows));
+      avx512->matvec(x.data(), n, w.data(), DType::kBF16, k, rows, got.data(), rows);
+      scalar_primitives().matvec(x.data(), n, w.data(), DType::kBF16, k, rows, want.data(), rows);
+      expect_close(got, want, 1e-5f, ("avx512 matvec n=" + std::to_string(n) + " k=" + std::to_string(k)).c_str());
+    }
+  }
+}
+
 TEST(Matmul, FastPathsMatchReference) {
   ThreadPool pool(2);
   std::mt19937 rng(3);
   // n = 1..8 take the streaming SIMD path, larger n the blocked BLAS path; odd k and m cover tails.
   for (DType t : {DType::kF32, DType::kF16, DType::kBF16}) {
-    for (int64_t n : {1, 2, 3, 4, 5, 8, 9, 33}) {
+    for (int64_t n : {1, 2, 3, 4, 5, 6, 7, 8, 9, 33}) {
       const int64_t k = 131, m = 77;
       auto x = random_vec(size_t(n * k), rng);
       std::string w = to_dtype_bytes(random_vec(size_t(m * k), rng, 0.1f), t);
