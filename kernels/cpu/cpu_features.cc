@@ -5,6 +5,18 @@
 
 namespace freekv {
 
+void deinterleave_pairs(const float* x, int64_t n, int64_t k, int64_t block, float* xp) {
+  const int64_t whole = k - k % block, half = block / 2;
+  for (int64_t j = 0; j < n; ++j) {
+    for (int64_t b = 0; b < whole; b += block) {
+      for (int64_t e = 0; e < half; ++e) {
+        xp[j * k + b + e] = x[j * k + b + 2 * e];
+        xp[j * k + b + half + e] = x[j * k + b + 2 * e + 1];
+      }
+    }
+  }
+}
+
 const CpuPrimitives& cpu_primitives() {
   static const CpuPrimitives* chosen = [] {
     const char* forced = std::getenv("FREEKV_SIMD");

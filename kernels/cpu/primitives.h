@@ -37,6 +37,11 @@ struct CpuPrimitives {
   void (*bound_scores)(const float* q, const float* digests, int64_t n_pages, int64_t d, float* out);
 };
 
+// For the SIMD bf16 matvecs, which split each `block` of bf16 weights into its even and odd elements:
+// xp[j, b + e] = x[j, b + 2e] and xp[j, b + block/2 + e] = x[j, b + 2e + 1] for every whole block b of
+// each of the n rows of x [n, k] (the tail past the last whole block is left out).
+void deinterleave_pairs(const float* x, int64_t n, int64_t k, int64_t block, float* xp);
+
 const CpuPrimitives& cpu_primitives();
 const CpuPrimitives& scalar_primitives();
 const CpuPrimitives* avx2_primitives();  // nullptr when this CPU lacks AVX2, FMA or F16C

@@ -109,15 +109,7 @@ void matvec_bf16_rows(const float* xp, const float* x, const void* w, int64_t k,
 void matvec_bf16(const float* x, int64_t n, const void* w, int64_t k, int64_t rows, float* y, int64_t ldy) {
   thread_local std::vector<float> xp;
   xp.resize(size_t(n * k));
-  const int64_t k16 = k & ~int64_t(15);
-  for (int64_t j = 0; j < n; ++j) {
-    for (int64_t i = 0; i < k16; i += 16) {
-      for (int64_t e = 0; e < 8; ++e) {
-        xp[size_t(j * k + i + e)] = x[j * k + i + 2 * e];
-        xp[size_t(j * k + i + 8 + e)] = x[j * k + i + 2 * e + 1];
-      }
-    }
-  }
+  deinterleave_pairs(x, n, k, 16, xp.data());
   switch (n) {
     case 1: matvec_bf16_rows<1, 4>(xp.data(), x, w, k, rows, y, ldy); break;
     case 2: matvec_bf16_rows<2, 4>(xp.data(), x, w, k, rows, y, ldy); break;

@@ -60,15 +60,7 @@ void matvec_bf16_rows(const float* xp, const float* x, const uint16_t* w, int64_
 void matvec_bf16(const float* x, int64_t n, const uint16_t* w, int64_t k, int64_t rows, float* y, int64_t ldy) {
   thread_local std::vector<float> xp;
   xp.resize(size_t(n * k));
-  const int64_t k32 = k & ~int64_t(31);
-  for (int64_t j = 0; j < n; ++j) {
-    for (int64_t i = 0; i < k32; i += 32) {
-      for (int64_t e = 0; e < 16; ++e) {
-        xp[size_t(j * k + i + e)] = x[j * k + i + 2 * e];
-        xp[size_t(j * k + i + 16 + e)] = x[j * k + i + 2 * e + 1];
-      }
-    }
-  }
+  deinterleave_pairs(x, n, k, 32, xp.data());
   // Weight rows per tile, by measurement on two Zen 4 cores (1, 4 and 8 activation rows).
   switch (n) {
     case 1: matvec_bf16_rows<1, 8>(xp.data(), x, w, k, rows, y, ldy); break;
