@@ -28,6 +28,8 @@ struct Record {
   std::set<const Sequence*> live;
   int64_t capacity = 0;  // the backend's max_sequences()
   size_t most_inputs = 0;
+  int fail_step = 0;     // when > 0: that step (1-based) fails whole with `failure`, writing nothing
+  absl::Status failure;
 };
 
 class RecordingBackend : public StepBackend {
@@ -37,6 +39,7 @@ class RecordingBackend : public StepBackend {
                     std::vector<absl::Status>* failed) override {
     std::lock_guard<std::mutex> lock(record_->mu);
     ++record_->steps;
+    if (record_->steps == record_->fail_step) return record_->failure;
     record_->most_inputs = std::max(record_->most_inputs, inputs.size());
     for (const StepInput& in : inputs) record_->lifetimes += record_->live.insert(in.seq).second ? 1 : 0;
     return pass_.step(inputs, logits, failed);
@@ -126,6 +129,40 @@ TEST(EngineBackend, SchedulerStepsThroughTheBackendAndReleasesEverySequence) {
     // A backend holding one sequence gets one per step; otherwise the two seats are shared.
     EXPECT_EQ(record.most_inputs, capacity == 1 ? 1u : 2u) << "capacity " << capacity;
   }
+}
+
+// A step that fails whole (a device lost, not memory) answers the youngest request of the batch with
+// that status as it is; the other request steps again and finishes.
+TEST(EngineBackend, AStepFailureAnswersOneRequestAndTheOthersGoOn) {
+  Record record;
+  record.fail_step = 4;
+  record.failure = absl::UnavailableError("device lost");
+  auto engine = Engine::load(tiny_model_dir(kModel), options(&record));
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  std::vector<std::shared_ptr<Job>> jobs;
+  {
+    SchedulerOptions so;
+    so.max_batch = 2;
+    Scheduler scheduler(engine->get(), so);
+    for (int i = 0; i < 2; ++i) jobs.push_back(*scheduler.submit(request(10, 6, i)));
+    for (auto& job : jobs) {
+      while (!job->done()) job->wait(Job::Clock::now() + std::chrono::milliseconds(50));
+    }
+  }
+  int failed = 0, finished = 0;
+  for (auto& job : jobs) {
+    if (job->result().ok()) {
+      EXPECT_EQ(job->result()->tokens.size(), 6u);
+      ++finished;
+    } else {
+      EXPECT_EQ(job->result().status(), absl::UnavailableError("device lost"));
+      ++failed;
+    }
+  }
+  EXPECT_EQ(failed, 1);
+  EXPECT_EQ(finished, 1);
+  std::lock_guard<std::mutex> lock(record.mu);
+  EXPECT_TRUE(record.live.empty());
 }
 
 TEST(EngineBackend, DevicesRefuseWhatTheyDoNotRun) {

@@ -329,11 +329,15 @@ void Scheduler::step() {
     options_.observer->on_step(int(batch.size()), rows, prefill_rows, seconds(Job::Clock::now() - started), recall);
   }
   if (!s.ok()) {
-    // The pool cannot hold this step's tokens (nothing was written): the youngest request gives its
-    // pages back and the others step again.
-    finish(batch.back(), absl::ResourceExhaustedError(absl::StrCat(
-                             "the worker's KV memory is full (", std::string(s.message()),
-                             "); retry later, shorten the request, or start the worker with more --kv-memory")));
+    // Nothing of the step was written. The pool cannot hold its tokens: the youngest request gives its
+    // pages back and the others step again. Any other failure (a device's) is that request's answer,
+    // as it is.
+    finish(batch.back(),
+           s.code() == absl::StatusCode::kResourceExhausted
+               ? absl::ResourceExhaustedError(absl::StrCat(
+                     "the worker's KV memory is full (", std::string(s.message()),
+                     "); retry later, shorten the request, or start the worker with more --kv-memory"))
+               : s);
     remove_finished();
     return;
   }

@@ -16,7 +16,8 @@
 // A session has at most one request queued or running: a second one is FAILED_PRECONDITION, unless
 // the first was cancelled, in which case the second waits (up to a second) until it is dropped.
 // The worker's KV memory running out before a step fails the most recently admitted request of the
-// step with RESOURCE_EXHAUSTED and the step runs again without it. A sequence that fails inside a step
+// step with RESOURCE_EXHAUSTED and the step runs again without it; any other failure of a whole step
+// (a device's) fails that request with the backend's status as it is. A sequence that fails inside a step
 // (a recall fails, the kvstore is full when its pages are offloaded) fails its own request only; the
 // others keep their tokens, and its kept session is settled as Engine::finish_request says.
 #pragma once
