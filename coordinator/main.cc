@@ -21,6 +21,7 @@
 #include "common/units.h"
 #include "coordinator/admin_service.h"
 #include "coordinator/generation_service.h"
+#include "coordinator/http_front.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:50051",
           "Where to serve the public APIs and the worker registry, host:port (port 0 picks a free one). Loopback by "
@@ -36,6 +37,14 @@ ABSL_FLAG(bool, check_config, false,
           "Do not serve: validate the flags and the admin token file, print what the coordinator would do and exit 0, "
           "or 1 listing every problem.");
 ABSL_FLAG(std::string, address_file, "", "Write the bound address here once serving (for scripts and tests).");
+ABSL_FLAG(std::string, http_listen, "",
+          "Serve the OpenAI-compatible HTTP API (/v1/completions, /v1/models, /health) on this host:port, e.g. "
+          "127.0.0.1:8000 (port 0 picks a free one; 0.0.0.0:PORT accepts remote clients). Empty: no HTTP API.");
+ABSL_FLAG(std::string, http_address_file, "", "Write the HTTP API's bound address here once serving.");
+ABSL_FLAG(std::string, served_model_name, "freekv", "The model id the HTTP API lists and requests must name.");
+ABSL_FLAG(std::string, api_keys_file, "",
+          "File of bearer API keys for the HTTP API, one per line (never logged). Empty: no key needed.");
+ABSL_FLAG(int32_t, http_threads, 16, "HTTP requests served at once (each stream holds one).");
 ABSL_FLAG(int32_t, drain_grace_ms, 10000,
           "On SIGTERM, how long running Generate streams may take to finish before they end UNAVAILABLE.");
 
@@ -55,13 +64,20 @@ int check_config() {
   if (absl::GetFlag(FLAGS_max_prompt_ids) < 1) c.error("--max-prompt-ids must be >= 1");
   if (absl::GetFlag(FLAGS_heartbeat_interval_ms) < 10) c.error("--heartbeat-interval-ms must be >= 10");
   if (absl::GetFlag(FLAGS_drain_grace_ms) < 0) c.error("--drain-grace-ms must be >= 0");
+  if (!absl::GetFlag(FLAGS_http_listen).empty()) c.host_port("http-listen", absl::GetFlag(FLAGS_http_listen));
+  c.readable_file("api-keys-file", absl::GetFlag(FLAGS_api_keys_file));
+  if (absl::GetFlag(FLAGS_http_threads) < 1) c.error("--http-threads must be >= 1");
   check_metrics_listen(c);
   std::string summary;
   if (c.ok()) {
     summary = absl::StrCat("Would serve the Generation and Admin APIs and the worker registry on ",
                            absl::GetFlag(FLAGS_listen), " (admin API ",
                            absl::GetFlag(FLAGS_admin_token_file).empty() ? "disabled" : "enabled",
-                           "), expecting worker heartbeats every ", absl::GetFlag(FLAGS_heartbeat_interval_ms), " ms; ", metrics_listen_summary(), ".");
+                           "), expecting worker heartbeats every ", absl::GetFlag(FLAGS_heartbeat_interval_ms), " ms; ",
+                           absl::GetFlag(FLAGS_http_listen).empty()
+                               ? "no HTTP API; "
+                               : absl::StrCat("the OpenAI-compatible HTTP API on ", absl::GetFlag(FLAGS_http_listen), "; "),
+                           metrics_listen_summary(), ".");
   }
   return c.finish(summary);
 }
@@ -107,10 +123,35 @@ int run() {
   }
   std::fprintf(stderr, "freekv-coordinator: listening on %s (admin API %s)\n", address.c_str(),
                token.empty() ? "disabled: no --admin-token-file" : "enabled");
+  std::unique_ptr<HttpFront> http;
+  if (!absl::GetFlag(FLAGS_http_listen).empty()) {
+    HttpFrontOptions ho;
+    ho.listen = absl::GetFlag(FLAGS_http_listen);
+    ho.generation_address = address;
+    ho.served_model = absl::GetFlag(FLAGS_served_model_name);
+    ho.max_body_bytes = size_t(limits.max_prompt_bytes) + (64 << 10);  // the prompt and the JSON around it
+    ho.threads = absl::GetFlag(FLAGS_http_threads);
+    ho.metrics = &metrics;
+    if (!absl::GetFlag(FLAGS_api_keys_file).empty()) {
+      auto keys = read_api_keys(absl::GetFlag(FLAGS_api_keys_file));
+      if (!keys.ok()) return fail("--api-keys-file: ", keys.status());
+      ho.api_keys = std::move(*keys);
+    }
+    auto front = HttpFront::start(ho);
+    if (!front.ok()) return fail("", front.status());
+    http = std::move(*front);
+    const std::string http_address = absl::StrCat(ho.listen.substr(0, ho.listen.rfind(':')), ":", http->port());
+    if (!absl::GetFlag(FLAGS_http_address_file).empty()) {
+      if (absl::Status s = write_file(absl::GetFlag(FLAGS_http_address_file), http_address + "\n"); !s.ok()) return fail("", s);
+    }
+    std::fprintf(stderr, "freekv-coordinator: OpenAI-compatible HTTP API on http://%s/v1 (model '%s'%s)\n",
+                 http_address.c_str(), ho.served_model.c_str(), ho.api_keys.empty() ? "" : ", API key required");
+  }
 
   const int sig = wait_for_stop_signal();
   LOG(INFO) << "signal " << sig << ": draining";
   server->GetHealthCheckService()->SetServingStatus(false);
+  if (http != nullptr) http->stop();
   generation.drain(std::chrono::milliseconds(absl::GetFlag(FLAGS_drain_grace_ms)));
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   metrics_server->reset();

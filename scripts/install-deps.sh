@@ -10,6 +10,7 @@ packages=(
   libabsl-dev libgoogle-glog-dev libgtest-dev libgmock-dev                  # status, flags, logging, tests
   nlohmann-json3-dev libpcre2-dev libutf8proc-dev libopenblas-dev           # JSON, tokenizer regex + NFC, BLAS
   libdnnl-dev                                                               # oneDNN: bf16 matrix products
+  libcpp-httplib-dev                                                        # the coordinator's HTTP API
   python3-numpy                                                             # tests/reference (NumPy forward)
   python3-yaml systemd                                                      # tests/deploy (manifests, systemd-analyze)
 )

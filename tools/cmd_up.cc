@@ -23,7 +23,7 @@ int cmd_up(int argc, char** argv) {
   const char* home = std::getenv("HOME");
   std::string model = FREEKV_DEFAULT_MODEL_DIR, listen = "127.0.0.1:50051",
               token_file = std::string(home ? home : "/root") + "/.freekv/admin-token", run_dir, pool_size = "2GiB",
-              block_size = "auto", policy = "freekv";
+              block_size = "auto", policy = "freekv", http_listen = "127.0.0.1:0";
   int64_t budget = 2048, sink = 512, recent = 512, max_batch = 8, threads = 0, metrics_port = 0;
   std::vector<std::string> worker_args;
   ArgParser p("freekv up [--model DIR] [--listen ADDR] [--admin-token-file F] [options]",
@@ -31,6 +31,8 @@ int cmd_up(int argc, char** argv) {
               "listen, and stops them all on Ctrl-C or SIGTERM.");
   p.add_string("model", &model, "Hugging Face model directory the worker serves (default: the build's default model)");
   p.add_string("listen", &listen, "coordinator address for clients (public Generation and Admin APIs)");
+  p.add_string("http-listen", &http_listen,
+               "the coordinator's OpenAI-compatible HTTP API, host:port (port 0 picks a free one; empty = none)");
   p.add_string("admin-token-file", &token_file, "admin bearer token file; created (0600) with a random token when missing");
   p.add_string("run-dir", &run_dir, "directory for sockets and logs (default /tmp/freekv-up-<pid>)");
   p.add_string("pool-size", &pool_size, "kvstore pool size, with units");
@@ -58,6 +60,10 @@ int cmd_up(int argc, char** argv) {
   StackOptions o;
   o.model = model;
   o.coordinator_listen = listen;
+  o.http_listen = http_listen;
+  // HTTP clients name the model: its directory's name.
+  const std::string model_name = std::filesystem::path(model).lexically_normal().filename().string();
+  o.coordinator_flags = {"--served_model_name=" + (model_name.empty() ? std::string("freekv") : model_name)};
   o.run_dir = run_dir.empty() ? absl::StrCat("/tmp/freekv-up-", getpid()) : run_dir;
   o.pool_name = absl::StrCat("freekv-up-", getpid());
   o.pool_size = pool_size;
@@ -87,7 +93,7 @@ int cmd_up(int argc, char** argv) {
   auto stack = ServiceStack::start(o);
   if (!stack.ok()) return report_error("up", stack.status());
   std::printf("freekv up: ready\n"
-              "  coordinator  %s   (Generation + Admin APIs, health, reflection)\n"
+              "  coordinator  %s   (Generation + Admin APIs, health, reflection)\n%s"
               "  worker       %s   (policy %s, model %s)\n"
               "  kvstore      unix:%s   (pool /dev/shm/%s, %s in blocks of %s)\n"
               "  admin token  %s%s\n"
@@ -96,7 +102,14 @@ int cmd_up(int argc, char** argv) {
               "  freekv generate --coordinator %s --prompt \"The quick brown fox\" --max-tokens 32\n"
               "  freekv admin sessions --coordinator %s --token-file %s\n"
               "Ctrl-C stops everything.\n",
-              (*stack)->coordinator_address().c_str(), (*stack)->worker_addresses()[0].c_str(), policy.c_str(), model.c_str(),
+              (*stack)->coordinator_address().c_str(),
+              (*stack)->http_address().empty()
+                  ? ""
+                  : absl::StrCat("  HTTP API     http://", (*stack)->http_address(),
+                                 "/v1   (OpenAI-compatible: /v1/completions, /v1/models, /health; model '",
+                                 o.coordinator_flags[0].substr(o.coordinator_flags[0].find('=') + 1), "')\n")
+                        .c_str(),
+              (*stack)->worker_addresses()[0].c_str(), policy.c_str(), model.c_str(),
               (*stack)->kvstore_socket().c_str(), (*stack)->pool_name().c_str(), pool_size.c_str(), block_size.c_str(),
               token_file.c_str(),
               new_token ? "  (created)" : "", o.run_dir.c_str(),

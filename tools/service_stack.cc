@@ -168,12 +168,22 @@ absl::StatusOr<std::unique_ptr<ServiceStack>> ServiceStack::start(const StackOpt
 
   const std::string coord_file = o.run_dir + "/coordinator.address";
   std::filesystem::remove(coord_file, ec);
-  FREEKV_ASSIGN_OR_RETURN(s->coordinator_, ChildProcess::start({o.bin_dir + "/freekv-coordinator", "--listen=" + o.coordinator_listen,
-                                                                "--admin_token_file=" + o.admin_token_file,
-                                                                absl::StrCat("--heartbeat_interval_ms=", o.heartbeat_interval_ms),
-                                                                "--address_file=" + coord_file, metrics_flag(o, 0)},
-                                                               o.run_dir + "/coordinator.log"));
+  std::vector<std::string> coordinator_args = {o.bin_dir + "/freekv-coordinator", "--listen=" + o.coordinator_listen,
+                                               "--admin_token_file=" + o.admin_token_file,
+                                               absl::StrCat("--heartbeat_interval_ms=", o.heartbeat_interval_ms),
+                                               "--address_file=" + coord_file, metrics_flag(o, 0)};
+  coordinator_args.insert(coordinator_args.end(), o.coordinator_flags.begin(), o.coordinator_flags.end());
+  const std::string http_file = o.run_dir + "/http.address";
+  std::filesystem::remove(http_file, ec);
+  if (!o.http_listen.empty()) {
+    coordinator_args.push_back("--http_listen=" + o.http_listen);
+    coordinator_args.push_back("--http_address_file=" + http_file);
+  }
+  FREEKV_ASSIGN_OR_RETURN(s->coordinator_, ChildProcess::start(coordinator_args, o.run_dir + "/coordinator.log"));
   FREEKV_ASSIGN_OR_RETURN(s->coordinator_address_, wait_for_file_line(coord_file, s->coordinator_.get(), o.start_timeout));
+  if (!o.http_listen.empty()) {
+    FREEKV_ASSIGN_OR_RETURN(s->http_address_, wait_for_file_line(http_file, s->coordinator_.get(), o.start_timeout));
+  }
   FREEKV_RETURN_IF_ERROR(wait_for_serving(s->coordinator_address_, s->coordinator_.get(), o.start_timeout));
   FREEKV_RETURN_IF_ERROR(s->add_worker().status());
   return s;

@@ -58,6 +58,8 @@ struct StackOptions {
   std::string pool_name;                  // default: derived from run_dir's name
   std::string pool_size = "1GiB", block_size = "144KiB";
   std::vector<std::string> worker_flags;  // extra freekv-worker flags (--policy freekv, --threads 2, ...)
+  std::vector<std::string> coordinator_flags;  // extra freekv-coordinator flags
+  std::string http_listen;                // the coordinator's OpenAI-compatible HTTP API; empty = none
   int heartbeat_interval_ms = 500;
   // Prometheus /metrics on 127.0.0.1: the coordinator on this port, the kvstore on +1, worker n on +2+n.
   // 0 = none.
@@ -78,6 +80,7 @@ class ServiceStack {
 
   const std::string& coordinator_address() const { return coordinator_address_; }
   const std::string& kvstore_socket() const { return kvstore_socket_; }
+  const std::string& http_address() const { return http_address_; }  // host:port; empty without one
   const std::string& token_file() const { return options_.admin_token_file; }
   const std::string& pool_name() const { return options_.pool_name; }
   const StackOptions& options() const { return options_; }
@@ -94,7 +97,7 @@ class ServiceStack {
  private:
   ServiceStack() = default;
   StackOptions options_;
-  std::string kvstore_socket_, coordinator_address_;
+  std::string kvstore_socket_, coordinator_address_, http_address_;
   std::unique_ptr<ChildProcess> kvstore_, coordinator_;
   std::vector<std::unique_ptr<ChildProcess>> workers_;
   std::vector<std::string> worker_addresses_;

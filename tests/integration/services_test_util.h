@@ -58,7 +58,9 @@ inline RetrievalConfig whole_context_config() {
 }
 
 inline std::unique_ptr<ServiceStack> start_stack(const std::string& test_name, std::vector<std::string> worker_flags = {},
-                                                 const std::string& pool_size = "512MiB") {
+                                                 const std::string& pool_size = "512MiB",
+                                                 std::vector<std::string> coordinator_flags = {},
+                                                 const std::string& http_listen = "") {
   StackOptions o;
   o.bin_dir = FREEKV_BIN_DIR;
   o.model = FREEKV_TEST_MODEL_DIR;
@@ -71,6 +73,8 @@ inline std::unique_ptr<ServiceStack> start_stack(const std::string& test_name, s
   o.worker_flags = retrieval_flags();
   o.worker_flags.push_back("--max_batch=16");
   o.worker_flags.insert(o.worker_flags.end(), worker_flags.begin(), worker_flags.end());
+  o.coordinator_flags = std::move(coordinator_flags);
+  o.http_listen = http_listen;
   auto s = ServiceStack::start(o);
   EXPECT_TRUE(s.ok()) << s.status();
   return s.ok() ? std::move(*s) : nullptr;

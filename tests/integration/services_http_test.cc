@@ -1,0 +1,187 @@
+// The coordinator's OpenAI-compatible HTTP API (coordinator/http_front.h) end to end, with real
+// processes: a completion over HTTP equals the same request over gRPC (greedy), plain and streamed as
+// server-sent events (with the usage chunk), the models list and health; the errors in OpenAI's shape
+// with their HTTP codes (missing key, n > 1, an unknown model, a bad body, a chat call, an unknown
+// path); and a client that goes away mid-stream stops its generation on the worker.
+#include <httplib.h>
+
+#include <fstream>
+#include <thread>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_split.h"
+#include "nlohmann/json.hpp"
+#include "services_test_util.h"
+
+namespace freekv::testing {
+namespace {
+
+using nlohmann::json;
+
+const std::string kKey = "sk-test-0123456789";
+const std::string kPrompt = "The quick brown fox jumps over the lazy dog. The quick brown";
+
+struct HttpStack {
+  std::unique_ptr<ServiceStack> stack;
+  std::string http_address;  // host:port
+};
+
+HttpStack start_http_stack(const std::string& name) {
+  const std::string keys = absl::StrCat("/tmp/fkt-", name, "-", getpid(), ".keys");
+  std::ofstream(keys) << "# test key\n" << kKey << "\n";
+  HttpStack s;
+  s.stack = start_stack(name, {}, "512MiB", {"--api_keys_file=" + keys}, "127.0.0.1:0");
+  if (s.stack != nullptr) s.http_address = s.stack->http_address();
+  std::remove(keys.c_str());
+  return s;
+}
+
+httplib::Client client(const HttpStack& s, bool with_key = true) {
+  httplib::Client c("http://" + s.http_address);
+  c.set_read_timeout(120, 0);
+  if (with_key) c.set_bearer_token_auth(kKey);
+  return c;
+}
+
+// The greedy gRPC answer to the same text prompt.
+Outcome grpc_reference(const ServiceStack& stack, int max_tokens) {
+  auto stub = generation_stub(stack);
+  v1::GenerateRequest r;
+  r.set_prompt(kPrompt);
+  r.set_max_tokens(max_tokens);
+  return generate(*stub, r);
+}
+
+TEST(ServicesHttp, CompletionsEqualTheGrpcAnswerPlainAndStreamed) {
+  HttpStack s = start_http_stack("http-complete");
+  ASSERT_NE(s.stack, nullptr);
+  const Outcome want = grpc_reference(*s.stack, 24);
+  ASSERT_TRUE(want.status.ok()) << want.status.error_message();
+  auto c = client(s);
+
+  const json body = {{"model", "freekv"}, {"prompt", kPrompt}, {"max_tokens", 24}, {"temperature", 0}};
+  auto plain = c.Post("/v1/completions", body.dump(), "application/json");
+  ASSERT_TRUE(plain) << httplib::to_string(plain.error());
+  ASSERT_EQ(plain->status, 200) << plain->body;
+  const json got = json::parse(plain->body);
+  EXPECT_EQ(got["object"], "text_completion");
+  EXPECT_EQ(got["choices"][0]["text"], want.text);
+  EXPECT_EQ(got["choices"][0]["finish_reason"], want.done.finish_reason());
+  EXPECT_EQ(got["usage"]["completion_tokens"], want.done.usage().generated_tokens());
+  EXPECT_EQ(got["usage"]["prompt_tokens"], want.done.usage().prompt_tokens());
+  EXPECT_EQ(got["usage"]["total_tokens"], want.done.usage().generated_tokens() + want.done.usage().prompt_tokens());
+
+  json streamed = body;
+  streamed["stream"] = true;
+  streamed["stream_options"] = {{"include_usage", true}};
+  std::string events;
+  auto sse = c.Post("/v1/completions", httplib::Headers{}, streamed.dump(), "application/json");
+  ASSERT_TRUE(sse);
+  ASSERT_EQ(sse->status, 200) << sse->body;
+  EXPECT_EQ(sse->get_header_value("Content-Type"), "text/event-stream");
+  std::string text, finish;
+  json usage;
+  bool done = false;
+  int chunks = 0;
+  for (absl::string_view line : absl::StrSplit(sse->body, '\n', absl::SkipEmpty())) {
+    ASSERT_TRUE(absl::StartsWith(line, "data: ")) << line;
+    line.remove_prefix(6);
+    ASSERT_FALSE(done) << "an event after [DONE]";
+    if (line == "[DONE]") {
+      done = true;
+      continue;
+    }
+    const json ev = json::parse(line);
+    if (ev.contains("usage")) {
+      usage = ev["usage"];
+      EXPECT_TRUE(ev["choices"].empty());
+      continue;
+    }
+    ++chunks;
+    text += ev["choices"][0]["text"].get<std::string>();
+    if (!ev["choices"][0]["finish_reason"].is_null()) finish = ev["choices"][0]["finish_reason"];
+  }
+  EXPECT_TRUE(done);
+  EXPECT_GT(chunks, 2);
+  EXPECT_EQ(text, want.text);
+  EXPECT_EQ(finish, want.done.finish_reason());
+  EXPECT_EQ(usage["completion_tokens"], want.done.usage().generated_tokens());
+
+  auto models = c.Get("/v1/models");
+  ASSERT_TRUE(models);
+  EXPECT_EQ(models->status, 200);
+  EXPECT_EQ(json::parse(models->body)["data"][0]["id"], "freekv");
+  auto health = client(s, /*with_key=*/false).Get("/health");
+  ASSERT_TRUE(health);
+  EXPECT_EQ(health->status, 200);
+  finish_stack(std::move(s.stack));
+}
+
+TEST(ServicesHttp, ErrorsInOpenAisShapeWithTheirCodes) {
+  HttpStack s = start_http_stack("http-errors");
+  ASSERT_NE(s.stack, nullptr);
+  auto c = client(s);
+  auto expect_error = [&](httplib::Client& cl, const std::string& path, const std::string& body, int status,
+                          const std::string& param) {
+    auto r = cl.Post(path, body, "application/json");
+    ASSERT_TRUE(r) << path;
+    EXPECT_EQ(r->status, status) << body << " -> " << r->body;
+    const json e = json::parse(r->body, nullptr, false);
+    ASSERT_TRUE(e.contains("error")) << r->body;
+    EXPECT_FALSE(e["error"]["message"].get<std::string>().empty());
+    if (!param.empty()) {
+      EXPECT_EQ(e["error"]["param"], param) << r->body;
+    }
+  };
+  auto no_key = client(s, false);
+  expect_error(no_key, "/v1/completions", R"({"prompt":"x"})", 401, "");
+  expect_error(c, "/v1/completions", R"({"prompt":"x","n":2})", 400, "n");
+  expect_error(c, "/v1/completions", R"({"prompt":"x","model":"gpt-4"})", 404, "model");
+  expect_error(c, "/v1/completions", R"({"prompt":"x","max_tokens":0})", 400, "max_tokens");
+  expect_error(c, "/v1/completions", R"({"prompt":"x","logprobs":3})", 400, "logprobs");
+  expect_error(c, "/v1/completions", R"({"prompt":"x","temperature":-1})", 400, "temperature");
+  expect_error(c, "/v1/completions", "not json", 400, "");
+  expect_error(c, "/v1/completions", R"({"prompt":"x","freekv":{"session_id":"no-such-session"}})", 404, "");
+  expect_error(c, "/v1/chat/completions", R"({"messages":[]})", 501, "");
+  expect_error(c, "/v1/nothing", "{}", 404, "");
+  finish_stack(std::move(s.stack));
+}
+
+// The request runs in a kept session, so the kvstore's count of its tokens after the hang-up shows how
+// far generation went: far short of the 3000 tokens asked for.
+TEST(ServicesHttp, AClientThatGoesAwayStopsItsGeneration) {
+  HttpStack s = start_http_stack("http-cancel");
+  ASSERT_NE(s.stack, nullptr);
+  auto stub = generation_stub(*s.stack);
+  ASSERT_TRUE(create_session(*stub, "http-cancel").ok());
+  auto c = client(s);
+  const json body = {{"prompt", kPrompt}, {"max_tokens", 3000}, {"stream", true},
+                     {"freekv", {{"ignore_eos", true}, {"session_id", "http-cancel"}}}};
+  int received = 0;
+  httplib::Request req;
+  req.method = "POST";
+  req.path = "/v1/completions";
+  req.body = body.dump();
+  req.set_header("Content-Type", "application/json");
+  req.content_receiver = [&](const char*, size_t, uint64_t, uint64_t) { return ++received < 3; };  // then hang up
+  c.send(req);
+  EXPECT_GE(received, 3);
+  auto admin = admin_stub(*s.stack);
+  v1::AdminGetSessionResponse session;
+  for (int i = 0; i < 200; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    grpc::ClientContext ctx;
+    add_bearer(&ctx, token_of(*s.stack));
+    v1::AdminGetSessionRequest get;
+    get.set_session_id("http-cancel");
+    ASSERT_TRUE(admin->GetSession(&ctx, get, &session).ok());
+    if (!session.session().summary().generating()) break;
+  }
+  EXPECT_FALSE(session.session().summary().generating()) << "the generation kept running after its client went away";
+  EXPECT_LT(session.session().summary().tokens(), 1000u) << "it was not stopped early";
+  EXPECT_GT(session.session().summary().tokens(), 0u);
+  finish_stack(std::move(s.stack));
+}
+
+}  // namespace
+}  // namespace freekv::testing

@@ -1,0 +1,139 @@
+// The OpenAI completions JSON ⇄ freekv translation (coordinator/openai_api.h): every accepted field
+// lands in the GenerateRequest as OpenAI means it (defaults included), what freekv cannot honour is
+// refused naming the field, and the responses have OpenAI's shape.
+#include <gtest/gtest.h>
+
+#include "coordinator/openai_api.h"
+#include "nlohmann/json.hpp"
+
+namespace freekv {
+namespace {
+
+using nlohmann::json;
+
+CompletionCall parse_ok(const std::string& body) {
+  CompletionCall call;
+  ApiError error;
+  EXPECT_TRUE(parse_completion_request(body, "tiny", &call, &error)) << body << ": " << error.message;
+  return call;
+}
+
+ApiError parse_error(const std::string& body) {
+  CompletionCall call;
+  ApiError error;
+  EXPECT_FALSE(parse_completion_request(body, "tiny", &call, &error)) << body;
+  return error;
+}
+
+TEST(OpenAiApi, DefaultsAreOpenAis) {
+  const CompletionCall c = parse_ok(R"({"prompt": "hello"})");
+  EXPECT_EQ(c.request.prompt(), "hello");
+  EXPECT_EQ(c.request.max_tokens(), 16);
+  EXPECT_EQ(c.request.sampling().temperature(), 1.0);
+  EXPECT_EQ(c.request.sampling().top_p(), 1.0);
+  EXPECT_FALSE(c.stream);
+  EXPECT_FALSE(c.include_usage);
+  EXPECT_TRUE(c.request.session_id().empty());
+}
+
+TEST(OpenAiApi, EveryFieldLandsWhereItMeansTheSame) {
+  const CompletionCall c = parse_ok(R"({"model": "tiny", "prompt": ["one prompt"], "max_tokens": 40,
+      "temperature": 0, "top_p": 0.9, "seed": 7, "stop": ["\n\n", "END"], "stream": true,
+      "stream_options": {"include_usage": true}, "n": 1, "echo": false, "presence_penalty": 0,
+      "freekv": {"session_id": "chat-1", "ignore_eos": true}})");
+  EXPECT_EQ(c.request.prompt(), "one prompt");
+  EXPECT_EQ(c.request.max_tokens(), 40);
+  EXPECT_EQ(c.request.sampling().temperature(), 0.0);
+  EXPECT_DOUBLE_EQ(c.request.sampling().top_p(), 0.9);
+  EXPECT_EQ(c.request.sampling().seed(), 7u);
+  ASSERT_EQ(c.request.stop_size(), 2);
+  EXPECT_EQ(c.request.stop(0), "\n\n");
+  EXPECT_EQ(c.request.stop(1), "END");
+  EXPECT_TRUE(c.stream);
+  EXPECT_TRUE(c.include_usage);
+  EXPECT_EQ(c.request.session_id(), "chat-1");
+  EXPECT_TRUE(c.request.ignore_eos());
+  const CompletionCall ids = parse_ok(R"({"prompt": [1, 2, 3], "stop": "x"})");
+  ASSERT_EQ(ids.request.prompt_ids().ids_size(), 3);
+  EXPECT_EQ(ids.request.prompt_ids().ids(2), 3);
+  EXPECT_EQ(ids.request.stop(0), "x");
+}
+
+TEST(OpenAiApi, WhatFreekvCannotHonourIsRefusedByName) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {R"({"prompt": "x", "n": 2})", "n"},
+      {R"({"prompt": "x", "best_of": 3})", "best_of"},
+      {R"({"prompt": "x", "logprobs": 2})", "logprobs"},
+      {R"({"prompt": "x", "suffix": "y"})", "suffix"},
+      {R"({"prompt": "x", "logit_bias": {"1": 5}})", "logit_bias"},
+      {R"({"prompt": "x", "frequency_penalty": 0.5})", "frequency_penalty"},
+      {R"({"prompt": "x", "echo": true})", "echo"},
+      {R"({"prompt": ["a", "b"]})", "prompt"},
+      {R"({"prompt": 5})", "prompt"},
+      {R"({})", "prompt"},
+      {R"({"prompt": "x", "max_tokens": 0})", "max_tokens"},
+      {R"({"prompt": "x", "max_tokens": "ten"})", "max_tokens"},
+      {R"({"prompt": "x", "temperature": 2.5})", "temperature"},
+      {R"({"prompt": "x", "top_p": 0})", "top_p"},
+      {R"({"prompt": "x", "stop": ["a", "b", "c", "d", "e"]})", "stop"},
+      {R"({"prompt": "x", "stream": "yes"})", "stream"},
+      {R"({"prompt": "x", "freekv": {"session_id": 3}})", "freekv.session_id"},
+  };
+  for (const auto& [body, param] : cases) {
+    const ApiError e = parse_error(body);
+    EXPECT_EQ(e.http_status, 400) << body;
+    EXPECT_EQ(e.param, param) << body;
+    EXPECT_EQ(e.type, "invalid_request_error") << body;
+    EXPECT_FALSE(e.message.empty());
+  }
+  const ApiError model = parse_error(R"({"prompt": "x", "model": "gpt-4o"})");
+  EXPECT_EQ(model.http_status, 404);
+  EXPECT_EQ(model.code, "model_not_found");
+  EXPECT_NE(model.message.find("tiny"), std::string::npos) << model.message;
+  EXPECT_EQ(parse_error("{not json").http_status, 400);
+  EXPECT_EQ(parse_error("[1, 2]").http_status, 400);
+}
+
+TEST(OpenAiApi, StatusesMapToHttpCodes) {
+  const std::vector<std::pair<absl::Status, int>> cases = {
+      {absl::InvalidArgumentError("a"), 400},  {absl::UnauthenticatedError("a"), 401},
+      {absl::PermissionDeniedError("a"), 403}, {absl::NotFoundError("a"), 404},
+      {absl::FailedPreconditionError("a"), 409}, {absl::ResourceExhaustedError("a"), 429},
+      {absl::DeadlineExceededError("a"), 504}, {absl::UnavailableError("a"), 503},
+      {absl::InternalError("a"), 503},
+  };
+  for (const auto& [status, code] : cases) {
+    const ApiError e = api_error_from_status(status);
+    EXPECT_EQ(e.http_status, code) << status;
+    const json j = json::parse(error_json(e));
+    EXPECT_EQ(j["error"]["message"], "a");
+    EXPECT_EQ(j["error"]["code"], absl::StatusCodeToString(status.code()));
+  }
+}
+
+TEST(OpenAiApi, ResponsesHaveOpenAisShape) {
+  CompletionOutcome o;
+  o.text = " world";
+  o.finish_reason = "stop";
+  o.prompt_tokens = 3;
+  o.completion_tokens = 2;
+  const json full = json::parse(completion_json("cmpl-1", 100, "tiny", o));
+  EXPECT_EQ(full["object"], "text_completion");
+  EXPECT_EQ(full["choices"][0]["text"], " world");
+  EXPECT_EQ(full["choices"][0]["index"], 0);
+  EXPECT_EQ(full["choices"][0]["finish_reason"], "stop");
+  EXPECT_EQ(full["usage"]["total_tokens"], 5);
+  EXPECT_FALSE(full.contains("freekv"));
+  o.session_id = "chat-1";
+  EXPECT_EQ(json::parse(completion_json("cmpl-1", 100, "tiny", o))["freekv"]["session_id"], "chat-1");
+  const json chunk = json::parse(completion_chunk_json("cmpl-1", 100, "tiny", "he", ""));
+  EXPECT_TRUE(chunk["choices"][0]["finish_reason"].is_null());
+  EXPECT_EQ(chunk["choices"][0]["text"], "he");
+  const json usage = json::parse(usage_chunk_json("cmpl-1", 100, "tiny", o));
+  EXPECT_TRUE(usage["choices"].empty());
+  EXPECT_EQ(usage["usage"]["completion_tokens"], 2);
+  EXPECT_EQ(json::parse(models_json("tiny", 100))["data"][0]["id"], "tiny");
+}
+
+}  // namespace
+}  // namespace freekv
