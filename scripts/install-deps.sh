@@ -38,3 +38,8 @@ if [ ! -d "$here/tests/tokenizer/node_modules/@huggingface/tokenizers" ] \
   (cd "$here/tests/tokenizer" && npm install --no-audit --no-fund --loglevel=error)
   touch "$here/tests/tokenizer/node_modules"
 fi
+# The official OpenAI client, for the HTTP API's client test (tests/http/package.json pins it).
+if [ ! -d "$here/tests/http/node_modules/openai" ] || [ "$here/tests/http/package.json" -nt "$here/tests/http/node_modules" ]; then
+  (cd "$here/tests/http" && npm install --no-audit --no-fund --loglevel=error)
+  touch "$here/tests/http/node_modules"
+fi

@@ -23,7 +23,7 @@ int cmd_up(int argc, char** argv) {
   const char* home = std::getenv("HOME");
   std::string model = FREEKV_DEFAULT_MODEL_DIR, listen = "127.0.0.1:50051",
               token_file = std::string(home ? home : "/root") + "/.freekv/admin-token", run_dir, pool_size = "2GiB",
-              block_size = "auto", policy = "freekv", http_listen = "127.0.0.1:0";
+              block_size = "auto", policy = "freekv", http_listen = "127.0.0.1:0", api_keys_file;
   int64_t budget = 2048, sink = 512, recent = 512, max_batch = 8, threads = 0, metrics_port = 0;
   std::vector<std::string> worker_args;
   ArgParser p("freekv up [--model DIR] [--listen ADDR] [--admin-token-file F] [options]",
@@ -33,6 +33,7 @@ int cmd_up(int argc, char** argv) {
   p.add_string("listen", &listen, "coordinator address for clients (public Generation and Admin APIs)");
   p.add_string("http-listen", &http_listen,
                "the coordinator's OpenAI-compatible HTTP API, host:port (port 0 picks a free one; empty = none)");
+  p.add_string("api-keys-file", &api_keys_file, "bearer API keys the HTTP API requires, one per line (default: none)");
   p.add_string("admin-token-file", &token_file, "admin bearer token file; created (0600) with a random token when missing");
   p.add_string("run-dir", &run_dir, "directory for sockets and logs (default /tmp/freekv-up-<pid>)");
   p.add_string("pool-size", &pool_size, "kvstore pool size, with units");
@@ -64,6 +65,7 @@ int cmd_up(int argc, char** argv) {
   // HTTP clients name the model: its directory's name.
   const std::string model_name = std::filesystem::path(model).lexically_normal().filename().string();
   o.coordinator_flags = {"--served_model_name=" + (model_name.empty() ? std::string("freekv") : model_name)};
+  if (!api_keys_file.empty()) o.coordinator_flags.push_back("--api_keys_file=" + api_keys_file);
   o.run_dir = run_dir.empty() ? absl::StrCat("/tmp/freekv-up-", getpid()) : run_dir;
   o.pool_name = absl::StrCat("freekv-up-", getpid());
   o.pool_size = pool_size;
