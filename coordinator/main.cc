@@ -151,8 +151,10 @@ int run() {
   const int sig = wait_for_stop_signal();
   LOG(INFO) << "signal " << sig << ": draining";
   server->GetHealthCheckService()->SetServingStatus(false);
-  if (http != nullptr) http->stop();
+  // The HTTP front's streams are Generate calls: the drain ends them (after the grace), then the front
+  // can stop without waiting on a generation.
   generation.drain(std::chrono::milliseconds(absl::GetFlag(FLAGS_drain_grace_ms)));
+  if (http != nullptr) http->stop();
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   metrics_server->reset();
   return 0;

@@ -2,9 +2,12 @@
 // processes: a completion over HTTP equals the same request over gRPC (greedy), plain and streamed as
 // server-sent events (with the usage chunk), the models list and health; the errors in OpenAI's shape
 // with their HTTP codes (missing key, n > 1, an unknown model, a bad body, a chat call, an unknown
-// path); and a client that goes away mid-stream stops its generation on the worker.
+// path); a client that goes away mid-stream stops its generation on the worker; a drain ends streams.
 #include <httplib.h>
 
+#include <sys/wait.h>
+
+#include <csignal>
 #include <fstream>
 #include <thread>
 
@@ -26,11 +29,12 @@ struct HttpStack {
   std::string http_address;  // host:port
 };
 
-HttpStack start_http_stack(const std::string& name) {
+HttpStack start_http_stack(const std::string& name, std::vector<std::string> coordinator_flags = {}) {
   const std::string keys = absl::StrCat("/tmp/fkt-", name, "-", getpid(), ".keys");
   std::ofstream(keys) << "# test key\n" << kKey << "\n";
   HttpStack s;
-  s.stack = start_stack(name, {}, "512MiB", {"--api_keys_file=" + keys}, "127.0.0.1:0");
+  coordinator_flags.push_back("--api_keys_file=" + keys);
+  s.stack = start_stack(name, {}, "512MiB", coordinator_flags, "127.0.0.1:0");
   if (s.stack != nullptr) s.http_address = s.stack->http_address();
   std::remove(keys.c_str());
   return s;
@@ -180,6 +184,43 @@ TEST(ServicesHttp, AClientThatGoesAwayStopsItsGeneration) {
   EXPECT_FALSE(session.session().summary().generating()) << "the generation kept running after its client went away";
   EXPECT_LT(session.session().summary().tokens(), 1000u) << "it was not stopped early";
   EXPECT_GT(session.session().summary().tokens(), 0u);
+  finish_stack(std::move(s.stack));
+}
+
+// SIGTERM with a stream in flight: the coordinator drains (the stream ends after the grace with an
+// in-band UNAVAILABLE error and [DONE]) and exits 0, without waiting for the 3000 tokens.
+TEST(ServicesHttp, ADrainEndsHttpStreamsAfterTheGrace) {
+  HttpStack s = start_http_stack("http-drain", {"--drain_grace_ms=500"});
+  ASSERT_NE(s.stack, nullptr);
+  auto c = client(s);
+  const json body = {{"prompt", kPrompt}, {"max_tokens", 3000}, {"stream", true}, {"freekv", {{"ignore_eos", true}}}};
+  std::string events;
+  std::thread reader([&] {
+    httplib::Request req;
+    req.method = "POST";
+    req.path = "/v1/completions";
+    req.body = body.dump();
+    req.set_header("Content-Type", "application/json");
+    req.content_receiver = [&](const char* data, size_t n, uint64_t, uint64_t) {
+      events.append(data, n);
+      return true;
+    };
+    c.send(req);
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(800));
+  const auto t0 = std::chrono::steady_clock::now();
+  s.stack->coordinator().signal(SIGTERM);
+  int status = 0;
+  while (s.stack->coordinator().running(&status) &&
+         std::chrono::steady_clock::now() - t0 < std::chrono::seconds(20)) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  reader.join();
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "wait status " << status;
+  EXPECT_LT(seconds, 5.0) << "the coordinator waited on the stream instead of draining it";
+  EXPECT_NE(events.find("\"code\":\"UNAVAILABLE\""), std::string::npos) << events.substr(events.size() > 400 ? events.size() - 400 : 0);
+  EXPECT_NE(events.find("data: [DONE]"), std::string::npos);
   finish_stack(std::move(s.stack));
 }
 
