@@ -12,6 +12,7 @@ packages=(
   libdnnl-dev                                                               # oneDNN: bf16 matrix products
   libcpp-httplib-dev                                                        # the coordinator's HTTP API
   python3-numpy                                                             # tests/reference (NumPy forward)
+  python3-grpcio python3-protobuf                                           # the Python gRPC client example
   python3-yaml systemd                                                      # tests/deploy (manifests, systemd-analyze)
 )
 # Node.js runs the Hugging Face reference tokenizer for golden ids. A machine may already carry its own
