@@ -6,6 +6,7 @@ and every TCP port -> unique ones (so tests can run side by side). Then:
 
   1. a generation through the coordinator, while the three /metrics endpoints are scraped: the samples
      parse as Prometheus text and agree with what the request reports (tokens, recall bytes, latencies);
+     a completion through the coordinator's OpenAI-compatible HTTP API, counted in its metrics;
   2. SIGTERM drains: a stream running on the worker or the coordinator when it gets SIGTERM finishes
      within the grace period; new requests are refused UNAVAILABLE meanwhile; the process exits 0;
   3. past the grace period (the same lines plus --drain-grace-ms=300) a running stream ends UNAVAILABLE,
@@ -266,6 +267,17 @@ try:
     c = parse(scrape("freekv-coordinator.service"))
     expect(bad.returncode != 0 and value(c, "freekv_coordinator_requests_total", code="NOT_FOUND") == 1,
            "coordinator: a request for an unknown session counted as NOT_FOUND")
+    # The unit's OpenAI-compatible HTTP API answers, and the coordinator counts it.
+    http = flag(units["freekv-coordinator.service"], "--http-listen")
+    request = urllib.request.Request(f"http://{http}/v1/completions", method="POST",
+                                     data=json.dumps({"model": "freekv", "prompt": "hello", "max_tokens": 4}).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=60) as r:
+        answer = json.load(r)
+    expect(answer["usage"]["completion_tokens"] == 4, f"the HTTP API of the coordinator's unit answers ({answer['usage']})")
+    c = parse(scrape("freekv-coordinator.service"))
+    expect(value(c, "freekv_coordinator_http_requests_total", path="/v1/completions", code="200") == 1,
+           "coordinator: HTTP requests counted by path and code")
 
     # --- 2. SIGTERM within the grace period: running streams finish, new requests are refused -----------
     # Streams of at most about 5 s at the speed just measured at 8K context (shorter contexts decode
