@@ -8,6 +8,7 @@
 #include <random>
 #include <set>
 
+#include "worker/gpu/device_backend.h"
 #include "worker/gpu/sequence_slots.h"
 
 namespace freekv {

@@ -15,6 +15,10 @@ absl::StatusOr<std::unique_ptr<StepBackend>> make_device_backend(const ModelWeig
 // device is visible, UNAVAILABLE in a build without CUDA (--check-config).
 absl::Status check_device(const DeviceOptions& device);
 
+// The CUDA device index of a --device name: "cuda:N" → N; "cpu" and anything else INVALID_ARGUMENT
+// naming what is accepted.
+absl::StatusOr<int> cuda_device_index(const std::string& device_name);
+
 // The --device, --gpu-sequences, --gpu-tokens and --gpu-memory flags (the CLI's and the worker's) as
 // DeviceOptions, or INVALID_ARGUMENT naming the flag.
 absl::StatusOr<DeviceOptions> device_options(const std::string& device, int64_t gpu_sequences, int64_t gpu_tokens,

@@ -7,21 +7,29 @@
 
 namespace freekv {
 
-absl::Status check_device(const DeviceOptions& device) {
-  if (device.name == "cpu") return absl::OkStatus();
+namespace {
+
+// The index of the visible CUDA device `device` names, or why there is none.
+absl::StatusOr<int> visible_cuda_device(const DeviceOptions& device) {
   FREEKV_ASSIGN_OR_RETURN(const int index, cuda_device_index(device.name));
   const int count = cuda_device_count();
   if (index >= count) {
     return absl::FailedPreconditionError(absl::StrCat("--device ", device.name, ": this machine has ", count,
                                                       " visible CUDA device(s)", count == 0 ? " (or no driver)" : ""));
   }
-  return absl::OkStatus();
+  return index;
+}
+
+}  // namespace
+
+absl::Status check_device(const DeviceOptions& device) {
+  if (device.name == "cpu") return absl::OkStatus();
+  return visible_cuda_device(device).status();
 }
 
 absl::StatusOr<std::unique_ptr<StepBackend>> make_device_backend(const ModelWeights& weights,
                                                                  const EngineOptions& options) {
-  FREEKV_RETURN_IF_ERROR(check_device(options.device));
-  const int index = *cuda_device_index(options.device.name);
+  FREEKV_ASSIGN_OR_RETURN(const int index, visible_cuda_device(options.device));
   CudaForwardOptions o;
   o.slots = options.device.sequences;
   o.max_tokens_per_slot = options.device.tokens_per_sequence > 0

@@ -1,7 +1,6 @@
 // make_device_backend in a build without CUDA (no nvcc when it was configured).
 #include "absl/strings/str_cat.h"
 #include "worker/gpu/device_backend.h"
-#include "worker/gpu/sequence_slots.h"
 
 namespace freekv {
 

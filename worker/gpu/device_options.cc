@@ -1,9 +1,19 @@
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/units.h"
 #include "worker/gpu/device_backend.h"
-#include "worker/gpu/sequence_slots.h"
 
 namespace freekv {
+
+absl::StatusOr<int> cuda_device_index(const std::string& name) {
+  int index = -1;
+  if (!absl::StartsWith(name, "cuda:") || !absl::SimpleAtoi(name.substr(5), &index) || index < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--device must be cpu or cuda:N (N the CUDA device index, e.g. cuda:0), got '", name, "'"));
+  }
+  return index;
+}
 
 absl::StatusOr<DeviceOptions> device_options(const std::string& device, int64_t gpu_sequences, int64_t gpu_tokens,
                                              const std::string& gpu_memory) {

@@ -1,9 +1,5 @@
 #include "worker/gpu/sequence_slots.h"
 
-#include <string>
-
-#include "absl/strings/match.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 
 namespace freekv {
@@ -30,15 +26,6 @@ int64_t SequenceSlots::release(const Sequence* seq) {
   taken_[size_t(slot)] = false;
   owner_of_.erase(it);
   return slot;
-}
-
-absl::StatusOr<int> cuda_device_index(const std::string& name) {
-  int index = -1;
-  if (!absl::StartsWith(name, "cuda:") || !absl::SimpleAtoi(name.substr(5), &index) || index < 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--device must be cpu or cuda:N (N the CUDA device index, e.g. cuda:0), got '", name, "'"));
-  }
-  return index;
 }
 
 }  // namespace freekv

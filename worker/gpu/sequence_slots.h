@@ -3,7 +3,6 @@
 #pragma once
 
 #include <cstdint>
-#include <string>
 #include <unordered_map>
 #include <vector>
 
@@ -28,9 +27,5 @@ class SequenceSlots {
   std::vector<bool> taken_;
   std::unordered_map<const Sequence*, int64_t> owner_of_;
 };
-
-// The CUDA device index of a --device name: "cuda:N" → N; "cpu" and anything else INVALID_ARGUMENT
-// naming what is accepted.
-absl::StatusOr<int> cuda_device_index(const std::string& device_name);
 
 }  // namespace freekv
