@@ -24,9 +24,9 @@ int64_t unix_seconds() {
   return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
-std::string completion_id() {
+std::string completion_id(ApiFlavor flavor) {
   static std::atomic<uint64_t> next{0};
-  return absl::StrCat("cmpl-", unix_seconds(), "-", next.fetch_add(1));
+  return absl::StrCat(flavor == ApiFlavor::kChat ? "chatcmpl-" : "cmpl-", unix_seconds(), "-", next.fetch_add(1));
 }
 
 void reply_error(httplib::Response& res, const ApiError& e) {
@@ -41,11 +41,13 @@ struct Generation {
   CompletionOutcome outcome;
 };
 
-CompletionOutcome outcome_of(const v1::GenerateDone& done, std::string text) {
+CompletionOutcome outcome_of(ApiFlavor flavor, const v1::GenerateDone& done, std::string text) {
   CompletionOutcome o;
   o.text = std::move(text);
   o.finish_reason = done.finish_reason();
-  o.prompt_tokens = done.usage().prompt_tokens();
+  // A chat's prompt is the whole conversation, whether its tokens were prefilled or taken from the session.
+  const v1::Usage& u = done.usage();
+  o.prompt_tokens = flavor == ApiFlavor::kChat ? u.prompt_tokens() + u.reused_tokens() + u.replayed_tokens() : u.prompt_tokens();
   o.completion_tokens = done.usage().generated_tokens();
   o.session_id = done.session_id();
   return o;
@@ -67,15 +69,10 @@ class HttpFront::Handlers {
       if (authorized(req, res)) res.set_content(models_json(options_.served_model, started_), kJson);
     });
     server.Post("/v1/completions", [this](const httplib::Request& req, httplib::Response& res) {
-      if (authorized(req, res)) complete(req, res);
+      if (authorized(req, res)) complete(ApiFlavor::kCompletion, req, res);
     });
     server.Post("/v1/chat/completions", [this](const httplib::Request& req, httplib::Response& res) {
-      if (!authorized(req, res)) return;
-      ApiError e;
-      e.http_status = 501;
-      e.type = "not_implemented_error";
-      e.message = "chat completions (chat templates) are not built yet; use /v1/completions with the prompt as text";
-      reply_error(res, e);
+      if (authorized(req, res)) complete(ApiFlavor::kChat, req, res);
     });
     // Counted once the response's status is final.
     server.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
@@ -102,50 +99,52 @@ class HttpFront::Handlers {
     return false;
   }
 
-  void complete(const httplib::Request& req, httplib::Response& res) {
+  void complete(ApiFlavor flavor, const httplib::Request& req, httplib::Response& res) {
     CompletionCall call;
     ApiError error;
-    if (!parse_completion_request(req.body, options_.served_model, &call, &error)) return reply_error(res, error);
+    if (!parse_completion_request(flavor, req.body, options_.served_model, &call, &error)) return reply_error(res, error);
     auto gen = std::make_shared<Generation>();
     gen->reader = stub_->Generate(&gen->context, call.request);
     // The first message decides between an HTTP error and a response: nothing is sent before it.
     v1::GenerateResponse first;
     if (!gen->reader->Read(&first)) return reply_error(res, api_error_from_status(from_grpc(gen->reader->Finish())));
-    const std::string id = completion_id(), model = options_.served_model;
+    const std::string id = completion_id(flavor), model = options_.served_model;
     const int64_t created = unix_seconds();
     if (!call.stream) {
       std::string text;
       v1::GenerateResponse msg = first;
       do {
         if (msg.has_chunk()) text += msg.chunk().text();
-        if (msg.has_done()) gen->outcome = outcome_of(msg.done(), text);
+        if (msg.has_done()) gen->outcome = outcome_of(flavor, msg.done(), text);
       } while (gen->reader->Read(&msg));
       const absl::Status s = from_grpc(gen->reader->Finish());
       if (!s.ok()) return reply_error(res, api_error_from_status(s));
-      res.set_content(completion_json(id, created, model, gen->outcome), kJson);
+      res.set_content(completion_json(flavor, id, created, model, gen->outcome), kJson);
       return;
     }
     const bool include_usage = call.include_usage;
     auto pending = std::make_shared<v1::GenerateResponse>(first);
     res.set_chunked_content_provider(
         "text/event-stream",
-        [gen, pending, id, created, model, include_usage](size_t, httplib::DataSink& sink) {
+        [flavor, gen, pending, id, created, model, include_usage](size_t, httplib::DataSink& sink) {
           auto send = [&](const std::string& data) {
             const std::string event = "data: " + data + "\n\n";
             return sink.write(event.data(), event.size());
           };
           std::string text;
           v1::GenerateResponse msg = *pending;
+          // A chat stream opens with the assistant's role, before any text.
+          bool role_sent = flavor != ApiFlavor::kChat || send(completion_chunk_json(flavor, id, created, model, "", "", true));
           do {
-            bool sent = true;
-            if (msg.has_chunk() && !msg.chunk().text().empty()) {
+            bool sent = role_sent;
+            if (sent && msg.has_chunk() && !msg.chunk().text().empty()) {
               text += msg.chunk().text();
-              sent = send(completion_chunk_json(id, created, model, msg.chunk().text(), ""));
+              sent = send(completion_chunk_json(flavor, id, created, model, msg.chunk().text(), "", false));
             }
-            if (msg.has_done()) {
-              gen->outcome = outcome_of(msg.done(), text);
-              sent = send(completion_chunk_json(id, created, model, "", msg.done().finish_reason())) &&
-                     (!include_usage || send(usage_chunk_json(id, created, model, gen->outcome)));
+            if (sent && msg.has_done()) {
+              gen->outcome = outcome_of(flavor, msg.done(), text);
+              sent = send(completion_chunk_json(flavor, id, created, model, "", msg.done().finish_reason(), false)) &&
+                     (!include_usage || send(usage_chunk_json(flavor, id, created, model, gen->outcome)));
             }
             if (!sent) {  // the client went away: stop the generation
               gen->context.TryCancel();

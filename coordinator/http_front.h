@@ -1,5 +1,5 @@
-// The OpenAI-compatible HTTP front of the coordinator (--http-listen): POST /v1/completions (plain or
-// server-sent events), GET /v1/models, GET /health. Each completion is one call of the coordinator's
+// The OpenAI-compatible HTTP front of the coordinator (--http-listen): POST /v1/completions and
+// POST /v1/chat/completions (plain or server-sent events), GET /v1/models, GET /health. Each completion is one call of the coordinator's
 // own Generation service over gRPC on its listen address, so routing, sessions, limits, cancellation
 // and the RPC metrics are exactly the gRPC API's; openai_api.h translates the JSON. Built on
 // cpp-httplib (Debian's libcpp-httplib-dev): a small, well-kept HTTP/1.1 server with chunked responses

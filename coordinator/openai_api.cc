@@ -40,13 +40,94 @@ json usage(const CompletionOutcome& o) {
 
 }  // namespace
 
-bool parse_completion_request(std::string_view text, const std::string& served_model, CompletionCall* call,
-                              ApiError* error) {
+namespace {
+
+// completions: prompt as text, one text in a list, or token ids.
+bool parse_prompt(const json& body, v1::GenerateRequest* r, ApiError* error) {
+  if (!body.contains("prompt")) return fail(error, "prompt", "'prompt' is required");
+  const json& prompt = body["prompt"];
+  if (prompt.is_string()) {
+    r->set_prompt(prompt.get<std::string>());
+  } else if (prompt.is_array() && prompt.size() == 1 && prompt[0].is_string()) {
+    r->set_prompt(prompt[0].get<std::string>());
+  } else if (prompt.is_array() && !prompt.empty() && prompt[0].is_number_integer()) {
+    for (const json& id : prompt) {
+      if (!id.is_number_integer()) return fail(error, "prompt", "a token-id prompt must hold integers only");
+      r->mutable_prompt_ids()->add_ids(id.get<int32_t>());
+    }
+  } else {
+    return fail(error, "prompt",
+                "'prompt' must be a string, a list of one string, or a list of token ids (one prompt per request)");
+  }
+  if (body.contains("best_of") && !body["best_of"].is_null() && body["best_of"] != 1) {
+    return fail(error, "best_of", "freekv generates one choice per request: 'best_of' must be 1");
+  }
+  if (body.contains("echo") && body["echo"] == true) return fail(error, "echo", "'echo' is not supported");
+  return true;
+}
+
+// chat: messages with text content (a string, null for an assistant turn, or a list of text parts).
+bool parse_messages(const json& body, v1::GenerateRequest* r, ApiError* error) {
+  if (!body.contains("messages") || !body["messages"].is_array() || body["messages"].empty()) {
+    return fail(error, "messages", "'messages' must be a non-empty list of {\"role\", \"content\"}");
+  }
+  v1::Chat* chat = r->mutable_chat();
+  for (size_t i = 0; i < body["messages"].size(); ++i) {
+    const json& m = body["messages"][i];
+    const std::string where = absl::StrCat("messages[", i, "]");
+    if (!m.is_object() || !m.contains("role") || !m["role"].is_string()) {
+      return fail(error, where, absl::StrCat("'", where, "' must be an object with a string 'role'"));
+    }
+    v1::ChatMessage* out = chat->add_messages();
+    out->set_role(m["role"].get<std::string>());
+    const json content = m.value("content", json(nullptr));
+    if (content.is_string()) {
+      out->set_content(content.get<std::string>());
+    } else if (content.is_array()) {
+      for (const json& part : content) {
+        if (!part.is_object() || part.value("type", "") != "text" || !part.contains("text") || !part["text"].is_string()) {
+          return fail(error, where + ".content",
+                      "freekv's models read text only: content parts must be {\"type\": \"text\", \"text\": \"...\"}");
+        }
+        out->mutable_content()->append(part["text"].get<std::string>());
+      }
+    } else if (!content.is_null()) {
+      return fail(error, where + ".content", absl::StrCat("'", where, ".content' must be a string or a list of text parts"));
+    }
+    for (const char* unsupported : {"tool_calls", "function_call"}) {
+      if (m.contains(unsupported) && !m[unsupported].is_null()) {
+        return fail(error, absl::StrCat(where, ".", unsupported), absl::StrCat("'", unsupported, "' is not supported by freekv"));
+      }
+    }
+  }
+  for (const char* unsupported : {"tools", "tool_choice", "functions", "function_call", "response_format", "top_logprobs"}) {
+    if (body.contains(unsupported) && !body[unsupported].is_null()) {
+      return fail(error, unsupported, absl::StrCat("'", unsupported, "' is not supported by freekv"));
+    }
+  }
+  return true;
+}
+
+// A positive integer field, when present and not null.
+bool token_count_field(const json& body, const char* name, int64_t* out, ApiError* error) {
+  if (!body.contains(name) || body[name].is_null()) return true;
+  if (!body[name].is_number_integer() || body[name].get<int64_t>() < 1) {
+    return fail(error, name, absl::StrCat("'", name, "' must be an integer >= 1"));
+  }
+  *out = body[name].get<int64_t>();
+  return true;
+}
+
+}  // namespace
+
+bool parse_completion_request(ApiFlavor flavor, std::string_view text, const std::string& served_model,
+                              CompletionCall* call, ApiError* error) {
   json body = json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (body.is_discarded() || !body.is_object()) {
     return fail(error, "", "the request body must be a JSON object (Content-Type: application/json)");
   }
   *call = CompletionCall{};
+  call->flavor = flavor;
   v1::GenerateRequest& r = call->request;
   if (body.contains("model") && !body["model"].is_null()) {
     if (!body["model"].is_string()) return fail(error, "model", "'model' must be a string");
@@ -57,28 +138,12 @@ bool parse_completion_request(std::string_view text, const std::string& served_m
                   404, "model_not_found");
     }
   }
-  if (!body.contains("prompt")) return fail(error, "prompt", "'prompt' is required");
-  const json& prompt = body["prompt"];
-  if (prompt.is_string()) {
-    r.set_prompt(prompt.get<std::string>());
-  } else if (prompt.is_array() && prompt.size() == 1 && prompt[0].is_string()) {
-    r.set_prompt(prompt[0].get<std::string>());
-  } else if (prompt.is_array() && !prompt.empty() && prompt[0].is_number_integer()) {
-    for (const json& id : prompt) {
-      if (!id.is_number_integer()) return fail(error, "prompt", "a token-id prompt must hold integers only");
-      r.mutable_prompt_ids()->add_ids(id.get<int32_t>());
-    }
-  } else {
-    return fail(error, "prompt",
-                "'prompt' must be a string, a list of one string, or a list of token ids (one prompt per request)");
-  }
-  int64_t max_tokens = 16;
-  if (body.contains("max_tokens") && !body["max_tokens"].is_null()) {
-    if (!body["max_tokens"].is_number_integer() || body["max_tokens"].get<int64_t>() < 1) {
-      return fail(error, "max_tokens", "'max_tokens' must be an integer >= 1");
-    }
-    max_tokens = body["max_tokens"].get<int64_t>();
-  }
+  const bool chat = flavor == ApiFlavor::kChat;
+  if (!(chat ? parse_messages(body, &r, error) : parse_prompt(body, &r, error))) return false;
+  // Chat without a limit runs to the end of the turn or of the model's positions (max_tokens 0).
+  int64_t max_tokens = chat ? 0 : 16;
+  if (!token_count_field(body, "max_tokens", &max_tokens, error)) return false;
+  if (chat && !token_count_field(body, "max_completion_tokens", &max_tokens, error)) return false;
   r.set_max_tokens(int32_t(std::min<int64_t>(max_tokens, INT32_MAX)));
   double temperature = 1.0, top_p = 1.0;  // OpenAI's defaults
   if (!number_field(body, "temperature", 0, 2, &temperature, error)) return false;
@@ -106,10 +171,6 @@ bool parse_completion_request(std::string_view text, const std::string& served_m
   if (body.contains("n") && !body["n"].is_null() && body["n"] != 1) {
     return fail(error, "n", "freekv generates one choice per request: 'n' must be 1");
   }
-  if (body.contains("best_of") && !body["best_of"].is_null() && body["best_of"] != 1) {
-    return fail(error, "best_of", "freekv generates one choice per request: 'best_of' must be 1");
-  }
-  if (body.contains("echo") && body["echo"] == true) return fail(error, "echo", "'echo' is not supported");
   for (const char* unsupported : {"logprobs", "suffix", "logit_bias"}) {
     if (body.contains(unsupported) && !body[unsupported].is_null() && body[unsupported] != false) {
       return fail(error, unsupported, absl::StrCat("'", unsupported, "' is not supported by freekv"));
@@ -137,6 +198,13 @@ bool parse_completion_request(std::string_view text, const std::string& served_m
     if (extra.contains("ignore_eos")) {
       if (!extra["ignore_eos"].is_boolean()) return fail(error, "freekv.ignore_eos", "'freekv.ignore_eos' must be a boolean");
       r.set_ignore_eos(extra["ignore_eos"].get<bool>());
+    }
+    if (extra.contains("chat_template_kwargs")) {
+      if (!chat || !extra["chat_template_kwargs"].is_object()) {
+        return fail(error, "freekv.chat_template_kwargs",
+                    "'freekv.chat_template_kwargs' must be an object, and only on /v1/chat/completions");
+      }
+      r.mutable_chat()->set_template_variables_json(extra["chat_template_kwargs"].dump());
     }
   }
   return true;
@@ -166,28 +234,43 @@ std::string error_json(const ApiError& e) {
   return json{{"error", err}}.dump();
 }
 
-std::string completion_json(const std::string& id, int64_t created, const std::string& model,
+std::string completion_json(ApiFlavor flavor, const std::string& id, int64_t created, const std::string& model,
                             const CompletionOutcome& o) {
-  json choice = {{"index", 0}, {"text", o.text}, {"logprobs", nullptr}, {"finish_reason", o.finish_reason}};
-  json out = {{"id", id}, {"object", "text_completion"}, {"created", created}, {"model", model},
+  const bool chat = flavor == ApiFlavor::kChat;
+  json choice = {{"index", 0}, {"logprobs", nullptr}, {"finish_reason", o.finish_reason}};
+  if (chat) {
+    choice["message"] = {{"role", "assistant"}, {"content", o.text}};
+  } else {
+    choice["text"] = o.text;
+  }
+  json out = {{"id", id}, {"object", chat ? "chat.completion" : "text_completion"}, {"created", created}, {"model", model},
               {"choices", json::array({choice})}, {"usage", usage(o)}};
   if (!o.session_id.empty()) out["freekv"] = {{"session_id", o.session_id}};
   return out.dump();
 }
 
-std::string completion_chunk_json(const std::string& id, int64_t created, const std::string& model,
-                                  const std::string& text, const std::string& finish_reason) {
-  json choice = {{"index", 0}, {"text", text}, {"logprobs", nullptr},
+std::string completion_chunk_json(ApiFlavor flavor, const std::string& id, int64_t created, const std::string& model,
+                                  const std::string& text, const std::string& finish_reason, bool first) {
+  const bool chat = flavor == ApiFlavor::kChat;
+  json choice = {{"index", 0}, {"logprobs", nullptr},
                  {"finish_reason", finish_reason.empty() ? json(nullptr) : json(finish_reason)}};
-  return json{{"id", id}, {"object", "text_completion"}, {"created", created}, {"model", model},
-              {"choices", json::array({choice})}}
+  if (chat) {
+    json delta = json::object();
+    if (first) delta["role"] = "assistant";
+    if (!text.empty() || first) delta["content"] = text;
+    choice["delta"] = std::move(delta);
+  } else {
+    choice["text"] = text;
+  }
+  return json{{"id", id}, {"object", chat ? "chat.completion.chunk" : "text_completion"}, {"created", created},
+              {"model", model}, {"choices", json::array({choice})}}
       .dump();
 }
 
-std::string usage_chunk_json(const std::string& id, int64_t created, const std::string& model,
+std::string usage_chunk_json(ApiFlavor flavor, const std::string& id, int64_t created, const std::string& model,
                              const CompletionOutcome& o) {
-  return json{{"id", id}, {"object", "text_completion"}, {"created", created}, {"model", model},
-              {"choices", json::array()}, {"usage", usage(o)}}
+  return json{{"id", id}, {"object", flavor == ApiFlavor::kChat ? "chat.completion.chunk" : "text_completion"},
+              {"created", created}, {"model", model}, {"choices", json::array()}, {"usage", usage(o)}}
       .dump();
 }
 

@@ -10,7 +10,7 @@
 namespace freekv {
 
 int cmd_mkmodel(int argc, char** argv) {
-  std::string arch = "llama", out, tokenizer, dtype = "bf16", rope_scaling = "none";
+  std::string arch = "llama", out, tokenizer, dtype = "bf16", rope_scaling = "none", chat_template;
   int64_t layers = 4, hidden = 256, heads = 4, kv_heads = 2, head_dim = 64, intermediate = 768, vocab = 2048,
           seed = 0, max_positions = 32768, shards = 1, rope_original = 8192;
   double rope_theta = 500000, rope_factor = 8, rope_low = 1, rope_high = 4;
@@ -40,6 +40,7 @@ int cmd_mkmodel(int argc, char** argv) {
   p.add_int("rope-original-positions", &rope_original, "llama3 original_max_position_embeddings");
   p.add_bool("tie-embeddings", &tie, "share the embedding with the output head");
   p.add_int("shards", &shards, "split the weights over this many safetensors files");
+  p.add_string("chat-template", &chat_template, "a Jinja chat template file for tokenizer_config.json (none by default)");
   if (int rc = handle_parse_result(p, p.parse(argc, argv)); rc >= 0) return rc;
 
   RandomModelSpec spec;
@@ -95,6 +96,11 @@ int cmd_mkmodel(int argc, char** argv) {
   }
   spec.seed = uint64_t(seed);
   spec.shards = int(shards);
+  if (!chat_template.empty()) {
+    auto text = read_file(chat_template);
+    if (!text.ok()) return report_error("mkmodel", text.status());
+    spec.chat_template = *text;
+  }
   if (absl::Status s = write_random_model(spec, out); !s.ok()) return report_error("mkmodel", s);
   std::printf("freekv mkmodel: wrote %s\n", out.c_str());
   return 0;

@@ -108,7 +108,7 @@ int cmd_up(int argc, char** argv) {
               (*stack)->http_address().empty()
                   ? ""
                   : absl::StrCat("  HTTP API     http://", (*stack)->http_address(),
-                                 "/v1   (OpenAI-compatible: /v1/completions, /v1/models, /health; model '",
+                                 "/v1   (OpenAI-compatible: /v1/completions, /v1/chat/completions, /v1/models, /health; model '",
                                  o.coordinator_flags[0].substr(o.coordinator_flags[0].find('=') + 1), "')\n")
                         .c_str(),
               (*stack)->worker_addresses()[0].c_str(), policy.c_str(), model.c_str(),

@@ -144,6 +144,7 @@ absl::Status write_random_model(const RandomModelSpec& spec, const std::string& 
   nlohmann::json tc = {{"tokenizer_class", "PreTrainedTokenizerFast"}, {"model_max_length", c.max_positions}};
   if (!bos_text.empty()) tc["bos_token"] = bos_text;
   if (!eos_text.empty()) tc["eos_token"] = eos_text;
+  if (!spec.chat_template.empty()) tc["chat_template"] = spec.chat_template;
   FREEKV_RETURN_IF_ERROR(write_file((dir / "tokenizer_config.json").string(), tc.dump(2)));
   nlohmann::json gc = {{"do_sample", false}};
   if (bos >= 0) gc["bos_token_id"] = bos;

@@ -19,6 +19,7 @@ struct RandomModelSpec {
   std::string tokenizer_json;  // contents of tokenizer.json; its vocabulary size sets config.vocab
   uint64_t seed = 0;
   int shards = 1;              // > 1: model-0000i-of-0000n.safetensors + model.safetensors.index.json
+  std::string chat_template;   // Jinja text for tokenizer_config.json's chat_template; empty: none
 };
 
 // The config of a small model for tests: the geometry given, the flags `arch` implies (Qwen2's q/k/v

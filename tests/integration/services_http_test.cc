@@ -1,8 +1,11 @@
 // The coordinator's OpenAI-compatible HTTP API (coordinator/http_front.h) end to end, with real
 // processes: a completion over HTTP equals the same request over gRPC (greedy), plain and streamed as
-// server-sent events (with the usage chunk), the models list and health; the errors in OpenAI's shape
-// with their HTTP codes (missing key, n > 1, an unknown model, a bad body, a chat call, an unknown
-// path); a client that goes away mid-stream stops its generation on the worker; a drain ends streams.
+// server-sent events (with the usage chunk), the models list and health; chat completions rendered by
+// the model's template equal the gRPC chat answer, and a chat kept in a session reuses its KV and
+// answers as a fresh run does, also when the client edits an earlier turn; the errors in OpenAI's shape
+// with their HTTP codes (missing key, n > 1, an unknown model, a bad body, an empty conversation, an
+// unknown path); a client that goes away mid-stream stops its generation on the worker; a drain ends
+// streams.
 #include <httplib.h>
 
 #include <sys/wait.h>
@@ -121,6 +124,125 @@ TEST(ServicesHttp, CompletionsEqualTheGrpcAnswerPlainAndStreamed) {
   finish_stack(std::move(s.stack));
 }
 
+// A conversation long enough to fill pages of the test model's KV (so a session reuses whole pages).
+std::vector<std::pair<std::string, std::string>> conversation() {
+  return {{"system", "You are a careful assistant. Answer in one short sentence, and never repeat the question back. "
+                     "Keep to plain words; no lists, no code, no quotes."},
+          {"user", "What colour is the sky on a clear day?"}};
+}
+
+v1::GenerateRequest chat_request(const std::vector<std::pair<std::string, std::string>>& messages, int max_tokens,
+                                 const std::string& session = "") {
+  v1::GenerateRequest r;
+  for (const auto& [role, content] : messages) {
+    v1::ChatMessage* m = r.mutable_chat()->add_messages();
+    m->set_role(role);
+    m->set_content(content);
+  }
+  r.set_max_tokens(max_tokens);
+  r.set_session_id(session);
+  return r;
+}
+
+json chat_body(const std::vector<std::pair<std::string, std::string>>& messages, int max_tokens) {
+  json body = {{"model", "freekv"}, {"max_completion_tokens", max_tokens}, {"temperature", 0}, {"messages", json::array()}};
+  for (const auto& [role, content] : messages) body["messages"].push_back({{"role", role}, {"content", content}});
+  return body;
+}
+
+TEST(ServicesHttp, ChatCompletionsUseTheTemplateAndKeepTheirKvInASession) {
+  HttpStack s = start_http_stack("http-chat");
+  ASSERT_NE(s.stack, nullptr);
+  auto stub = generation_stub(*s.stack);
+  auto c = client(s);
+  const Outcome want = generate(*stub, chat_request(conversation(), 12));
+  ASSERT_TRUE(want.status.ok()) << want.status.error_message();
+  EXPECT_EQ(want.done.usage().reused_tokens(), 0);
+
+  auto plain = c.Post("/v1/chat/completions", chat_body(conversation(), 12).dump(), "application/json");
+  ASSERT_TRUE(plain);
+  ASSERT_EQ(plain->status, 200) << plain->body;
+  const json got = json::parse(plain->body);
+  EXPECT_EQ(got["object"], "chat.completion");
+  EXPECT_EQ(got["choices"][0]["message"]["role"], "assistant");
+  EXPECT_EQ(got["choices"][0]["message"]["content"], want.text);
+  EXPECT_EQ(got["choices"][0]["finish_reason"], want.done.finish_reason());
+  EXPECT_EQ(got["usage"]["prompt_tokens"], want.done.usage().prompt_tokens());
+  EXPECT_EQ(got["usage"]["completion_tokens"], want.done.usage().generated_tokens());
+
+  json streamed = chat_body(conversation(), 12);
+  streamed["stream"] = true;
+  auto sse = c.Post("/v1/chat/completions", streamed.dump(), "application/json");
+  ASSERT_TRUE(sse);
+  ASSERT_EQ(sse->status, 200) << sse->body;
+  std::string text, role, finish;
+  for (absl::string_view line : absl::StrSplit(sse->body, '\n', absl::SkipEmpty())) {
+    ASSERT_TRUE(absl::StartsWith(line, "data: ")) << line;
+    line.remove_prefix(6);
+    if (line == "[DONE]") continue;
+    const json ev = json::parse(line);
+    EXPECT_EQ(ev["object"], "chat.completion.chunk");
+    const json& delta = ev["choices"][0]["delta"];
+    if (delta.contains("role")) {
+      EXPECT_TRUE(role.empty()) << "the role comes once, first";
+      EXPECT_TRUE(text.empty());
+      role = delta["role"];
+    }
+    if (delta.contains("content")) text += delta["content"].get<std::string>();
+    if (!ev["choices"][0]["finish_reason"].is_null()) finish = ev["choices"][0]["finish_reason"];
+  }
+  EXPECT_EQ(role, "assistant");
+  EXPECT_EQ(text, want.text);
+  EXPECT_EQ(finish, want.done.finish_reason());
+
+  // A chat in a session: every turn sends the whole conversation; the session keeps what it shares.
+  ASSERT_TRUE(create_session(*stub, "chat-kept").ok());
+  json first = chat_body(conversation(), 12);
+  first["freekv"] = {{"session_id", "chat-kept"}};
+  auto turn1 = c.Post("/v1/chat/completions", first.dump(), "application/json");
+  ASSERT_TRUE(turn1);
+  ASSERT_EQ(turn1->status, 200) << turn1->body;
+  const std::string reply = json::parse(turn1->body)["choices"][0]["message"]["content"];
+  EXPECT_EQ(reply, want.text);
+  auto second = conversation();
+  second.emplace_back("assistant", reply);
+  second.emplace_back("user", "And at sunset?");
+  const Outcome fresh = generate(*stub, chat_request(second, 10));
+  const Outcome kept = generate(*stub, chat_request(second, 10, "chat-kept"));
+  ASSERT_TRUE(fresh.status.ok()) << fresh.status.error_message();
+  ASSERT_TRUE(kept.status.ok()) << kept.status.error_message();
+  EXPECT_GT(kept.done.usage().reused_tokens(), 0) << "the second turn did not reuse the first turn's KV";
+  EXPECT_LT(kept.done.usage().prompt_tokens(), fresh.done.usage().prompt_tokens());
+  EXPECT_EQ(kept.done.usage().prompt_tokens() + kept.done.usage().reused_tokens() + kept.done.usage().replayed_tokens(),
+            fresh.done.usage().prompt_tokens())
+      << "prefilled + reused + replayed must be the whole conversation";
+  EXPECT_EQ(kept.tokens, fresh.tokens) << "a chat continued in its session answers as a fresh run does";
+
+  // A retry of the same turn (regenerate): the session drops the answer it holds, keeps the whole
+  // conversation, prefills nothing new, and answers the same.
+  const Outcome retried = generate(*stub, chat_request(second, 10, "chat-kept"));
+  ASSERT_TRUE(retried.status.ok()) << retried.status.error_message();
+  EXPECT_EQ(retried.tokens, fresh.tokens);
+  EXPECT_EQ(retried.done.usage().prompt_tokens(), 0);
+  EXPECT_EQ(retried.done.usage().reused_tokens() + retried.done.usage().replayed_tokens(), fresh.done.usage().prompt_tokens());
+
+  // The client edits the first user turn: the session drops what no longer matches and still answers as
+  // a fresh run of the edited conversation does.
+  auto edited = second;
+  edited[1].second = "What colour is grass?";
+  const Outcome edited_fresh = generate(*stub, chat_request(edited, 10));
+  const Outcome edited_kept = generate(*stub, chat_request(edited, 10, "chat-kept"));
+  ASSERT_TRUE(edited_kept.status.ok()) << edited_kept.status.error_message();
+  EXPECT_EQ(edited_kept.tokens, edited_fresh.tokens);
+  EXPECT_GT(edited_kept.done.usage().prompt_tokens(), kept.done.usage().prompt_tokens())
+      << "the edited turn and everything after it are prefilled again";
+  EXPECT_LE(edited_kept.done.usage().reused_tokens(), kept.done.usage().reused_tokens());
+  EXPECT_EQ(edited_kept.done.usage().session_tokens(),
+            edited_fresh.done.usage().prompt_tokens() + int64_t(edited_kept.tokens.size()))
+      << "the session holds exactly the edited conversation and its answer";
+  finish_stack(std::move(s.stack));
+}
+
 TEST(ServicesHttp, ErrorsInOpenAisShapeWithTheirCodes) {
   HttpStack s = start_http_stack("http-errors");
   ASSERT_NE(s.stack, nullptr);
@@ -146,7 +268,8 @@ TEST(ServicesHttp, ErrorsInOpenAisShapeWithTheirCodes) {
   expect_error(c, "/v1/completions", R"({"prompt":"x","temperature":-1})", 400, "temperature");
   expect_error(c, "/v1/completions", "not json", 400, "");
   expect_error(c, "/v1/completions", R"({"prompt":"x","freekv":{"session_id":"no-such-session"}})", 404, "");
-  expect_error(c, "/v1/chat/completions", R"({"messages":[]})", 501, "");
+  expect_error(c, "/v1/chat/completions", R"({"messages":[]})", 400, "messages");
+  expect_error(c, "/v1/chat/completions", R"({"messages":[{"role":"user","content":"x"}],"tools":[]})", 400, "tools");
   expect_error(c, "/v1/nothing", "{}", 404, "");
   finish_stack(std::move(s.stack));
 }

@@ -1,4 +1,4 @@
-// The OpenAI completions JSON ⇄ freekv translation (coordinator/openai_api.h): every accepted field
+// The OpenAI completions and chat JSON ⇄ freekv translation (coordinator/openai_api.h): every accepted field
 // lands in the GenerateRequest as OpenAI means it (defaults included), what freekv cannot honour is
 // refused naming the field, and the responses have OpenAI's shape.
 #include <gtest/gtest.h>
@@ -11,17 +11,17 @@ namespace {
 
 using nlohmann::json;
 
-CompletionCall parse_ok(const std::string& body) {
+CompletionCall parse_ok(const std::string& body, ApiFlavor flavor = ApiFlavor::kCompletion) {
   CompletionCall call;
   ApiError error;
-  EXPECT_TRUE(parse_completion_request(body, "tiny", &call, &error)) << body << ": " << error.message;
+  EXPECT_TRUE(parse_completion_request(flavor, body, "tiny", &call, &error)) << body << ": " << error.message;
   return call;
 }
 
-ApiError parse_error(const std::string& body) {
+ApiError parse_error(const std::string& body, ApiFlavor flavor = ApiFlavor::kCompletion) {
   CompletionCall call;
   ApiError error;
-  EXPECT_FALSE(parse_completion_request(body, "tiny", &call, &error)) << body;
+  EXPECT_FALSE(parse_completion_request(flavor, body, "tiny", &call, &error)) << body;
   return error;
 }
 
@@ -117,7 +117,7 @@ TEST(OpenAiApi, ResponsesHaveOpenAisShape) {
   o.finish_reason = "stop";
   o.prompt_tokens = 3;
   o.completion_tokens = 2;
-  const json full = json::parse(completion_json("cmpl-1", 100, "tiny", o));
+  const json full = json::parse(completion_json(ApiFlavor::kCompletion, "cmpl-1", 100, "tiny", o));
   EXPECT_EQ(full["object"], "text_completion");
   EXPECT_EQ(full["choices"][0]["text"], " world");
   EXPECT_EQ(full["choices"][0]["index"], 0);
@@ -125,14 +125,86 @@ TEST(OpenAiApi, ResponsesHaveOpenAisShape) {
   EXPECT_EQ(full["usage"]["total_tokens"], 5);
   EXPECT_FALSE(full.contains("freekv"));
   o.session_id = "chat-1";
-  EXPECT_EQ(json::parse(completion_json("cmpl-1", 100, "tiny", o))["freekv"]["session_id"], "chat-1");
-  const json chunk = json::parse(completion_chunk_json("cmpl-1", 100, "tiny", "he", ""));
+  EXPECT_EQ(json::parse(completion_json(ApiFlavor::kCompletion, "cmpl-1", 100, "tiny", o))["freekv"]["session_id"], "chat-1");
+  const json chunk = json::parse(completion_chunk_json(ApiFlavor::kCompletion, "cmpl-1", 100, "tiny", "he", "", true));
   EXPECT_TRUE(chunk["choices"][0]["finish_reason"].is_null());
   EXPECT_EQ(chunk["choices"][0]["text"], "he");
-  const json usage = json::parse(usage_chunk_json("cmpl-1", 100, "tiny", o));
+  const json usage = json::parse(usage_chunk_json(ApiFlavor::kCompletion, "cmpl-1", 100, "tiny", o));
   EXPECT_TRUE(usage["choices"].empty());
   EXPECT_EQ(usage["usage"]["completion_tokens"], 2);
   EXPECT_EQ(json::parse(models_json("tiny", 100))["data"][0]["id"], "tiny");
+}
+
+TEST(OpenAiApi, ChatMessagesBecomeAConversation) {
+  const CompletionCall c = parse_ok(R"({"model": "tiny", "messages": [
+      {"role": "system", "content": "be brief"},
+      {"role": "user", "content": [{"type": "text", "text": "part one, "}, {"type": "text", "text": "part two"}]},
+      {"role": "assistant", "content": null},
+      {"role": "user", "content": ""}],
+      "max_completion_tokens": 9, "temperature": 0,
+      "freekv": {"session_id": "c-1", "chat_template_kwargs": {"enable_thinking": false}}})",
+                                    ApiFlavor::kChat);
+  EXPECT_EQ(c.flavor, ApiFlavor::kChat);
+  ASSERT_TRUE(c.request.has_chat());
+  ASSERT_EQ(c.request.chat().messages_size(), 4);
+  EXPECT_EQ(c.request.chat().messages(0).role(), "system");
+  EXPECT_EQ(c.request.chat().messages(1).content(), "part one, part two");
+  EXPECT_EQ(c.request.chat().messages(2).content(), "");
+  EXPECT_EQ(c.request.max_tokens(), 9);
+  EXPECT_EQ(c.request.session_id(), "c-1");
+  EXPECT_EQ(json::parse(c.request.chat().template_variables_json()), json({{"enable_thinking", false}}));
+  // Without a limit a chat runs to the end of its turn: max_tokens 0 tells the worker so.
+  EXPECT_EQ(parse_ok(R"({"messages": [{"role": "user", "content": "hi"}]})", ApiFlavor::kChat).request.max_tokens(), 0);
+  EXPECT_EQ(parse_ok(R"({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 5})", ApiFlavor::kChat)
+                .request.max_tokens(), 5);
+}
+
+TEST(OpenAiApi, ChatRefusesWhatItCannotHonourByName) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {R"({})", "messages"},
+      {R"({"messages": []})", "messages"},
+      {R"({"messages": [{"content": "no role"}]})", "messages[0]"},
+      {R"({"messages": [{"role": "user", "content": 5}]})", "messages[0].content"},
+      {R"({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]})",
+       "messages[0].content"},
+      {R"({"messages": [{"role": "assistant", "content": "", "tool_calls": [{"id": "1"}]}]})", "messages[0].tool_calls"},
+      {R"({"messages": [{"role": "user", "content": "x"}], "tools": [{"type": "function"}]})", "tools"},
+      {R"({"messages": [{"role": "user", "content": "x"}], "response_format": {"type": "json_object"}})", "response_format"},
+      {R"({"messages": [{"role": "user", "content": "x"}], "logprobs": true})", "logprobs"},
+      {R"({"messages": [{"role": "user", "content": "x"}], "max_completion_tokens": 0})", "max_completion_tokens"},
+      {R"({"messages": [{"role": "user", "content": "x"}], "freekv": {"chat_template_kwargs": "x"}})",
+       "freekv.chat_template_kwargs"},
+  };
+  for (const auto& [body, param] : cases) {
+    const ApiError e = parse_error(body, ApiFlavor::kChat);
+    EXPECT_EQ(e.http_status, 400) << body;
+    EXPECT_EQ(e.param, param) << body;
+  }
+  // Template variables belong to chat only.
+  EXPECT_EQ(parse_error(R"({"prompt": "x", "freekv": {"chat_template_kwargs": {}}})").param, "freekv.chat_template_kwargs");
+}
+
+TEST(OpenAiApi, ChatResponsesHaveOpenAisShape) {
+  CompletionOutcome o;
+  o.text = "Paris.";
+  o.finish_reason = "stop";
+  o.prompt_tokens = 20;
+  o.completion_tokens = 3;
+  const json full = json::parse(completion_json(ApiFlavor::kChat, "chatcmpl-1", 100, "tiny", o));
+  EXPECT_EQ(full["object"], "chat.completion");
+  EXPECT_EQ(full["choices"][0]["message"], json({{"role", "assistant"}, {"content", "Paris."}}));
+  EXPECT_FALSE(full["choices"][0].contains("text"));
+  EXPECT_EQ(full["usage"]["total_tokens"], 23);
+  const json opening = json::parse(completion_chunk_json(ApiFlavor::kChat, "chatcmpl-1", 100, "tiny", "", "", true));
+  EXPECT_EQ(opening["object"], "chat.completion.chunk");
+  EXPECT_EQ(opening["choices"][0]["delta"], json({{"role", "assistant"}, {"content", ""}}));
+  const json piece = json::parse(completion_chunk_json(ApiFlavor::kChat, "chatcmpl-1", 100, "tiny", "Par", "", false));
+  EXPECT_EQ(piece["choices"][0]["delta"], json({{"content", "Par"}}));
+  EXPECT_TRUE(piece["choices"][0]["finish_reason"].is_null());
+  const json last = json::parse(completion_chunk_json(ApiFlavor::kChat, "chatcmpl-1", 100, "tiny", "", "stop", false));
+  EXPECT_EQ(last["choices"][0]["delta"], json::object());
+  EXPECT_EQ(last["choices"][0]["finish_reason"], "stop");
+  EXPECT_EQ(json::parse(usage_chunk_json(ApiFlavor::kChat, "chatcmpl-1", 100, "tiny", o))["object"], "chat.completion.chunk");
 }
 
 }  // namespace

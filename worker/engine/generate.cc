@@ -56,6 +56,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::load(const std::string& model_di
   e->options_ = options;
   FREEKV_ASSIGN_OR_RETURN(e->weights_, load_model_weights(model_dir));
   FREEKV_ASSIGN_OR_RETURN(e->tokenizer_, Tokenizer::load((std::filesystem::path(model_dir) / "tokenizer.json").string()));
+  FREEKV_ASSIGN_OR_RETURN(e->chat_template_, ChatTemplate::load(model_dir));
   e->threads_ = std::make_unique<ThreadPool>(options.threads);
   std::random_device rd;
   e->private_prefix_ = absl::StrCat("private-", absl::Hex((uint64_t(rd()) << 32) | rd(), absl::kZeroPad16), "-");
@@ -124,8 +125,10 @@ absl::StatusOr<std::unique_ptr<Sequence>> Engine::new_sequence(const std::string
 }
 
 absl::StatusOr<std::unique_ptr<Sequence>> Engine::open_sequence(const std::string& session_id,
-                                                                 std::vector<int32_t>* replay) {
+                                                                 std::vector<int32_t>* replay,
+                                                                 const std::vector<int32_t>* context, int64_t* kept) {
   replay->clear();
+  if (kept != nullptr) *kept = 0;
   if (kvstore_ == nullptr) {
     return absl::FailedPreconditionError("sessions that outlive a request need a kvstore (--kvstore)");
   }
@@ -134,8 +137,16 @@ absl::StatusOr<std::unique_ptr<Sequence>> Engine::open_sequence(const std::strin
   auto seq = std::make_unique<Sequence>(kv_pool_.get(), KvStoreBinding{recalls_.get(), info.ref}, options_.retrieval,
                                         weights_->config.n_heads, threads_.get());
   if (info.created) return seq;
-  FREEKV_ASSIGN_OR_RETURN(KvSessionStats st, kvstore_->session_stats(session_id));
   FREEKV_ASSIGN_OR_RETURN(std::vector<int32_t> ids, kvstore_->tokens(info.ref));
+  if (context != nullptr) {
+    const size_t common = size_t(std::mismatch(ids.begin(), ids.end(), context->begin(), context->end()).first - ids.begin());
+    if (common < ids.size()) {
+      FREEKV_RETURN_IF_ERROR(kvstore_->truncate(info.ref, common));
+      ids.resize(common);
+    }
+    if (kept != nullptr) *kept = int64_t(common);
+  }
+  FREEKV_ASSIGN_OR_RETURN(KvSessionStats st, kvstore_->session_stats(session_id));
   // Pages count only where every layer committed them (a worker may have died between layers). At
   // least one stored id is left to replay, so a continuation without new prompt tokens has logits to
   // sample from (a worker that died right after completing a page leaves no pending token).
@@ -177,9 +188,12 @@ absl::StatusOr<std::unique_ptr<ActiveRequest>> Engine::start_request(const Gener
   GenerateRequest full = r;
   if (!keep) full.session_id = absl::StrCat(private_prefix_, ++private_sessions_);
   std::vector<int32_t> replay;
+  int64_t context_kept = 0;  // prompt_is_context: leading prompt tokens the session already holds
   absl::StatusOr<std::unique_ptr<Sequence>> seq =
-      keep ? open_sequence(full.session_id, &replay) : new_sequence(full.session_id, /*ephemeral=*/true);
+      keep ? open_sequence(full.session_id, &replay, r.prompt_is_context ? &r.prompt : nullptr, &context_kept)
+           : new_sequence(full.session_id, /*ephemeral=*/true);
   if (!seq.ok()) return seq.status();
+  full.prompt.erase(full.prompt.begin(), full.prompt.begin() + context_kept);
   // A continued session first replays what its pages do not hold yet.
   full.prompt.insert(full.prompt.begin(), replay.begin(), replay.end());
   if (full.prompt.empty()) {
@@ -202,7 +216,7 @@ absl::StatusOr<std::unique_ptr<ActiveRequest>> Engine::start_request(const Gener
   active->private_session = !keep;
   active->set_session_tokens_before(stored_before);
   active->result().stats.reused_tokens = reused;
-  active->result().stats.prompt_tokens = int64_t(r.prompt.size());
+  active->result().stats.prompt_tokens = int64_t(r.prompt.size()) - context_kept;
   return active;
 }
 

@@ -18,6 +18,7 @@
 #include "worker/engine/weights.h"
 #include "worker/kv/kv_cache.h"
 #include "worker/retrieval/config.h"
+#include "worker/chat/chat_template.h"
 #include "worker/tokenizer/tokenizer.h"
 
 namespace freekv {
@@ -62,8 +63,12 @@ class Engine {
 
   // Continues kvstore session `session_id` (created when missing): its committed pages become the
   // sequence's KV and *replay receives the stored ids past the last committed page (the partial page
-  // and the last sampled token), which the caller must feed before anything new.
-  absl::StatusOr<std::unique_ptr<Sequence>> open_sequence(const std::string& session_id, std::vector<int32_t>* replay);
+  // and the last sampled token), which the caller must feed before anything new. With `context` (the
+  // session's whole context, GenerateRequest::prompt_is_context), stored ids past their longest common
+  // prefix with it are dropped from the session first, and *kept receives that prefix's length.
+  absl::StatusOr<std::unique_ptr<Sequence>> open_sequence(const std::string& session_id, std::vector<int32_t>* replay,
+                                                          const std::vector<int32_t>* context = nullptr,
+                                                          int64_t* kept = nullptr);
   absl::Status close_sequence_session(const std::string& session_id);
   KvstoreClient* kvstore() { return kvstore_.get(); }
 
@@ -93,6 +98,8 @@ class Engine {
 
   const ModelWeights& weights() const { return *weights_; }
   const Tokenizer& tokenizer() const { return *tokenizer_; }
+  // The model's chat template (tokenizer_config.json); may be unavailable (a base model).
+  const ChatTemplate& chat_template() const { return chat_template_; }
   ThreadPool& threads() { return *threads_; }
   KvBlockPool& kv_pool() { return *kv_pool_; }
   // Where this engine's steps run: the device's backend, or the CPU's forward pass.
@@ -110,6 +117,7 @@ class Engine {
   EngineOptions options_;
   std::unique_ptr<ModelWeights> weights_;
   std::unique_ptr<Tokenizer> tokenizer_;
+  ChatTemplate chat_template_;
   std::unique_ptr<ThreadPool> threads_;
   std::unique_ptr<KvBlockPool> kv_pool_;
   std::unique_ptr<ForwardPass> forward_;

@@ -16,6 +16,10 @@ struct GenerateRequest {
   std::vector<int32_t> prompt;            // token ids, non-empty
   std::string session_id;                 // kvstore session to continue (created when missing) and keep;
                                           // empty = a private one, closed afterwards
+  // The prompt is the session's whole context (a chat's rendered conversation), not a continuation: the
+  // session keeps the longest prefix its stored tokens share with the prompt, drops the rest, and only
+  // the prompt's tokens after that prefix are fed.
+  bool prompt_is_context = false;
   std::vector<int32_t> forced_tokens;     // feed these instead of sampling (teacher forcing, for eval)
   int64_t max_tokens = 128;
   SamplingParams sampling;

@@ -285,7 +285,8 @@ void Scheduler::admit(std::shared_ptr<Job> job) {
   }
   r->active = std::move(*active);
   r->prompt = int64_t(r->active->request().prompt.size());
-  job->replayed_ = r->prompt - int64_t(job->request().prompt.size());
+  // What is fed beyond this turn's new prompt tokens is the session's replay.
+  job->replayed_ = r->prompt - r->active->result().stats.prompt_tokens;
   running_.push_back(std::move(r));
   active_.store(int(running_.size()));
 }

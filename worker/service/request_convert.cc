@@ -2,14 +2,49 @@
 
 #include <cmath>
 
+#include <nlohmann/json.hpp>
+
 namespace freekv {
 
+namespace {
+
+// The conversation as prompt text, with the request's template variables.
+absl::StatusOr<std::string> render_chat(const v1::Chat& chat, const ChatTemplate& chat_template, const RequestLimits& limits) {
+  std::vector<ChatMessage> messages;
+  int64_t bytes = 0;
+  for (const v1::ChatMessage& m : chat.messages()) {
+    bytes += int64_t(m.role().size() + m.content().size());
+    messages.push_back({m.role(), m.content()});
+  }
+  if (bytes > limits.max_prompt_bytes) {
+    return absl::ResourceExhaustedError(absl::StrCat("the conversation is ", bytes, " bytes; at most ", limits.max_prompt_bytes,
+                                                     " are accepted; shorten it"));
+  }
+  nlohmann::json variables;
+  if (!chat.template_variables_json().empty()) {
+    variables = nlohmann::json::parse(chat.template_variables_json(), nullptr, /*allow_exceptions=*/false);
+    if (variables.is_discarded() || !variables.is_object()) {
+      return absl::InvalidArgumentError("chat.template_variables_json must be a JSON object, e.g. {\"enable_thinking\": false}");
+    }
+  }
+  return chat_template.render(messages, variables);
+}
+
+}  // namespace
+
 absl::StatusOr<GenerateRequest> to_engine_request(const v1::GenerateRequest& in, const Tokenizer& tokenizer,
-                                                  const ModelConfig& model, int64_t session_tokens,
-                                                  const RequestLimits& limits) {
+                                                  const ChatTemplate& chat_template, const ModelConfig& model,
+                                                  int64_t session_tokens, const RequestLimits& limits) {
   GenerateRequest r;
   r.session_id = in.session_id();
-  if (in.has_prompt_ids()) {
+  if (in.has_chat()) {
+    FREEKV_ASSIGN_OR_RETURN(std::string text, render_chat(in.chat(), chat_template, limits));
+    r.prompt = tokenizer.encode(text, /*add_special=*/false);
+    // The conversation is the whole context: what the session holds already is reused, not added to.
+    r.prompt_is_context = true;
+    session_tokens = 0;
+    if (const int32_t eos = tokenizer.token_to_id(chat_template.eos_token()); eos >= 0) r.stop_ids.push_back(eos);
+  } else if (in.has_prompt_ids()) {
     r.prompt.assign(in.prompt_ids().ids().begin(), in.prompt_ids().ids().end());
   } else {
     if (int64_t(in.prompt().size()) > limits.max_prompt_bytes) {
@@ -37,15 +72,17 @@ absl::StatusOr<GenerateRequest> to_engine_request(const v1::GenerateRequest& in,
         "; the model takes at most ", model.max_positions, " positions (max_position_embeddings) including the generated "
         "tokens; shorten the prompt", session_tokens > 0 ? " or start a new session" : ""));
   }
-  if (in.max_tokens() < 1) {
+  // A chat without max_tokens (0) may run to the end of the model's positions.
+  const int64_t max_tokens = in.has_chat() && in.max_tokens() == 0 ? model.max_positions - context : in.max_tokens();
+  if (max_tokens < 1) {
     return absl::InvalidArgumentError(absl::StrCat("max_tokens must be >= 1, got ", in.max_tokens()));
   }
-  if (context + in.max_tokens() > model.max_positions) {
+  if (context + max_tokens > model.max_positions) {
     return absl::InvalidArgumentError(absl::StrCat(
         "max_tokens ", in.max_tokens(), " is beyond the model's limit: ", context, " tokens of context leave room for at most ",
         model.max_positions - context, " new tokens (max_position_embeddings ", model.max_positions, "); lower max_tokens"));
   }
-  r.max_tokens = in.max_tokens();
+  r.max_tokens = max_tokens;
   const v1::SamplingParams& sp = in.sampling();
   r.sampling.temperature = sp.temperature();
   r.sampling.top_k = sp.top_k();

@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "freekv/v1/generation.pb.h"
+#include "worker/chat/chat_template.h"
 #include "worker/engine/generate_types.h"
 #include "worker/engine/scheduler.h"
 #include "worker/model/config.h"
@@ -21,10 +22,12 @@ struct RequestLimits {
 };
 
 // session_tokens: tokens the request's session holds already (0 for a new session or none). Special
-// tokens (BOS) are added to text prompts only when the session is empty and raw_prompt is not set.
+// tokens (BOS) are added to text prompts only when the session is empty and raw_prompt is not set. A chat
+// is rendered with chat_template into the session's whole context (GenerateRequest::prompt_is_context),
+// its special tokens as the template writes them, and stops at the template's eos_token too.
 absl::StatusOr<GenerateRequest> to_engine_request(const v1::GenerateRequest& in, const Tokenizer& tokenizer,
-                                                  const ModelConfig& model, int64_t session_tokens,
-                                                  const RequestLimits& limits);
+                                                  const ChatTemplate& chat_template, const ModelConfig& model,
+                                                  int64_t session_tokens, const RequestLimits& limits);
 
 v1::RetrievalStats to_proto(const RetrievalStats& stats, PolicyKind policy);
 

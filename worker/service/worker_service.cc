@@ -66,7 +66,7 @@ absl::Status WorkerService::stream(grpc::ServerContext* ctx, const v1::GenerateR
     FREEKV_ASSIGN_OR_RETURN(v1::SessionInfo info, find_session(req.session_id()));
     session_tokens = int64_t(info.n_tokens());
   }
-  FREEKV_ASSIGN_OR_RETURN(GenerateRequest request, to_engine_request(req, engine_->tokenizer(), engine_->weights().config,
+  FREEKV_ASSIGN_OR_RETURN(GenerateRequest request, to_engine_request(req, engine_->tokenizer(), engine_->chat_template(), engine_->weights().config,
                                                                      session_tokens, limits_));
   // The coordinator runs one turn per session at a time, so a session still busy here is a cancelled
   // turn that has not left the batch yet: wait for it briefly.
