@@ -32,8 +32,8 @@ int cmd_generate(int argc, char** argv) {
   int64_t timeout_s = 0;
   bool json = false, new_session = false;
   RequestFlags request;
-  ArgParser p("freekv generate [--coordinator ADDR] (--prompt TEXT | --prompt-file F) [--session ID [--new-session]] "
-              "[--max-tokens N] [--json]",
+  ArgParser p("freekv generate [--coordinator ADDR] (--prompt TEXT | --prompt-file F) [--chat [--system TEXT] [--messages F]] "
+              "[--session ID [--new-session]] [--max-tokens N] [--json]",
               "Sends one generation request to a coordinator (see `freekv up`) and streams the text as it arrives.");
   p.add_string("coordinator", &coordinator, "coordinator address host:port");
   request.add_to(p);
@@ -44,7 +44,9 @@ int cmd_generate(int argc, char** argv) {
   if (int rc = handle_parse_result(p, p.parse(argc, argv)); rc >= 0) return rc;
   auto prompt = request.read_prompt();
   if (!prompt.ok()) return report_error("generate", prompt.status());
-  if (prompt->empty() && session.empty()) {
+  auto messages = request.chat_messages(*prompt);
+  if (!messages.ok()) return report_error("generate", messages.status());
+  if (prompt->empty() && session.empty() && !request.chat) {
     return report_error("generate", absl::InvalidArgumentError("give --prompt or --prompt-file (or --session to continue one)"));
   }
 
@@ -62,7 +64,16 @@ int cmd_generate(int argc, char** argv) {
   }
 
   v1::GenerateRequest req;
-  req.set_prompt(*prompt);
+  if (request.chat) {
+    // The conversation is the session's whole context: a session keeps the part it shares with it.
+    for (const ChatMessage& m : *messages) {
+      v1::ChatMessage* out = req.mutable_chat()->add_messages();
+      out->set_role(m.role);
+      out->set_content(m.content);
+    }
+  } else {
+    req.set_prompt(*prompt);
+  }
   req.set_session_id(session);
   req.set_max_tokens(int32_t(std::min<int64_t>(request.max_tokens, INT32_MAX)));
   req.mutable_sampling()->set_temperature(request.temperature);

@@ -37,7 +37,7 @@ int cmd_run(int argc, char** argv) {
   bool json = false;
   RequestFlags request;
   EngineFlags engine_flags;
-  ArgParser p("freekv run [--model DIR] (--prompt TEXT | --prompt-file F) [--max-tokens N] [options]",
+  ArgParser p("freekv run [--model DIR] (--prompt TEXT | --prompt-file F) [--chat [--system TEXT] [--messages F]] [--max-tokens N] [options]",
               "Generates a continuation of the prompt with the model in this process (on the CPU, or --device cuda:N).");
   p.add_string("model", &model, "Hugging Face model directory");
   request.add_to(p);
@@ -48,7 +48,9 @@ int cmd_run(int argc, char** argv) {
 
   auto prompt = request.read_prompt();
   if (!prompt.ok()) return report_error("run", prompt.status());
-  if (prompt->empty()) return report_error("run", absl::InvalidArgumentError("give --prompt or --prompt-file"));
+  if (prompt->empty() && request.messages_file.empty()) {
+    return report_error("run", absl::InvalidArgumentError("give --prompt or --prompt-file"));
+  }
   auto options = engine_flags.to_options();
   if (!options.ok()) return report_error("run", options.status());
   auto kvstore = engine_flags.start_kvstore(&*options, model);
@@ -57,7 +59,16 @@ int cmd_run(int argc, char** argv) {
   if (!engine.ok()) return report_error("run", engine.status());
 
   GenerateRequest req;
-  req.prompt = (*engine)->tokenizer().encode(*prompt, !request.raw_prompt);
+  auto messages = request.chat_messages(*prompt);
+  if (!messages.ok()) return report_error("run", messages.status());
+  if (request.chat) {
+    auto chat = chat_prompt((*engine)->chat_template(), (*engine)->tokenizer(), *messages);
+    if (!chat.ok()) return report_error("run", chat.status());
+    req.prompt = std::move(chat->ids);
+    if (chat->end_of_turn_id >= 0) req.stop_ids.push_back(chat->end_of_turn_id);
+  } else {
+    req.prompt = (*engine)->tokenizer().encode(*prompt, !request.raw_prompt);
+  }
   req.max_tokens = request.max_tokens;
   req.sampling = request.sampling();
   req.stop_strings = request.stops;

@@ -64,7 +64,7 @@ absl::StatusOr<std::string> ChatTemplate::render(const std::vector<ChatMessage>&
   if (!program_) {
     return absl::FailedPreconditionError(absl::StrCat(
         "the model has no chat template (no chat_template in ", source_,
-        "), so it cannot answer chat requests; send the prompt text as a completion instead"));
+        "), so it cannot answer a chat; send the prompt as plain text instead (drop --chat, or use /v1/completions)"));
   }
   if (messages.empty()) return absl::InvalidArgumentError("the conversation has no messages; give at least one");
   if (!extra_variables.is_null() && !extra_variables.is_object()) {
@@ -84,6 +84,15 @@ absl::StatusOr<std::string> ChatTemplate::render(const std::vector<ChatMessage>&
   absl::StatusOr<std::string> text = program_->render(jinja::Value::from_json(context));
   if (!text.ok()) return absl::InvalidArgumentError(absl::StrCat("the chat template refused the conversation: ", text.status().message()));
   return text;
+}
+
+absl::StatusOr<ChatPrompt> chat_prompt(const ChatTemplate& chat_template, const Tokenizer& tokenizer,
+                                       const std::vector<ChatMessage>& messages, const nlohmann::json& extra_variables) {
+  FREEKV_ASSIGN_OR_RETURN(std::string text, chat_template.render(messages, extra_variables));
+  ChatPrompt p;
+  p.ids = tokenizer.encode(text, /*add_special=*/false);
+  if (!chat_template.eos_token().empty()) p.end_of_turn_id = tokenizer.token_to_id(chat_template.eos_token());
+  return p;
 }
 
 }  // namespace freekv

@@ -18,6 +18,7 @@
 
 #include "common/status.h"
 #include "worker/chat/jinja_template.h"
+#include "worker/tokenizer/tokenizer.h"
 
 namespace freekv {
 
@@ -52,5 +53,16 @@ class ChatTemplate {
   nlohmann::json special_tokens_ = nlohmann::json::object();  // bos_token etc. as text
   std::string eos_token_;
 };
+
+// A conversation as the model's prompt: the rendered text tokenized without adding special tokens (the
+// template writes them), and the id of the template's eos_token, which ends the assistant's turn (-1
+// when the tokenizer has no such token).
+struct ChatPrompt {
+  std::vector<int32_t> ids;
+  int32_t end_of_turn_id = -1;
+};
+absl::StatusOr<ChatPrompt> chat_prompt(const ChatTemplate& chat_template, const Tokenizer& tokenizer,
+                                       const std::vector<ChatMessage>& messages,
+                                       const nlohmann::json& extra_variables = nullptr);
 
 }  // namespace freekv

@@ -8,8 +8,9 @@ namespace freekv {
 
 namespace {
 
-// The conversation as prompt text, with the request's template variables.
-absl::StatusOr<std::string> render_chat(const v1::Chat& chat, const ChatTemplate& chat_template, const RequestLimits& limits) {
+// The conversation as prompt ids, with the request's template variables.
+absl::StatusOr<ChatPrompt> render_chat(const v1::Chat& chat, const ChatTemplate& chat_template, const Tokenizer& tokenizer,
+                                       const RequestLimits& limits) {
   std::vector<ChatMessage> messages;
   int64_t bytes = 0;
   for (const v1::ChatMessage& m : chat.messages()) {
@@ -27,7 +28,7 @@ absl::StatusOr<std::string> render_chat(const v1::Chat& chat, const ChatTemplate
       return absl::InvalidArgumentError("chat.template_variables_json must be a JSON object, e.g. {\"enable_thinking\": false}");
     }
   }
-  return chat_template.render(messages, variables);
+  return chat_prompt(chat_template, tokenizer, messages, variables);
 }
 
 }  // namespace
@@ -38,12 +39,12 @@ absl::StatusOr<GenerateRequest> to_engine_request(const v1::GenerateRequest& in,
   GenerateRequest r;
   r.session_id = in.session_id();
   if (in.has_chat()) {
-    FREEKV_ASSIGN_OR_RETURN(std::string text, render_chat(in.chat(), chat_template, limits));
-    r.prompt = tokenizer.encode(text, /*add_special=*/false);
+    FREEKV_ASSIGN_OR_RETURN(ChatPrompt chat, render_chat(in.chat(), chat_template, tokenizer, limits));
+    r.prompt = std::move(chat.ids);
     // The conversation is the whole context: what the session holds already is reused, not added to.
     r.prompt_is_context = true;
     session_tokens = 0;
-    if (const int32_t eos = tokenizer.token_to_id(chat_template.eos_token()); eos >= 0) r.stop_ids.push_back(eos);
+    if (chat.end_of_turn_id >= 0) r.stop_ids.push_back(chat.end_of_turn_id);
   } else if (in.has_prompt_ids()) {
     r.prompt.assign(in.prompt_ids().ids().begin(), in.prompt_ids().ids().end());
   } else {
