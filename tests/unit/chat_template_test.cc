@@ -117,6 +117,28 @@ TEST(ChatTemplate, RunawayTemplatesStopAtTheirBounds) {
   EXPECT_NE(recursion.status().message().find("nest deeper"), std::string_view::npos) << recursion.status();
 }
 
+TEST(ChatTemplate, DeepTemplatesAreRefusedNotStackOverflows) {
+  std::string chain = "{{ 1";
+  for (int i = 0; i < 20000; ++i) chain += " + 1";
+  auto long_chain = render(chain + " }}");
+  ASSERT_EQ(long_chain.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(long_chain.status().message().find("deeper than"), std::string_view::npos) << long_chain.status();
+  auto parens = render("{{ " + std::string(20000, '(') + "1" + std::string(20000, ')') + " }}");
+  ASSERT_EQ(parens.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(parens.status().message().find("nested deeper"), std::string_view::npos) << parens.status();
+  std::string ifs;
+  for (int i = 0; i < 5000; ++i) ifs += "{% if true %}";
+  auto blocks = render(ifs);
+  ASSERT_EQ(blocks.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(blocks.status().message().find("nested deeper"), std::string_view::npos) << blocks.status();
+  // A chain within the bounds still renders.
+  std::string fine = "{{ 0";
+  for (int i = 0; i < 300; ++i) fine += " + 1";
+  auto ok = render(fine + " }}");
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  EXPECT_EQ(*ok, "300");
+}
+
 TEST(ChatTemplate, ClientTextIsDataNotTemplate) {
   auto out = render("{{ messages[0].content }}", {{"user", "{{ 7 * 6 }} {% raise %}"}});
   ASSERT_TRUE(out.ok()) << out.status();

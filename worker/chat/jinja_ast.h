@@ -42,6 +42,12 @@ struct Node;
 using NodePtr = std::unique_ptr<Node>;
 
 struct Node {
+  Node() = default;
+  Node(const Node&) = delete;
+  Node& operator=(const Node&) = delete;
+  // Releases the subtree without recursion: a long operator chain is a deep tree.
+  ~Node();
+
   NodeKind kind;
   int line = 0;  // in the template, for errors
   std::string name;

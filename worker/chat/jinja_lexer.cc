@@ -177,10 +177,14 @@ class Lexer {
   [[noreturn]] void fail(const std::string& message) const {
     throw TemplateError(absl::StrCat("line ", line_at(pos_), ": ", message));
   }
+  // Lines are counted forward from the last position asked about (tokens come in order).
   int line_at(size_t pos) const {
-    int line = 1;
-    for (size_t i = 0; i < pos && i < src_.size(); ++i) line += src_[i] == '\n';
-    return line;
+    if (pos < counted_to_) {
+      counted_to_ = 0;
+      counted_line_ = 1;
+    }
+    for (; counted_to_ < pos && counted_to_ < src_.size(); ++counted_to_) counted_line_ += src_[counted_to_] == '\n';
+    return counted_line_;
   }
   bool at_tag_open(size_t pos) const {
     return src_[pos] == '{' && pos + 1 < src_.size() && (src_[pos + 1] == '%' || src_[pos + 1] == '{' || src_[pos + 1] == '#');
@@ -310,6 +314,8 @@ class Lexer {
 
   std::string src_;
   size_t pos_ = 0;
+  mutable size_t counted_to_ = 0;
+  mutable int counted_line_ = 1;
   int curly_depth_ = 0;
   bool after_comment_ = false;
   std::vector<Token> tokens_;

@@ -5,7 +5,32 @@
 #include "absl/strings/str_cat.h"
 
 namespace freekv::jinja {
+
+Node::~Node() {
+  std::vector<NodePtr> pending;
+  auto take = [&pending](std::vector<NodePtr>& children) {
+    for (NodePtr& c : children) {
+      if (c) pending.push_back(std::move(c));
+    }
+    children.clear();
+  };
+  take(args);
+  take(body);
+  take(else_body);
+  while (!pending.empty()) {
+    NodePtr n = std::move(pending.back());
+    pending.pop_back();
+    take(n->args);
+    take(n->body);
+    take(n->else_body);
+  }  // each n goes with no children left
+}
+
 namespace {
+
+// Brackets, signs, "not" and nested blocks recurse in the parser: bounded, so a hostile template
+// cannot overflow the stack.
+constexpr int kMaxNesting = 256;
 
 NodePtr make(NodeKind kind, int line) {
   auto n = std::make_unique<Node>();
@@ -104,6 +129,7 @@ class Parser {
   }
 
   NodePtr statement() {
+    Nest nest(this);
     const Token& word = next("a statement name");
     if (word.kind != TokenKind::kIdentifier) fail(absl::StrCat("expected a statement name after '{%', found '", word.text, "'"));
     const std::string& w = word.text;
@@ -125,6 +151,7 @@ class Parser {
 
   // After "if" or "elif": test %} body, then elif / else / (endif left for the caller).
   NodePtr if_chain(int at_line) {
+    Nest nest(this);
     NodePtr n = make(NodeKind::kIf, at_line);
     n->args.push_back(expression());
     expect_close();
@@ -240,6 +267,7 @@ class Parser {
   }
 
   NodePtr expression() {
+    Nest nest(this);
     NodePtr value = logical_or();
     if (!at_word("if")) return value;
     ++pos_;
@@ -274,6 +302,7 @@ class Parser {
     return left;
   }
   NodePtr logical_not() {
+    Nest nest(this);
     if (!at_word("not")) return comparison();
     const int l = line();
     ++pos_;
@@ -358,6 +387,7 @@ class Parser {
     return operand;
   }
   NodePtr unary_sign() {
+    Nest nest(this);
     if (at(TokenKind::kSign)) {
       NodePtr n = make(NodeKind::kUnary, line());
       n->name = tokens_[pos_++].text;
@@ -513,8 +543,21 @@ class Parser {
     fail(absl::StrCat("unexpected '", t.text, "' where a value was expected"));
   }
 
+  // Counts one level of recursion for as long as it lives.
+  class Nest {
+   public:
+    explicit Nest(Parser* p) : p_(p) {
+      if (++p_->nesting_ > kMaxNesting) p_->fail(absl::StrCat("nested deeper than ", kMaxNesting, " levels"));
+    }
+    ~Nest() { --p_->nesting_; }
+
+   private:
+    Parser* p_;
+  };
+
   const std::vector<Token>& tokens_;
   size_t pos_ = 0;
+  int nesting_ = 0;
 };
 
 }  // namespace

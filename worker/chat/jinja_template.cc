@@ -186,6 +186,12 @@ class Renderer {
   }
 
   Value eval(const Node& n, const ScopePtr& scope) {
+    // Expression trees can be deep without nesting (a long chain of "+"): evaluation recursion is bounded.
+    struct Depth {
+      int& d;
+      ~Depth() { --d; }
+    } depth{++eval_depth_};
+    if (eval_depth_ > kMaxEvalDepth) fail(n, absl::StrCat("an expression deeper than ", kMaxEvalDepth, " levels"));
     try {
       return eval_node(n, scope);
     } catch (const TemplateError& e) {
@@ -327,8 +333,10 @@ class Renderer {
     fail(n, absl::StrCat("unknown operator '", op, "'"));
   }
 
+  static constexpr int kMaxEvalDepth = 1000;
   int64_t steps_ = 0;
   int macro_depth_ = 0;
+  int eval_depth_ = 0;
 };
 
 }  // namespace
