@@ -17,49 +17,6 @@ const check = (ok, what) => {
 if (mode === "chat") {
   await chat();
   process.exit(failures === 0 ? 0 : 1);
-
-async function chat() {
-  const messages = [
-    { role: "system", content: "You are brief." },
-    { role: "user", content: "Name a colour." },
-  ];
-  const plain = await client.chat.completions.create({ model, messages, max_completion_tokens: 10, temperature: 0 });
-  const reply = plain.choices[0].message;
-  check(plain.object === "chat.completion" && reply.role === "assistant", "chat.completion with an assistant message");
-  check(plain.usage.completion_tokens > 0 && plain.usage.completion_tokens <= 10,
-        `1..10 completion tokens (${plain.usage.completion_tokens})`);
-  console.log(`  reply: ${JSON.stringify(reply.content)}`);
-
-  const stream = await client.chat.completions.create({
-    model, messages, max_completion_tokens: 10, temperature: 0, stream: true, stream_options: { include_usage: true },
-  });
-  let text = "", role = null, finish = null, usage = null;
-  for await (const chunk of stream) {
-    if (chunk.usage) usage = chunk.usage;
-    for (const choice of chunk.choices) {
-      if (choice.delta.role) role = choice.delta.role;
-      text += choice.delta.content ?? "";
-      if (choice.finish_reason) finish = choice.finish_reason;
-    }
-  }
-  check(role === "assistant", "the stream opens with the assistant role");
-  check(text === reply.content, "the streamed reply equals the plain one (greedy)");
-  check(finish === plain.choices[0].finish_reason, `finish_reason ${finish}`);
-  check(usage !== null && usage.prompt_tokens === plain.usage.prompt_tokens, "the usage chunk");
-
-  const next = await client.chat.completions.create({
-    model, max_tokens: 6, temperature: 0,
-    messages: [...messages, { role: "assistant", content: reply.content }, { role: "user", content: "Another?" }],
-  });
-  check(next.usage.prompt_tokens > plain.usage.prompt_tokens, "a second turn sent whole counts the whole conversation");
-
-  try {
-    await client.chat.completions.create({ model, messages: [] });
-    check(false, "an empty conversation refused");
-  } catch (e) {
-    check(e instanceof OpenAI.BadRequestError && e.param === "messages", `an empty conversation refused with 400 (${e.status})`);
-  }
-}
 }
 
 const plain = await client.completions.create({ model, prompt, max_tokens: 12, temperature: 0 });

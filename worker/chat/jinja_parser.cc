@@ -1,5 +1,6 @@
 #include "worker/chat/jinja_parser.h"
 
+#include <algorithm>
 #include <cstdlib>
 
 #include "absl/strings/str_cat.h"
@@ -285,22 +286,21 @@ class Parser {
     n->args.push_back(std::move(test));
     return n;
   }
-  NodePtr logical_or() {
-    NodePtr left = logical_and();
-    while (at_word("or")) {
+  // One left-associative level of binary operators: operands parsed by `operand`, joined by any of `ops`
+  // (the words "or" and "and", or operator symbols).
+  NodePtr binary_level(std::initializer_list<std::string_view> ops, NodePtr (Parser::*operand)()) {
+    NodePtr left = (this->*operand)();
+    for (const Token* t = peek(); t != nullptr && (t->kind == TokenKind::kOperator || t->kind == TokenKind::kIdentifier) &&
+                                  std::find(ops.begin(), ops.end(), t->text) != ops.end();
+         t = peek()) {
+      std::string op = t->text;
       ++pos_;
-      left = make_binary(NodeKind::kBinary, "or", std::move(left), logical_and());
+      left = make_binary(NodeKind::kBinary, op, std::move(left), (this->*operand)());
     }
     return left;
   }
-  NodePtr logical_and() {
-    NodePtr left = logical_not();
-    while (at_word("and")) {
-      ++pos_;
-      left = make_binary(NodeKind::kBinary, "and", std::move(left), logical_not());
-    }
-    return left;
-  }
+  NodePtr logical_or() { return binary_level({"or"}, &Parser::logical_and); }
+  NodePtr logical_and() { return binary_level({"and"}, &Parser::logical_not); }
   NodePtr logical_not() {
     Nest nest(this);
     if (!at_word("not")) return comparison();
@@ -329,30 +329,9 @@ class Parser {
       left = make_binary(NodeKind::kBinary, op, std::move(left), additive());
     }
   }
-  NodePtr additive() {
-    NodePtr left = multiplicative();
-    while (at_op("+") || at_op("-") || at_op("~")) {
-      std::string op = tokens_[pos_++].text;
-      left = make_binary(NodeKind::kBinary, op, std::move(left), multiplicative());
-    }
-    return left;
-  }
-  NodePtr multiplicative() {
-    NodePtr left = power();
-    while (at_op("*") || at_op("/") || at_op("//") || at_op("%")) {
-      std::string op = tokens_[pos_++].text;
-      left = make_binary(NodeKind::kBinary, op, std::move(left), power());
-    }
-    return left;
-  }
-  NodePtr power() {
-    NodePtr left = test();
-    while (at_op("**")) {
-      ++pos_;
-      left = make_binary(NodeKind::kBinary, "**", std::move(left), test());
-    }
-    return left;
-  }
+  NodePtr additive() { return binary_level({"+", "-", "~"}, &Parser::multiplicative); }
+  NodePtr multiplicative() { return binary_level({"*", "/", "//", "%"}, &Parser::power); }
+  NodePtr power() { return binary_level({"**"}, &Parser::test); }
   NodePtr test() {
     NodePtr operand = filter();
     while (at_word("is")) {
