@@ -40,10 +40,12 @@ absl::StatusOr<std::string> read_token_file(const std::string& path) {
     return absl::NotFoundError(absl::StrCat("token file ", path, " does not exist; create one (e.g. `head -c 32 /dev/urandom | "
                                             "xxd -p -c 64 > ", path, " && chmod 600 ", path, "`)"));
   }
-  if ((st.st_mode & 077) != 0) {
-    return absl::PermissionDeniedError(absl::StrCat("token file ", path, " may be read by other users (mode ",
+  // The owner and, at most, the owner's group may read it (Kubernetes mounts a Secret root:fsGroup 0440);
+  // nobody else may read it, and nobody but the owner write it.
+  if ((st.st_mode & 027) != 0) {
+    return absl::PermissionDeniedError(absl::StrCat("token file ", path, " may be read or changed by other users (mode ",
                                                     absl::StrFormat("%04o", st.st_mode & 07777), "); run `chmod 600 ",
-                                                    path, "`"));
+                                                    path, "` (or 640 to share it with the service's group)"));
   }
   FREEKV_ASSIGN_OR_RETURN(std::string text, read_file(path));
   std::string token(absl::StripAsciiWhitespace(text));

@@ -27,7 +27,7 @@ ABSL_FLAG(std::string, listen, "127.0.0.1:50051",
           "Where to serve the public APIs and the worker registry, host:port (port 0 picks a free one). Loopback by "
           "default; use 0.0.0.0:PORT to accept remote clients (the Generation API has no authentication).");
 ABSL_FLAG(std::string, admin_token_file, "",
-          "File holding the bearer token of the Admin API (mode 0600; one word). Workers must present it too when "
+          "File holding the bearer token of the Admin API (mode 0600, or 0640 for the service's group; one word). Workers must present it too when "
           "they register. Without it the Admin API is disabled and any local process may register a worker.");
 ABSL_FLAG(int32_t, heartbeat_interval_ms, 1000,
           "How often workers heartbeat; a worker silent for three intervals is dead and its sessions move.");
@@ -38,7 +38,7 @@ ABSL_FLAG(bool, check_config, false,
           "or 1 listing every problem.");
 ABSL_FLAG(std::string, address_file, "", "Write the bound address here once serving (for scripts and tests).");
 ABSL_FLAG(std::string, http_listen, "",
-          "Serve the OpenAI-compatible HTTP API (/v1/completions, /v1/models, /health) on this host:port, e.g. "
+          "Serve the OpenAI-compatible HTTP API (/v1/completions, /v1/chat/completions, /v1/models, /health) on this host:port, e.g. "
           "127.0.0.1:8000 (port 0 picks a free one; 0.0.0.0:PORT accepts remote clients). Empty: no HTTP API.");
 ABSL_FLAG(std::string, http_address_file, "", "Write the HTTP API's bound address here once serving.");
 ABSL_FLAG(std::string, served_model_name, "freekv", "The model id the HTTP API lists and requests must name.");

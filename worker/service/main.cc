@@ -12,9 +12,11 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <set>
+#include <thread>
 
 #include "absl/flags/flag.h"
 #include "absl/strings/numbers.h"
@@ -86,10 +88,27 @@ ABSL_FLAG(bool, check_config, false,
           "Do not serve: validate the flags, the model directory's config.json, tokenizer.json and safetensors files "
           "(without mapping the weights), the token file and --kv-memory against available memory; print what the "
           "worker would do and exit 0, or 1 listing every problem.");
+ABSL_FLAG(int32_t, kvstore_wait_ms, 30000,
+          "At start, how long to wait for the kvstore's socket to appear (a kvstore starting beside the worker, as "
+          "in a Kubernetes pod); 0 = fail at once when it is missing.");
 ABSL_FLAG(int32_t, drain_grace_ms, 10000, "On SIGTERM, how long running requests may take to finish before they are cancelled.");
 
 namespace freekv {
 namespace {
+
+// Waits up to wait_ms for the kvstore's unix socket to exist: the containers of a pod start together, and
+// without this the worker would exit and be restarted (with a growing back-off) until the kvstore is up.
+void wait_for_socket(std::string path, int32_t wait_ms) {
+  if (path.compare(0, 5, "unix:") == 0) path = path.substr(5);
+  std::error_code ec;
+  const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(std::max(0, wait_ms));
+  bool said = false;
+  while (!std::filesystem::is_socket(path, ec) && std::chrono::steady_clock::now() < until) {
+    if (!said) std::fprintf(stderr, "freekv-worker: waiting up to %d ms for the kvstore socket %s\n", wait_ms, path.c_str());
+    said = true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+}
 
 int fail(const std::string& what, const absl::Status& s) {
   std::fprintf(stderr, "freekv-worker: %s%s\n", what.c_str(), std::string(s.message()).c_str());
@@ -233,6 +252,7 @@ int run() {
     if (!t.ok()) return fail("", t.status());
     token = *t;
   }
+  if (!options->kvstore_socket.empty()) wait_for_socket(options->kvstore_socket, absl::GetFlag(FLAGS_kvstore_wait_ms));
   const std::string model = absl::GetFlag(FLAGS_model);
   auto engine = Engine::load(model, *options);
   if (!engine.ok()) return fail(absl::StrCat("cannot load ", model, ": "), engine.status());
