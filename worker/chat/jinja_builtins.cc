@@ -1,6 +1,7 @@
 #include "worker/chat/jinja_builtins.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <cstdlib>
 #include <ctime>
