@@ -1,5 +1,7 @@
 #include "common/grpc_util.h"
 
+#include "absl/strings/str_split.h"
+
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -100,6 +102,39 @@ absl::Status check_bearer(const grpc::ServerContext& ctx, const std::string& tok
 
 void add_bearer(grpc::ClientContext* ctx, const std::string& token) {
   if (!token.empty()) ctx->AddMetadata("authorization", "Bearer " + token);
+}
+
+absl::StatusOr<std::set<std::string>> read_api_keys(const std::string& path) {
+  FREEKV_ASSIGN_OR_RETURN(std::string text, read_file(path));
+  std::set<std::string> keys;
+  for (absl::string_view line : absl::StrSplit(text, '\n')) {
+    line = absl::StripAsciiWhitespace(line);
+    if (!line.empty() && line[0] != '#') keys.insert(std::string(line));
+  }
+  if (keys.empty()) return absl::InvalidArgumentError(absl::StrCat(path, " holds no API key (one per line)"));
+  return keys;
+}
+
+absl::Status check_api_key(const grpc::ServerContext& ctx, const std::set<std::string>& keys) {
+  if (keys.empty()) return absl::OkStatus();
+  const auto& md = ctx.client_metadata();
+  auto it = md.find("authorization");
+  const std::string value = it == md.end() ? "" : std::string(it->second.data(), it->second.size());
+  const std::string kPrefix = "Bearer ";
+  if (absl::StartsWith(value, kPrefix)) {
+    const std::string given = value.substr(kPrefix.size());
+    // Every key is compared in full, whichever matches: the time does not tell how much of a key was right.
+    bool found = false;
+    for (const std::string& key : keys) {
+      unsigned char diff = given.size() == key.size() ? 0 : 1;
+      for (size_t i = 0; i < given.size(); ++i) diff |= uint8_t(given[i] ^ key[i % key.size()]);
+      found |= diff == 0;
+    }
+    if (found) return absl::OkStatus();
+  }
+  return absl::UnauthenticatedError(
+      "this API needs a key: send the metadata 'authorization: Bearer <key>' with one of the keys of the "
+      "coordinator's --api-keys-file");
 }
 
 std::string health_status(const std::shared_ptr<grpc::Channel>& channel, std::chrono::milliseconds timeout) {

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -33,6 +34,13 @@ absl::Status create_token_file(const std::string& path);
 // `how_to_enable`. The comparison takes the same time whatever the token.
 absl::Status check_bearer(const grpc::ServerContext& ctx, const std::string& token, const std::string& how_to_enable);
 void add_bearer(grpc::ClientContext* ctx, const std::string& token);
+
+// The public API's keys (--api-keys-file): one key per line, blank lines and lines starting with '#'
+// skipped; INVALID_ARGUMENT when the file holds none.
+absl::StatusOr<std::set<std::string>> read_api_keys(const std::string& path);
+// With keys configured, a call must carry `authorization: Bearer <one of them>` (UNAUTHENTICATED
+// otherwise, the key never repeated); with none, every call passes.
+absl::Status check_api_key(const grpc::ServerContext& ctx, const std::set<std::string>& keys);
 
 // grpc.health.v1.Health/Check of the server's overall status: "SERVING", "NOT_SERVING",
 // "SERVICE_UNKNOWN", or "UNREACHABLE: <why>". Uses a generic stub (Debian ships no health stubs).

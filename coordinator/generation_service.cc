@@ -60,7 +60,8 @@ grpc::Status GenerationService::Generate(grpc::ServerContext* ctx, const v1::Gen
 grpc::Status GenerationService::generate_call(grpc::ServerContext* ctx, const v1::GenerateRequest* req,
                                               grpc::ServerWriter<v1::GenerateResponse>* writer,
                                               CoordinatorMetrics::Stream* stream) {
-  absl::Status s = check_open();
+  absl::Status s = check_api_key(*ctx, api_keys_);
+  if (s.ok()) s = check_open();
   if (!s.ok()) return to_grpc(s);
   s = check_generate_request(*req, limits_);
   if (!s.ok()) return to_grpc(s);
@@ -182,7 +183,8 @@ grpc::Status GenerationService::forward(grpc::ServerContext* ctx, WorkerEntry& w
 
 grpc::Status GenerationService::CreateSession(grpc::ServerContext* ctx, const v1::CreateSessionRequest* req,
                                               v1::CreateSessionResponse* resp) {
-  absl::Status s = check_open();
+  absl::Status s = check_api_key(*ctx, api_keys_);
+  if (s.ok()) s = check_open();
   if (!s.ok()) return to_grpc(s);
   const std::string id = req->session_id().empty() ? random_session_id() : req->session_id();
   s = validate_session_id(id);
@@ -218,7 +220,8 @@ grpc::Status GenerationService::CreateSession(grpc::ServerContext* ctx, const v1
 
 grpc::Status GenerationService::CloseSession(grpc::ServerContext* ctx, const v1::CloseGenerationSessionRequest* req,
                                              v1::CloseGenerationSessionResponse* resp) {
-  absl::Status s = validate_session_id(req->session_id());
+  absl::Status s = check_api_key(*ctx, api_keys_);
+  if (s.ok()) s = validate_session_id(req->session_id());
   if (!s.ok()) return to_grpc(s);
   auto rec = cluster_->locate(req->session_id());
   if (!rec.ok()) return to_grpc(rec.status());

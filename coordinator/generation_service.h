@@ -30,8 +30,10 @@ namespace freekv {
 
 class GenerationService final : public v1::Generation::Service {
  public:
-  GenerationService(Cluster* cluster, CoordinatorLimits limits, CoordinatorMetrics* metrics)
-      : cluster_(cluster), limits_(limits), metrics_(metrics) {}
+  // api_keys: with any, every call must carry one of them (check_api_key); empty: the API is open.
+  GenerationService(Cluster* cluster, CoordinatorLimits limits, CoordinatorMetrics* metrics,
+                    std::set<std::string> api_keys = {})
+      : cluster_(cluster), limits_(limits), metrics_(metrics), api_keys_(std::move(api_keys)) {}
 
   // Refuses new calls; returns once no Generate stream is open, or after `grace` having cancelled the
   // open ones (they end UNAVAILABLE).
@@ -62,6 +64,7 @@ class GenerationService final : public v1::Generation::Service {
   Cluster* cluster_;
   CoordinatorLimits limits_;
   CoordinatorMetrics* metrics_;
+  const std::set<std::string> api_keys_;
   CancelWatcher watcher_;
   std::atomic<bool> draining_{false};
   std::atomic<int> open_calls_{0};            // Generate calls between arrival and status

@@ -6,11 +6,8 @@
 #include <atomic>
 #include <chrono>
 
-#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
-#include "common/file_util.h"
 #include "common/grpc_util.h"
 #include "coordinator/openai_api.h"
 #include "freekv/v1/generation.grpc.pb.h"
@@ -104,6 +101,8 @@ class HttpFront::Handlers {
     ApiError error;
     if (!parse_completion_request(flavor, req.body, options_.served_model, &call, &error)) return reply_error(res, error);
     auto gen = std::make_shared<Generation>();
+    // The gRPC API checks the same keys: pass on the one this request was let in with.
+    if (!options_.api_keys.empty()) gen->context.AddMetadata("authorization", req.get_header_value("Authorization"));
     gen->reader = stub_->Generate(&gen->context, call.request);
     // The first message decides between an HTTP error and a response: nothing is sent before it.
     v1::GenerateResponse first;
@@ -164,17 +163,6 @@ class HttpFront::Handlers {
   std::unique_ptr<v1::Generation::Stub> stub_;
   const int64_t started_ = unix_seconds();
 };
-
-absl::StatusOr<std::set<std::string>> read_api_keys(const std::string& path) {
-  FREEKV_ASSIGN_OR_RETURN(std::string text, read_file(path));
-  std::set<std::string> keys;
-  for (absl::string_view line : absl::StrSplit(text, '\n')) {
-    line = absl::StripAsciiWhitespace(line);
-    if (!line.empty() && line[0] != '#') keys.insert(std::string(line));
-  }
-  if (keys.empty()) return absl::InvalidArgumentError(absl::StrCat(path, " holds no API key (one per line)"));
-  return keys;
-}
 
 absl::StatusOr<std::unique_ptr<HttpFront>> HttpFront::start(const HttpFrontOptions& options) {
   const size_t colon = options.listen.rfind(':');

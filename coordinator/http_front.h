@@ -55,7 +55,5 @@ class HttpFront {
   int port_ = 0;
 };
 
-// Reads an API keys file: one key per line, blank lines and lines starting with '#' skipped.
-absl::StatusOr<std::set<std::string>> read_api_keys(const std::string& path);
 
 }  // namespace freekv

@@ -43,7 +43,8 @@ ABSL_FLAG(std::string, http_listen, "",
 ABSL_FLAG(std::string, http_address_file, "", "Write the HTTP API's bound address here once serving.");
 ABSL_FLAG(std::string, served_model_name, "freekv", "The model id the HTTP API lists and requests must name.");
 ABSL_FLAG(std::string, api_keys_file, "",
-          "File of bearer API keys for the HTTP API, one per line (never logged). Empty: no key needed.");
+          "File of bearer API keys for the public Generation API, over HTTP and gRPC alike, one per line (never "
+          "logged). Empty: no key needed.");
 ABSL_FLAG(int32_t, http_threads, 16, "HTTP requests served at once (each stream holds one).");
 ABSL_FLAG(int32_t, drain_grace_ms, 10000,
           "On SIGTERM, how long running Generate streams may take to finish before they end UNAVAILABLE.");
@@ -102,7 +103,13 @@ int run() {
   MetricsRegistry metrics;
   CoordinatorMetrics coordinator_metrics(&metrics);
   coordinator_metrics.watch(&cluster);
-  GenerationService generation(&cluster, limits, &coordinator_metrics);
+  std::set<std::string> api_keys;
+  if (!absl::GetFlag(FLAGS_api_keys_file).empty()) {
+    auto keys = read_api_keys(absl::GetFlag(FLAGS_api_keys_file));
+    if (!keys.ok()) return fail("--api-keys-file: ", keys.status());
+    api_keys = std::move(*keys);
+  }
+  GenerationService generation(&cluster, limits, &coordinator_metrics, api_keys);
   AdminService admin(&cluster);
   RegistryService registry_service(&cluster);
 
@@ -132,11 +139,7 @@ int run() {
     ho.max_body_bytes = size_t(limits.max_prompt_bytes) + (64 << 10);  // the prompt and the JSON around it
     ho.threads = absl::GetFlag(FLAGS_http_threads);
     ho.metrics = &metrics;
-    if (!absl::GetFlag(FLAGS_api_keys_file).empty()) {
-      auto keys = read_api_keys(absl::GetFlag(FLAGS_api_keys_file));
-      if (!keys.ok()) return fail("--api-keys-file: ", keys.status());
-      ho.api_keys = std::move(*keys);
-    }
+    ho.api_keys = api_keys;
     auto front = HttpFront::start(ho);
     if (!front.ok()) return fail("", front.status());
     http = std::move(*front);

@@ -28,7 +28,7 @@ nlohmann::json proto_json(const google::protobuf::Message& m) { return nlohmann:
 }  // namespace
 
 int cmd_generate(int argc, char** argv) {
-  std::string coordinator = "127.0.0.1:50051", session;
+  std::string coordinator = "127.0.0.1:50051", session, api_key_file;
   int64_t timeout_s = 0;
   bool json = false, new_session = false;
   RequestFlags request;
@@ -36,6 +36,7 @@ int cmd_generate(int argc, char** argv) {
               "[--session ID [--new-session]] [--max-tokens N] [--json]",
               "Sends one generation request to a coordinator (see `freekv up`) and streams the text as it arrives.");
   p.add_string("coordinator", &coordinator, "coordinator address host:port");
+  p.add_string("api-key-file", &api_key_file, "a file holding the API key the coordinator asks for (its --api-keys-file)");
   request.add_to(p);
   p.add_string("session", &session, "continue this session: its KV is reused, and this turn is added to it");
   p.add_bool("new-session", &new_session, "create the session first (the --session id, or a fresh one) and print its id");
@@ -50,10 +51,21 @@ int cmd_generate(int argc, char** argv) {
     return report_error("generate", absl::InvalidArgumentError("give --prompt or --prompt-file (or --session to continue one)"));
   }
 
+  std::string api_key;
+  if (!api_key_file.empty()) {
+    auto keys = read_api_keys(api_key_file);
+    if (!keys.ok()) return report_error("generate", keys.status());
+    if (keys->size() != 1) {
+      return report_error("generate", absl::InvalidArgumentError(absl::StrCat(api_key_file, " holds ", keys->size(),
+                                                                              " keys; a client sends one: keep one line")));
+    }
+    api_key = *keys->begin();
+  }
   auto stub = v1::Generation::NewStub(make_channel(coordinator));
   if (new_session) {
     grpc::ClientContext ctx;
     ctx.set_deadline(deadline_in(10000));
+    add_bearer(&ctx, api_key);
     v1::CreateSessionRequest req;
     req.set_session_id(session);
     v1::CreateSessionResponse resp;
@@ -85,6 +97,7 @@ int cmd_generate(int argc, char** argv) {
   req.set_raw_prompt(request.raw_prompt);
 
   grpc::ClientContext ctx;
+  add_bearer(&ctx, api_key);
   if (timeout_s > 0) ctx.set_deadline(deadline_in(timeout_s * 1000));
   const auto t0 = std::chrono::steady_clock::now();
   double first_token = -1;

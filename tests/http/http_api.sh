@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The OpenAI-compatible HTTP API as users reach it: `freekv up` with an API key, then curl (a plain and
-# a streamed completion, a refused key, a chat refused by a model without a chat template) and the
-# official `openai` npm client (openai_client.mjs): completions on the shipped model, chat on a model
-# with a template.
+# a streamed completion, a refused key, a chat refused by a model without a chat template), `freekv
+# generate` over gRPC with and without the key, and the official `openai` npm client (openai_client.mjs):
+# completions on the shipped model, chat on a model with a template.
 # Usage: http_api.sh BIN_DIR MODEL_DIR CHAT_MODEL_DIR
 set -euo pipefail
 bin="$1" model="$2" chat_model="$3"
@@ -51,6 +51,14 @@ no_template="$(curl -sS -w ' %{http_code}' "${auth[@]}" "$base/chat/completions"
 echo "curl: $no_template"
 grep -q 'no chat template.* 409$' <<<"$no_template" || { echo "http_api: a chat to a model without a template was not refused clearly" >&2; exit 1; }
 echo "curl: plain, streamed, refused-key and no-template checks passed"
+# The same keys guard the gRPC API.
+grpc_addr="$(sed -n 's/^  coordinator  \([0-9.:]*\) .*/\1/p' "$dir/up.out")"
+if "$bin/freekv" generate --coordinator "$grpc_addr" --prompt "Hi" --max-tokens 2 >/dev/null 2>"$dir/nokey.err"; then
+  echo "http_api: the gRPC API answered without a key" >&2; exit 1
+fi
+grep -q UNAUTHENTICATED "$dir/nokey.err" || { cat "$dir/nokey.err" >&2; exit 1; }
+"$bin/freekv" generate --coordinator "$grpc_addr" --api-key-file "$dir/keys" --prompt "Hi" --max-tokens 2 >/dev/null
+echo "freekv generate: refused without a key, served with --api-key-file"
 node "$here/openai_client.mjs" "$base" sk-local-test "$name" completions
 
 start_up "$chat_model"

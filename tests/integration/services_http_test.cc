@@ -4,8 +4,10 @@
 // the model's template equal the gRPC chat answer, and a chat kept in a session reuses its KV and
 // answers as a fresh run does, also when the client edits an earlier turn; the errors in OpenAI's shape
 // with their HTTP codes (missing key, n > 1, an unknown model, a bad body, an empty conversation, an
-// unknown path); a client that goes away mid-stream stops its generation on the worker; a drain ends
-// streams.
+// unknown path); the API keys guard the gRPC API too; a client that goes away mid-stream stops its
+// generation on the worker; a drain ends streams.
+#include <grpcpp/create_channel.h>
+#include <grpcpp/support/client_interceptor.h>
 #include <httplib.h>
 
 #include <sys/wait.h>
@@ -43,6 +45,40 @@ HttpStack start_http_stack(const std::string& name, std::vector<std::string> coo
   return s;
 }
 
+// Adds `authorization: Bearer <key>` to every call of a channel: the stacks here require API keys on the
+// gRPC API as on HTTP.
+class BearerInterceptor : public grpc::experimental::Interceptor {
+ public:
+  explicit BearerInterceptor(std::string value) : value_(std::move(value)) {}
+  void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
+    if (methods->QueryInterceptionHookPoint(grpc::experimental::InterceptionHookPoints::PRE_SEND_INITIAL_METADATA)) {
+      methods->GetSendInitialMetadata()->insert({"authorization", value_});
+    }
+    methods->Proceed();
+  }
+
+ private:
+  std::string value_;
+};
+
+class BearerFactory : public grpc::experimental::ClientInterceptorFactoryInterface {
+ public:
+  explicit BearerFactory(std::string key) : value_("Bearer " + std::move(key)) {}
+  grpc::experimental::Interceptor* CreateClientInterceptor(grpc::experimental::ClientRpcInfo*) override {
+    return new BearerInterceptor(value_);
+  }
+
+ private:
+  std::string value_;
+};
+
+std::unique_ptr<v1::Generation::Stub> keyed_stub(const ServiceStack& stack, const std::string& key = kKey) {
+  std::vector<std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface>> factories;
+  factories.push_back(std::make_unique<BearerFactory>(key));
+  return v1::Generation::NewStub(grpc::experimental::CreateCustomChannelWithInterceptors(
+      stack.coordinator_address(), grpc::InsecureChannelCredentials(), grpc::ChannelArguments(), std::move(factories)));
+}
+
 httplib::Client client(const HttpStack& s, bool with_key = true) {
   httplib::Client c("http://" + s.http_address);
   c.set_read_timeout(120, 0);
@@ -52,7 +88,7 @@ httplib::Client client(const HttpStack& s, bool with_key = true) {
 
 // The greedy gRPC answer to the same text prompt.
 Outcome grpc_reference(const ServiceStack& stack, int max_tokens) {
-  auto stub = generation_stub(stack);
+  auto stub = keyed_stub(stack);
   v1::GenerateRequest r;
   r.set_prompt(kPrompt);
   r.set_max_tokens(max_tokens);
@@ -153,7 +189,7 @@ json chat_body(const std::vector<std::pair<std::string, std::string>>& messages,
 TEST(ServicesHttp, ChatCompletionsUseTheTemplateAndKeepTheirKvInASession) {
   HttpStack s = start_http_stack("http-chat");
   ASSERT_NE(s.stack, nullptr);
-  auto stub = generation_stub(*s.stack);
+  auto stub = keyed_stub(*s.stack);
   auto c = client(s);
   const Outcome want = generate(*stub, chat_request(conversation(), 12));
   ASSERT_TRUE(want.status.ok()) << want.status.error_message();
@@ -243,6 +279,27 @@ TEST(ServicesHttp, ChatCompletionsUseTheTemplateAndKeepTheirKvInASession) {
   finish_stack(std::move(s.stack));
 }
 
+TEST(ServicesHttp, TheApiKeysGuardTheGrpcApiToo) {
+  HttpStack s = start_http_stack("http-grpc-keys");
+  ASSERT_NE(s.stack, nullptr);
+  v1::GenerateRequest r;
+  r.set_prompt(kPrompt);
+  r.set_max_tokens(4);
+  auto open = generation_stub(*s.stack);
+  const Outcome without = generate(*open, r);
+  EXPECT_EQ(without.status.error_code(), grpc::StatusCode::UNAUTHENTICATED) << without.status.error_message();
+  EXPECT_EQ(without.status.error_message().find(kKey), std::string::npos) << "an error repeated a key";
+  EXPECT_EQ(create_session(*open, "no-key").error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  const Outcome wrong = generate(*keyed_stub(*s.stack, "sk-test-0123456788"), r);
+  EXPECT_EQ(wrong.status.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  auto keyed = keyed_stub(*s.stack);
+  const Outcome right = generate(*keyed, r);
+  ASSERT_TRUE(right.status.ok()) << right.status.error_message();
+  EXPECT_EQ(right.done.usage().generated_tokens(), 4);
+  EXPECT_TRUE(create_session(*keyed, "with-key").ok());
+  finish_stack(std::move(s.stack));
+}
+
 TEST(ServicesHttp, ErrorsInOpenAisShapeWithTheirCodes) {
   HttpStack s = start_http_stack("http-errors");
   ASSERT_NE(s.stack, nullptr);
@@ -279,7 +336,7 @@ TEST(ServicesHttp, ErrorsInOpenAisShapeWithTheirCodes) {
 TEST(ServicesHttp, AClientThatGoesAwayStopsItsGeneration) {
   HttpStack s = start_http_stack("http-cancel");
   ASSERT_NE(s.stack, nullptr);
-  auto stub = generation_stub(*s.stack);
+  auto stub = keyed_stub(*s.stack);
   ASSERT_TRUE(create_session(*stub, "http-cancel").ok());
   auto c = client(s);
   const json body = {{"prompt", kPrompt}, {"max_tokens", 3000}, {"stream", true},

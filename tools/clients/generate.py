@@ -22,6 +22,8 @@ def main():
     parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
     parser.add_argument("--session", default="", help="continue this session (its KV is reused)")
     parser.add_argument("--new-session", action="store_true", help="create the session first")
+    parser.add_argument("--api-key-file", default="",
+                        help="a file holding the key a coordinator started with --api-keys-file asks for")
     parser.add_argument("--stubs", default=os.path.join(here, "..", "..", "build", "python"),
                         help="directory of the generated Python stubs (freekv/v1/*_pb2*.py)")
     args = parser.parse_args()
@@ -34,16 +36,21 @@ def main():
         sys.exit(f"generate.py: {e}: install python3-grpcio (scripts/install-deps.sh) and build the stubs "
                  f"(scripts/build.sh writes them to build/python), or pass --stubs")
 
+    metadata = []
+    if args.api_key_file:
+        with open(args.api_key_file) as f:
+            metadata = [("authorization", "Bearer " + f.read().strip())]
     with grpc.insecure_channel(args.coordinator) as channel:
         stub = generation_pb2_grpc.GenerationStub(channel)
         if args.new_session:
-            created = stub.CreateSession(generation_pb2.CreateSessionRequest(session_id=args.session))
+            created = stub.CreateSession(generation_pb2.CreateSessionRequest(session_id=args.session),
+                                         metadata=metadata)
             print(f"session {created.session_id} on worker {created.worker_id}", file=sys.stderr)
         request = generation_pb2.GenerateRequest(
             prompt=args.prompt, max_tokens=args.max_tokens, session_id=args.session,
             sampling=generation_pb2.SamplingParams(temperature=args.temperature))
         try:
-            for response in stub.Generate(request):
+            for response in stub.Generate(request, metadata=metadata):
                 if response.HasField("chunk"):
                     print(response.chunk.text, end="", flush=True)
                 elif response.HasField("done"):
