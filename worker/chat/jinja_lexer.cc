@@ -120,7 +120,7 @@ bool is_digit(char c) { return c >= '0' && c <= '9'; }
 
 class Lexer {
  public:
-  Lexer(std::string source) : src_(std::move(source)) {}
+  explicit Lexer(std::string source) : src_(std::move(source)) {}
 
   std::vector<Token> run() {
     while (pos_ < src_.size()) {

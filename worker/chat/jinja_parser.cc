@@ -40,8 +40,8 @@ NodePtr make(NodeKind kind, int line) {
   return n;
 }
 
-NodePtr make_binary(NodeKind kind, std::string op, NodePtr left, NodePtr right) {
-  NodePtr n = make(kind, left->line);
+NodePtr make_binary(std::string op, NodePtr left, NodePtr right) {
+  NodePtr n = make(NodeKind::kBinary, left->line);
   n->name = std::move(op);
   n->args.push_back(std::move(left));
   n->args.push_back(std::move(right));
@@ -295,7 +295,7 @@ class Parser {
          t = peek()) {
       std::string op = t->text;
       ++pos_;
-      left = make_binary(NodeKind::kBinary, op, std::move(left), (this->*operand)());
+      left = make_binary(op, std::move(left), (this->*operand)());
     }
     return left;
   }
@@ -326,7 +326,7 @@ class Parser {
       } else {
         return left;
       }
-      left = make_binary(NodeKind::kBinary, op, std::move(left), additive());
+      left = make_binary(op, std::move(left), additive());
     }
   }
   NodePtr additive() { return binary_level({"+", "-", "~"}, &Parser::multiplicative); }
