@@ -13,12 +13,18 @@
 //              over the head's query group, as FreeKV's correction check does), and the share of steps
 //              a correction threshold τ of 0.8 or 0.9 would re-select (runs under the first policy)
 //
-// Policies other than `full` run once per --budgets entry (default: --budget).
+// Policies other than `full` run once per --budgets entry (default: --budget). One engine runs them all
+// (each request names its policy). For passkey, needle and kv each case is prefilled once, in a kvstore
+// session that every policy then continues (--share-prefill, the default): prefill attends densely under
+// every policy, so the KV is the same, and each policy still prefills the case's last tokens itself (a
+// dense chunk, as in a fresh request) before it decodes; the answers equal separate prefills'
+// (tests/cli/eval_and_policies.sh), at a fraction of the time for long contexts.
 #include <cmath>
 #include <cstdio>
 #include <iostream>
 #include <random>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/file_util.h"
 #include "kernels/ops.h"
@@ -140,12 +146,28 @@ std::vector<double> parse_doubles(const std::string& s) {
   return out;
 }
 
+// One column of the evaluation: a policy at one budget, run as a per-request override on one engine.
+struct EvalPolicy {
+  RetrievalConfig retrieval;
+  std::string name;
+  int64_t budget = 0;  // 0 for full
+  std::string budget_text() const { return budget > 0 ? std::to_string(budget) : "-"; }
+};
+
+// Prompt tokens the shared prefill of a `prompt_tokens` prompt leaves to each policy: at least two, so
+// the policy's own first step is a (dense) prefill chunk, as in a request that prefills everything
+// itself, and not a one-token decode step. Returns 0 when the prompt is too short to share.
+int64_t shared_prefix_tokens(int64_t prompt_tokens, int64_t page_tokens) {
+  return (prompt_tokens - 2) / page_tokens * page_tokens;
+}
+
 }  // namespace
 
 int cmd_eval(int argc, char** argv) {
   std::string model = FREEKV_DEFAULT_MODEL_DIR, tasks = "passkey,needle,kv,agreement", contexts = "2048,4096,8192",
               depths = "0.1,0.5,0.9", policies = "full,streaming,quest,arkvale,freekv", budgets, out;
   int64_t trials = 2, agreement_tokens = 32, seed = 1;
+  bool share_prefill = true;
   EngineFlags engine_flags;
   ArgParser p("freekv eval [--model DIR] [--tasks passkey,needle,kv,agreement,dynamics] [--contexts 2048,...]\n"
               "            [--policies ...] [--budgets 256,512,1024]",
@@ -159,12 +181,21 @@ int cmd_eval(int argc, char** argv) {
   p.add_int("trials", &trials, "cases per (task, context, depth)");
   p.add_int("agreement-tokens", &agreement_tokens, "tokens generated for the agreement and dynamics tasks");
   p.add_int("seed", &seed, "seed of the generated tasks");
+  p.add_bool("share-prefill", &share_prefill,
+             "prefill each case once in a kvstore session that every policy continues (prefill attends densely "
+             "under every policy, so each sees the same KV); false: each policy prefills each case itself");
   p.add_string("out", &out, "also write the results as JSON here");
   engine_flags.add_to(p);
   if (int rc = handle_parse_result(p, p.parse(argc, argv)); rc >= 0) return rc;
+  if (absl::Status s = engine_flags.require_cpu("eval"); !s.ok()) return report_error("eval", s);
+  if (share_prefill && engine_flags.kvstore == "none") {
+    return report_error("eval", absl::InvalidArgumentError(
+                                    "--share-prefill keeps each case in a kvstore session; drop --kvstore none or add "
+                                    "--share-prefill=false"));
+  }
+  if (share_prefill && engine_flags.kvstore == "auto") engine_flags.kvstore = "spawn";
   auto options = engine_flags.to_options();
   if (!options.ok()) return report_error("eval", options.status());
-  if (absl::Status s = engine_flags.require_cpu("eval"); !s.ok()) return report_error("eval", s);
   auto policy_list = parse_policy_list(policies);
   if (!policy_list.ok()) return report_error("eval", policy_list.status());
   auto kvstore = engine_flags.start_kvstore_for(*policy_list, &*options, model);
@@ -181,6 +212,21 @@ int cmd_eval(int argc, char** argv) {
                                                              "'; use passkey, needle, kv, agreement or dynamics"));
     }
   }
+  std::vector<EvalPolicy> columns;
+  for (PolicyKind policy : *policy_list) {
+    for (int64_t budget : policy == PolicyKind::kFull ? std::vector<int64_t>{0} : budget_list) {
+      EvalPolicy c{options->retrieval, policy_name(policy), budget};
+      c.retrieval.policy = policy;
+      if (budget > 0) c.retrieval.budget = budget;
+      columns.push_back(c);
+    }
+  }
+  // One engine runs every column (each request names its policy), so the model is loaded once.
+  options->retrieval = columns.front().retrieval;
+  auto engine = Engine::load(model, *options);
+  if (!engine.ok()) return report_error("eval", engine.status());
+  Engine& e = **engine;
+  share_prefill = share_prefill && e.kvstore() != nullptr;
 
   nlohmann::json j;
   j["model"] = model;
@@ -188,102 +234,118 @@ int cmd_eval(int argc, char** argv) {
   j["commit"] = git_commit();
   j["retrieval"] = {{"sink", options->retrieval.sink}, {"recent", options->retrieval.recent},
                     {"page_tokens", options->page_tokens}, {"correction_threshold", options->retrieval.correction_threshold}};
-  // Agreement needs full's tokens and logits first.
-  std::map<int64_t, GenerateResult> full_runs;
+  j["shared_prefill"] = share_prefill;
+  j["results"] = nlohmann::json::array();
+  auto row = [&](const std::string& task, const EvalPolicy& c, int64_t ctx) {
+    nlohmann::json r = {{"task", task}, {"policy", c.name}, {"context", ctx}};
+    if (c.budget > 0) r["budget"] = c.budget;
+    return r;
+  };
+  auto run = [&](const EvalPolicy& c, const std::vector<int32_t>& prompt, const std::string& session, int64_t max_tokens,
+                 std::vector<int32_t> forced, bool logits) -> absl::StatusOr<GenerateResult> {
+    GenerateRequest r;
+    r.prompt = prompt;
+    r.session_id = session;
+    r.prompt_is_context = !session.empty();
+    r.max_tokens = max_tokens;
+    r.forced_tokens = std::move(forced);
+    r.keep_logits = logits;
+    r.ignore_eos = logits;
+    r.retrieval = c.retrieval;
+    return e.generate(r, nullptr);
+  };
+  int64_t cases = 0;
   std::printf("%-10s %-10s %6s %8s %7s %10s %s\n", "task", "policy", "budget", "context", "depth", "accuracy", "detail");
-  for (PolicyKind policy : *policy_list) {
-    const std::string name = policy_name(policy);
-    for (int64_t budget : policy == PolicyKind::kFull ? std::vector<int64_t>{0} : budget_list) {
-      EngineOptions policy_options = engine_flags.for_policy(*options, policy);
-      if (budget > 0) policy_options.retrieval.budget = budget;
-      auto engine = Engine::load(model, policy_options);
-      if (!engine.ok()) return report_error("eval", engine.status());
-      Engine& e = **engine;
-      const std::string budget_text = budget > 0 ? std::to_string(budget) : "-";
-      auto row = [&](const std::string& task, int64_t ctx) {
-        nlohmann::json r = {{"task", task}, {"policy", name}, {"context", ctx}};
-        if (budget > 0) r["budget"] = budget;
-        return r;
-      };
-      auto run = [&](const std::string& prompt, int64_t max_tokens, std::vector<int32_t> forced, bool logits)
-          -> absl::StatusOr<GenerateResult> {
+  for (const std::string& task : task_list) {
+    for (int64_t ctx : ctx_list) {
+      if (task == "dynamics") {
+        // A property of the model: measured once, under the first column.
+        const EvalPolicy& c = columns.front();
+        std::mt19937_64 rng(uint64_t(seed) * 7919u + uint64_t(ctx));
+        QueryCosineRecorder dyn(e.weights().config);
+        e.forward().set_query_hook([&dyn](const Sequence*, int64_t layer, float* q) { dyn.observe(layer, q); });
         GenerateRequest r;
-        r.prompt = e.tokenizer().encode(prompt, true);
-        r.max_tokens = max_tokens;
-        r.forced_tokens = std::move(forced);
-        r.keep_logits = logits;
-        r.ignore_eos = logits;
-        return e.generate(r, nullptr);
-      };
-      for (const std::string& task : task_list) {
-        for (int64_t ctx : ctx_list) {
-          if (task == "dynamics") {
-            // A property of the model: measured once, under the first policy and budget.
-            if (policy != policy_list->front() || (budget > 0 && budget != budget_list.front())) continue;
-            std::mt19937_64 rng(uint64_t(seed) * 7919u + uint64_t(ctx));
-            QueryCosineRecorder dyn(e.weights().config);
-            e.forward().set_query_hook([&dyn](const Sequence*, int64_t layer, float* q) { dyn.observe(layer, q); });
-            GenerateRequest r;
-            r.prompt = e.tokenizer().encode(make_passkey_case(e.tokenizer(), ctx, 0.5, rng).prompt, true);
-            r.max_tokens = agreement_tokens;
-            r.ignore_eos = true;
-            auto result = e.generate(r, nullptr);
-            e.forward().set_query_hook(nullptr);
-            if (!result.ok()) return report_error("eval", result.status());
-            nlohmann::json summary = dyn.summary();
-            const nlohmann::json& all = summary.back();
-            std::printf("%-10s %-10s %6s %8lld %7s %10s mean cosine %.3f, above 0.9 %.2f, correction rate τ=0.8 %.3f τ=0.9 %.3f\n",
-                        task.c_str(), name.c_str(), budget_text.c_str(), (long long)ctx, "-", "-",
-                        all.value("mean_cosine", 0.0), all.value("share_above_0.9", 0.0),
-                        all.value("correction_rate_tau_0.8", 0.0), all.value("correction_rate_tau_0.9", 0.0));
-            nlohmann::json r_json = row(task, ctx);
-            r_json["generated_tokens"] = agreement_tokens;
-            r_json["heads"] = summary;
-            j["results"].push_back(r_json);
-            continue;
+        r.prompt = e.tokenizer().encode(make_passkey_case(e.tokenizer(), ctx, 0.5, rng).prompt, true);
+        r.max_tokens = agreement_tokens;
+        r.ignore_eos = true;
+        r.retrieval = c.retrieval;
+        auto result = e.generate(r, nullptr);
+        e.forward().set_query_hook(nullptr);
+        if (!result.ok()) return report_error("eval", result.status());
+        nlohmann::json summary = dyn.summary();
+        const nlohmann::json& all = summary.back();
+        std::printf("%-10s %-10s %6s %8lld %7s %10s mean cosine %.3f, above 0.9 %.2f, correction rate τ=0.8 %.3f τ=0.9 %.3f\n",
+                    task.c_str(), c.name.c_str(), c.budget_text().c_str(), (long long)ctx, "-", "-",
+                    all.value("mean_cosine", 0.0), all.value("share_above_0.9", 0.0),
+                    all.value("correction_rate_tau_0.8", 0.0), all.value("correction_rate_tau_0.9", 0.0));
+        nlohmann::json r_json = row(task, c, ctx);
+        r_json["generated_tokens"] = agreement_tokens;
+        r_json["heads"] = summary;
+        j["results"].push_back(r_json);
+        continue;
+      }
+      if (task == "agreement") {
+        // Full generates; every other column is teacher-forced on its tokens.
+        if (columns.front().retrieval.policy != PolicyKind::kFull) {
+          return report_error("eval", absl::InvalidArgumentError("agreement needs 'full' first in --policies"));
+        }
+        const std::vector<int32_t> prompt = e.tokenizer().encode(make_filler(e.tokenizer(), ctx), true);
+        GenerateResult full_run;
+        for (const EvalPolicy& c : columns) {
+          const bool is_full = c.retrieval.policy == PolicyKind::kFull;
+          auto r = run(c, prompt, "", agreement_tokens, is_full ? std::vector<int32_t>{} : full_run.tokens, true);
+          if (!r.ok()) return report_error("eval", r.status());
+          if (is_full) full_run = *r;
+          const int64_t prompt_rows = int64_t(r->logits.size() / size_t(e.weights().config.vocab)) - int64_t(r->tokens.size());
+          Agreement a = compare(full_run.logits, r->logits, e.weights().config.vocab, prompt_rows);
+          const RetrievalStats& st = r->stats.retrieval;
+          const double correction_rate = st.correction_checks > 0 ? double(st.correction_triggers) / double(st.correction_checks) : 0.0;
+          std::printf("%-10s %-10s %6s %8lld %7s %10.3f first divergence %lld, mean KL %.4g, corrections %lld/%lld\n",
+                      task.c_str(), c.name.c_str(), c.budget_text().c_str(), (long long)ctx, "-", a.top1_match,
+                      (long long)a.first_divergence, a.mean_kl, (long long)st.correction_triggers, (long long)st.correction_checks);
+          nlohmann::json r_json = row(task, c, ctx);
+          r_json.update({{"top1_match_rate", a.top1_match}, {"first_divergence", a.first_divergence}, {"mean_kl", a.mean_kl},
+                         {"correction_rate", correction_rate}});
+          j["results"].push_back(r_json);
+        }
+        continue;
+      }
+      for (double depth : depth_list) {
+        std::mt19937_64 rng(uint64_t(seed) * 1000003u + uint64_t(ctx) * 31u + uint64_t(depth * 1000));
+        std::vector<int64_t> correct(columns.size(), 0);
+        std::vector<nlohmann::json> outputs(columns.size(), nlohmann::json::array());
+        for (int64_t t = 0; t < trials; ++t) {
+          EvalCase ec = task == "passkey" ? make_passkey_case(e.tokenizer(), ctx, depth, rng)
+                        : task == "needle" ? make_needle_case(e.tokenizer(), ctx, depth, rng)
+                                           : make_kv_case(e.tokenizer(), ctx, depth, rng);
+          const std::vector<int32_t> prompt = e.tokenizer().encode(ec.prompt, true);
+          const int64_t shared = share_prefill ? shared_prefix_tokens(int64_t(prompt.size()), options->page_tokens) : 0;
+          const std::string session = shared > 0 ? absl::StrCat("eval-", ++cases) : "";
+          if (!session.empty()) {
+            // The prefix's KV is the same under every policy (prefill is dense); its one sampled token
+            // is dropped again by the first column's prompt_is_context.
+            auto prefill = run(columns.front(), {prompt.begin(), prompt.begin() + shared}, session, 1, {}, false);
+            if (!prefill.ok()) return report_error("eval", prefill.status());
           }
-          if (task == "agreement") {
-            const std::string prompt = make_filler(e.tokenizer(), ctx);
-            std::vector<int32_t> forced;
-            if (policy != PolicyKind::kFull) {
-              if (full_runs.count(ctx) == 0) return report_error("eval", absl::InvalidArgumentError("agreement needs 'full' first in --policies"));
-              forced = full_runs[ctx].tokens;
-            }
-            auto r = run(prompt, agreement_tokens, forced, true);
+          for (size_t i = 0; i < columns.size(); ++i) {
+            auto r = run(columns[i], prompt, session, task == "kv" ? 14 : 10, {}, false);
             if (!r.ok()) return report_error("eval", r.status());
-            if (policy == PolicyKind::kFull) full_runs[ctx] = *r;
-            const int64_t prompt_rows = int64_t(r->logits.size() / size_t(e.weights().config.vocab)) - int64_t(r->tokens.size());
-            Agreement a = compare(full_runs[ctx].logits, r->logits, e.weights().config.vocab, prompt_rows);
-            const RetrievalStats& st = r->stats.retrieval;
-            const double correction_rate = st.correction_checks > 0 ? double(st.correction_triggers) / double(st.correction_checks) : 0.0;
-            std::printf("%-10s %-10s %6s %8lld %7s %10.3f first divergence %lld, mean KL %.4g, corrections %lld/%lld\n",
-                        task.c_str(), name.c_str(), budget_text.c_str(), (long long)ctx, "-", a.top1_match,
-                        (long long)a.first_divergence, a.mean_kl, (long long)st.correction_triggers, (long long)st.correction_checks);
-            nlohmann::json r_json = row(task, ctx);
-            r_json.update({{"top1_match_rate", a.top1_match}, {"first_divergence", a.first_divergence}, {"mean_kl", a.mean_kl},
-                           {"correction_rate", correction_rate}});
-            j["results"].push_back(r_json);
-            continue;
+            correct[i] += r->text.find(ec.answer) != std::string::npos ? 1 : 0;
+            outputs[i].push_back(r->text);
           }
-          for (double depth : depth_list) {
-            std::mt19937_64 rng(uint64_t(seed) * 1000003u + uint64_t(ctx) * 31u + uint64_t(depth * 1000));
-            int64_t correct = 0;
-            for (int64_t t = 0; t < trials; ++t) {
-              EvalCase c = task == "passkey" ? make_passkey_case(e.tokenizer(), ctx, depth, rng)
-                           : task == "needle" ? make_needle_case(e.tokenizer(), ctx, depth, rng)
-                                              : make_kv_case(e.tokenizer(), ctx, depth, rng);
-              auto r = run(c.prompt, task == "kv" ? 14 : 10, {}, false);
-              if (!r.ok()) return report_error("eval", r.status());
-              correct += r->text.find(c.answer) != std::string::npos ? 1 : 0;
-            }
-            const double acc = double(correct) / double(std::max<int64_t>(1, trials));
-            std::printf("%-10s %-10s %6s %8lld %7.2f %10.3f %lld/%lld\n", task.c_str(), name.c_str(), budget_text.c_str(),
-                        (long long)ctx, depth, acc, (long long)correct, (long long)trials);
-            nlohmann::json r_json = row(task, ctx);
-            r_json.update({{"depth", depth}, {"accuracy", acc}, {"trials", trials}});
-            j["results"].push_back(r_json);
+          if (!session.empty()) {
+            if (absl::Status s = e.close_sequence_session(session); !s.ok()) return report_error("eval", s);
           }
         }
+        for (size_t i = 0; i < columns.size(); ++i) {
+          const double acc = double(correct[i]) / double(std::max<int64_t>(1, trials));
+          std::printf("%-10s %-10s %6s %8lld %7.2f %10.3f %lld/%lld\n", task.c_str(), columns[i].name.c_str(),
+                      columns[i].budget_text().c_str(), (long long)ctx, depth, acc, (long long)correct[i], (long long)trials);
+          nlohmann::json r_json = row(task, columns[i], ctx);
+          r_json.update({{"depth", depth}, {"accuracy", acc}, {"trials", trials}, {"outputs", outputs[i]}});
+          j["results"].push_back(r_json);
+        }
+        std::fflush(stdout);
       }
     }
   }

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # CLI check: `freekv eval` prints its table for every task, policy and budget on the default model
-# (full agreeing with itself exactly; the dynamics task's cosines well formed), and `freekv run --policy
+# (full agreeing with itself exactly; the dynamics task's cosines well formed; a prefill shared by the
+# policies answering as separate prefills do), and `freekv run --policy
 # P --json` reports retrieval statistics, with the offloading policies recalling through a private
 # kvstore; `freekv tokenize --lines` encodes each line as the single-text form does.
 set -euo pipefail
@@ -33,6 +34,24 @@ for h in heads[:-1]:
     assert -1 <= h["p10_cosine"] <= h["median_cosine"] <= 1, h
     assert 0 <= h["correction_rate_tau_0.8"] <= h["correction_rate_tau_0.9"] <= 1, h
 print("dynamics: ok, mean cosine %.3f" % heads[-1]["mean_cosine"])
+PY
+# Sharing each case's prefill across the policies (the default) answers exactly as when every policy
+# prefills the case itself: the same text for every case, policy and budget.
+unshared="$(mktemp)"
+trap 'rm -f "$out" "$json" "$unshared"' EXIT
+"$freekv" eval --tasks passkey,needle,kv --contexts 1024 --depths 0.5 --trials 1 --budgets 256,512 --sink 64 \
+  --recent 128 --share-prefill=false --out "$unshared" > /dev/null
+/usr/bin/python3 - "$json" "$unshared" <<'PY'
+import json, sys
+shared, unshared = (json.load(open(p)) for p in sys.argv[1:])
+assert shared["shared_prefill"] is True and unshared["shared_prefill"] is False
+key = lambda r: (r["task"], r["policy"], r.get("budget"), r["context"], r["depth"])
+a = {key(r): r["outputs"] for r in shared["results"] if "outputs" in r}
+b = {key(r): r["outputs"] for r in unshared["results"]}
+assert len(a) == 3 * 9 and a.keys() == b.keys(), (sorted(a), sorted(b))  # 3 tasks x (full + 4 policies x 2 budgets)
+for k in a:
+    assert a[k] == b[k] and all(a[k]), (k, a[k], b[k])
+print("shared prefill: the same %d answers as prefilling each case per policy" % len(a))
 PY
 if "$freekv" eval --tasks passkey,lookup --contexts 1024 > "$out" 2>&1; then
   echo "FAIL: an unknown task was accepted"; exit 1

@@ -143,6 +143,46 @@ TEST(Engine, RequestsAreValidatedWithClearMessages) {
   EXPECT_NE(e->generate(r, nullptr).status().message().find("top_p"), std::string::npos);
 }
 
+// A request's retrieval override runs exactly as an engine whose own policy it is (streaming at a
+// budget the prompt outgrows, so the policy changes the numbers), and overrides the engine cannot run
+// are refused with the reason.
+TEST(Engine, RequestRetrievalOverrideEqualsTheEnginesOwnPolicy) {
+  RetrievalConfig streaming;
+  streaming.policy = PolicyKind::kStreaming;
+  streaming.budget = 64;
+  streaming.sink = 16;
+  streaming.recent = 32;
+  EngineOptions o;
+  o.threads = 2;
+  o.page_tokens = 16;
+  o.kv_memory = 1ull << 30;
+  auto full_engine = Engine::load(tiny_model_dir(kGqa), o);
+  ASSERT_TRUE(full_engine.ok()) << full_engine.status();
+  o.retrieval = streaming;
+  auto streaming_engine = Engine::load(tiny_model_dir(kGqa), o);
+  ASSERT_TRUE(streaming_engine.ok()) << streaming_engine.status();
+  const std::vector<int32_t> prompt = test_prompt(150, 256);
+  const GenerateResult own = run(**streaming_engine, prompt, 6), full = run(**full_engine, prompt, 6);
+  GenerateRequest r;
+  r.prompt = prompt;
+  r.max_tokens = 6;
+  r.ignore_eos = true;
+  r.keep_logits = true;
+  r.retrieval = streaming;
+  auto overridden = (*full_engine)->generate(r, nullptr);
+  ASSERT_TRUE(overridden.ok()) << overridden.status();
+  EXPECT_EQ(overridden->logits, own.logits);
+  EXPECT_GT(max_abs_diff(overridden->logits, full.logits), 1e-3);  // the budget was in force
+
+  r.retrieval->policy = PolicyKind::kFreekv;
+  auto no_kvstore = (*full_engine)->generate(r, nullptr);
+  EXPECT_EQ(no_kvstore.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(no_kvstore.status().message().find("needs an engine with a kvstore"), std::string::npos) << no_kvstore.status();
+  r.retrieval->policy = PolicyKind::kStreaming;
+  r.retrieval->budget = 70;  // not whole pages
+  EXPECT_EQ((*full_engine)->generate(r, nullptr).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
 TEST(Engine, FullKvPoolFailsOnlyTheRequestThatAsked) {
   // Room for 4 pages of 8 tokens per layer: a 20-token sequence fits, a second 20-token one does not.
   const TinyModel& m = kGqa;

@@ -111,7 +111,8 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::load(const std::string& model_di
   return e;
 }
 
-absl::StatusOr<std::unique_ptr<Sequence>> Engine::new_sequence(const std::string& session_id, bool ephemeral) {
+absl::StatusOr<std::unique_ptr<Sequence>> Engine::new_sequence(const std::string& session_id, bool ephemeral,
+                                                                const RetrievalConfig* retrieval) {
   KvStoreBinding binding;
   if (kvstore_ != nullptr) {
     FREEKV_ASSIGN_OR_RETURN(KvSessionInfo info, kvstore_->open_session(session_id, session_geometry(kv_pool_->geometry()),
@@ -121,12 +122,14 @@ absl::StatusOr<std::unique_ptr<Sequence>> Engine::new_sequence(const std::string
     }
     binding = {recalls_.get(), info.ref};
   }
-  return std::make_unique<Sequence>(kv_pool_.get(), binding, options_.retrieval, weights_->config.n_heads, threads_.get());
+  return std::make_unique<Sequence>(kv_pool_.get(), binding, retrieval != nullptr ? *retrieval : options_.retrieval,
+                                    weights_->config.n_heads, threads_.get());
 }
 
 absl::StatusOr<std::unique_ptr<Sequence>> Engine::open_sequence(const std::string& session_id,
                                                                  std::vector<int32_t>* replay,
-                                                                 const std::vector<int32_t>* context, int64_t* kept) {
+                                                                 const std::vector<int32_t>* context, int64_t* kept,
+                                                                 const RetrievalConfig* retrieval) {
   replay->clear();
   if (kept != nullptr) *kept = 0;
   if (kvstore_ == nullptr) {
@@ -134,8 +137,9 @@ absl::StatusOr<std::unique_ptr<Sequence>> Engine::open_sequence(const std::strin
   }
   const KvGeometry& g = kv_pool_->geometry();
   FREEKV_ASSIGN_OR_RETURN(KvSessionInfo info, kvstore_->open_session(session_id, session_geometry(g), /*create_if_missing=*/true));
-  auto seq = std::make_unique<Sequence>(kv_pool_.get(), KvStoreBinding{recalls_.get(), info.ref}, options_.retrieval,
-                                        weights_->config.n_heads, threads_.get());
+  auto seq = std::make_unique<Sequence>(kv_pool_.get(), KvStoreBinding{recalls_.get(), info.ref},
+                                        retrieval != nullptr ? *retrieval : options_.retrieval, weights_->config.n_heads,
+                                        threads_.get());
   if (info.created) return seq;
   FREEKV_ASSIGN_OR_RETURN(std::vector<int32_t> ids, kvstore_->tokens(info.ref));
   if (context != nullptr) {
@@ -178,6 +182,17 @@ absl::Status Engine::validate(const GenerateRequest& r) const {
         "prompt (", r.prompt.size(), " tokens) + max tokens (", r.max_tokens, ") exceeds the model's ", c.max_positions,
         " positions (max_position_embeddings); shorten the prompt or lower max tokens"));
   }
+  if (r.retrieval) {
+    FREEKV_RETURN_IF_ERROR(validate_retrieval(*r.retrieval, options_.page_tokens, c.n_layers));
+    if (r.retrieval->offloaded() && kvstore_ == nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat("policy ", policy_name(r.retrieval->policy),
+                                                     " offloads pages and needs an engine with a kvstore (--kvstore)"));
+    }
+    if (options_.device.name != "cpu" && r.retrieval->policy != PolicyKind::kFull) {
+      return absl::InvalidArgumentError(absl::StrCat("--device ", options_.device.name, " runs the full policy only; ",
+                                                     "policy ", policy_name(r.retrieval->policy), " needs --device cpu"));
+    }
+  }
   return validate_sampling(r.sampling);
 }
 
@@ -190,8 +205,9 @@ absl::StatusOr<std::unique_ptr<ActiveRequest>> Engine::start_request(const Gener
   std::vector<int32_t> replay;
   int64_t context_kept = 0;  // prompt_is_context: leading prompt tokens the session already holds
   absl::StatusOr<std::unique_ptr<Sequence>> seq =
-      keep ? open_sequence(full.session_id, &replay, r.prompt_is_context ? &r.prompt : nullptr, &context_kept)
-           : new_sequence(full.session_id, /*ephemeral=*/true);
+      keep ? open_sequence(full.session_id, &replay, r.prompt_is_context ? &r.prompt : nullptr, &context_kept,
+                           r.retrieval ? &*r.retrieval : nullptr)
+           : new_sequence(full.session_id, /*ephemeral=*/true, r.retrieval ? &*r.retrieval : nullptr);
   if (!seq.ok()) return seq.status();
   full.prompt.erase(full.prompt.begin(), full.prompt.begin() + context_kept);
   // A continued session first replays what its pages do not hold yet.

@@ -56,19 +56,23 @@ class Engine {
   // Loads the model and tokenizer; connects to the kvstore when options.kvstore_socket is set.
   static absl::StatusOr<std::unique_ptr<Engine>> load(const std::string& model_dir, const EngineOptions& options);
 
-  // A new sequence under this engine's policy, bound to kvstore session `session_id` (created) when
-  // the engine has a kvstore. close_sequence_session() forgets the session's KV in the kvstore. An
-  // ephemeral session belongs to this engine's kvstore attachment and goes when it does (one-off requests).
-  absl::StatusOr<std::unique_ptr<Sequence>> new_sequence(const std::string& session_id, bool ephemeral = false);
+  // A new sequence under `retrieval` (nullptr: this engine's policy), bound to kvstore session
+  // `session_id` (created) when the engine has a kvstore. close_sequence_session() forgets the session's
+  // KV in the kvstore. An ephemeral session belongs to this engine's kvstore attachment and goes when it
+  // does (one-off requests).
+  absl::StatusOr<std::unique_ptr<Sequence>> new_sequence(const std::string& session_id, bool ephemeral = false,
+                                                         const RetrievalConfig* retrieval = nullptr);
 
   // Continues kvstore session `session_id` (created when missing): its committed pages become the
   // sequence's KV and *replay receives the stored ids past the last committed page (the partial page
   // and the last sampled token), which the caller must feed before anything new. With `context` (the
   // session's whole context, GenerateRequest::prompt_is_context), stored ids past their longest common
-  // prefix with it are dropped from the session first, and *kept receives that prefix's length.
+  // prefix with it are dropped from the session first, and *kept receives that prefix's length. The
+  // sequence runs under `retrieval` (nullptr: this engine's policy).
   absl::StatusOr<std::unique_ptr<Sequence>> open_sequence(const std::string& session_id, std::vector<int32_t>* replay,
                                                           const std::vector<int32_t>* context = nullptr,
-                                                          int64_t* kept = nullptr);
+                                                          int64_t* kept = nullptr,
+                                                          const RetrievalConfig* retrieval = nullptr);
   absl::Status close_sequence_session(const std::string& session_id);
   KvstoreClient* kvstore() { return kvstore_.get(); }
 
@@ -93,7 +97,8 @@ class Engine {
   Finished finish_request(std::unique_ptr<ActiveRequest> request, absl::Status failure = absl::OkStatus());
 
   // INVALID_ARGUMENT naming the problem: empty prompt, ids outside the vocabulary, max_tokens < 1,
-  // prompt + max_tokens beyond the model's positions, bad sampling values.
+  // prompt + max_tokens beyond the model's positions, bad sampling values, a retrieval override this
+  // engine cannot run.
   absl::Status validate(const GenerateRequest& request) const;
 
   const ModelWeights& weights() const { return *weights_; }

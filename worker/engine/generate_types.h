@@ -3,12 +3,14 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "worker/engine/sampler.h"
 #include "worker/kv/tiered_kv.h"
+#include "worker/retrieval/config.h"
 
 namespace freekv {
 
@@ -27,6 +29,9 @@ struct GenerateRequest {
   std::vector<int32_t> stop_ids;          // in addition to the model's end-of-sequence ids
   bool ignore_eos = false;                // run to max_tokens whatever is sampled
   bool keep_logits = false;               // fill GenerateResult::logits
+  // This request's retrieval policy instead of the engine's (`freekv eval` compares policies on one
+  // engine and one kvstore session). An offloading policy needs the engine to have a kvstore.
+  std::optional<RetrievalConfig> retrieval;
 };
 
 struct GenerateStats {
