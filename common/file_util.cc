@@ -11,6 +11,9 @@
 #include <fstream>
 #include <sstream>
 
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+
 namespace freekv {
 
 static absl::Status errno_status(const std::string& what, const std::string& path) {
@@ -28,6 +31,17 @@ absl::StatusOr<std::string> read_file(const std::string& path) {
   ss << in.rdbuf();
   if (in.bad()) return errno_status("cannot read", path);
   return ss.str();
+}
+
+absl::Status check_secret_file_mode(const std::string& path, const std::string& what) {
+  struct stat st;
+  if (stat(path.c_str(), &st) != 0) return absl::NotFoundError(absl::StrCat(what, " ", path, " does not exist"));
+  if ((st.st_mode & 027) != 0) {
+    return absl::PermissionDeniedError(absl::StrCat(what, " ", path, " may be read or changed by other users (mode ",
+                                                    absl::StrFormat("%04o", st.st_mode & 07777), "); run `chmod 600 ",
+                                                    path, "` (or 640 to share it with the service's group)"));
+  }
+  return absl::OkStatus();
 }
 
 absl::Status write_file(const std::string& path, std::string_view contents) {

@@ -16,6 +16,11 @@ absl::StatusOr<std::string> read_file(const std::string& path);
 // Writes to path.tmp then renames, so a reader never sees a half-written file.
 absl::Status write_file(const std::string& path, std::string_view contents);
 
+// A secret (token, private key) must exist and be readable by its owner and, at most, the owner's group
+// (Kubernetes mounts a Secret root:fsGroup 0440); nobody else may read it, nobody but the owner write it.
+// NOT_FOUND / PERMISSION_DENIED naming `what` and path, and saying how to fix it.
+absl::Status check_secret_file_mode(const std::string& path, const std::string& what);
+
 // A read-only memory map of a whole file; unmapped on destruction.
 class MappedFile {
  public:

@@ -37,17 +37,10 @@ absl::Status annotate(const absl::Status& s, const std::string& what) {
 }
 
 absl::StatusOr<std::string> read_token_file(const std::string& path) {
-  struct stat st;
-  if (stat(path.c_str(), &st) != 0) {
-    return absl::NotFoundError(absl::StrCat("token file ", path, " does not exist; create one (e.g. `head -c 32 /dev/urandom | "
-                                            "xxd -p -c 64 > ", path, " && chmod 600 ", path, "`)"));
-  }
-  // The owner and, at most, the owner's group may read it (Kubernetes mounts a Secret root:fsGroup 0440);
-  // nobody else may read it, and nobody but the owner write it.
-  if ((st.st_mode & 027) != 0) {
-    return absl::PermissionDeniedError(absl::StrCat("token file ", path, " may be read or changed by other users (mode ",
-                                                    absl::StrFormat("%04o", st.st_mode & 07777), "); run `chmod 600 ",
-                                                    path, "` (or 640 to share it with the service's group)"));
+  if (absl::Status s = check_secret_file_mode(path, "token file"); !s.ok()) {
+    if (s.code() != absl::StatusCode::kNotFound) return s;
+    return absl::NotFoundError(absl::StrCat(s.message(), "; create one (e.g. `head -c 32 /dev/urandom | xxd -p -c 64 > ",
+                                            path, " && chmod 600 ", path, "`)"));
   }
   FREEKV_ASSIGN_OR_RETURN(std::string text, read_file(path));
   std::string token(absl::StripAsciiWhitespace(text));
@@ -164,13 +157,14 @@ std::string health_status(const std::shared_ptr<grpc::Channel>& channel, std::ch
 }
 
 absl::StatusOr<TcpServer> start_tcp_server(const std::string& listen, const std::vector<grpc::Service*>& services,
-                                           const std::function<void(grpc::ServerBuilder&)>& configure) {
+                                           const std::function<void(grpc::ServerBuilder&)>& configure,
+                                           std::shared_ptr<grpc::ServerCredentials> credentials) {
   // Both are process-wide switches read by every builder from now on.
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   TcpServer out;
-  builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &out.port);
+  builder.AddListeningPort(listen, credentials != nullptr ? credentials : grpc::InsecureServerCredentials(), &out.port);
   builder.SetMaxReceiveMessageSize(kMaxMessageBytes);
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   for (grpc::Service* s : services) builder.RegisterService(s);
@@ -193,14 +187,15 @@ std::string proto_to_json(const google::protobuf::Message& m, bool pretty) {
   return out;
 }
 
-std::shared_ptr<grpc::Channel> make_channel(const std::string& address) {
+std::shared_ptr<grpc::Channel> make_channel(const std::string& address,
+                                            std::shared_ptr<grpc::ChannelCredentials> credentials) {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(kMaxMessageBytes);
   args.SetMaxSendMessageSize(kMaxMessageBytes);
   // Fail fast when a peer is gone instead of backing off for a long time before the next connect.
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
-  return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+  return grpc::CreateCustomChannel(address, credentials != nullptr ? credentials : grpc::InsecureChannelCredentials(), args);
 }
 
 }  // namespace freekv

@@ -56,16 +56,20 @@ struct TcpServer {
 };
 // Serves `services` on host:port with health checking, reflection, the message size limit above and
 // no SO_REUSEPORT (gRPC's default would let a second server bind a port already in use). `configure`
-// may add to the builder (interceptors). UNAVAILABLE when the address cannot be bound.
+// may add to the builder (interceptors); `credentials` null serves plaintext (common/tls.h makes TLS
+// ones). UNAVAILABLE when the address cannot be bound.
 absl::StatusOr<TcpServer> start_tcp_server(const std::string& listen, const std::vector<grpc::Service*>& services,
-                                           const std::function<void(grpc::ServerBuilder&)>& configure = nullptr);
+                                           const std::function<void(grpc::ServerBuilder&)>& configure = nullptr,
+                                           std::shared_ptr<grpc::ServerCredentials> credentials = nullptr);
 
 // The message as JSON with the proto field names and every field, defaults included; `pretty`
 // indents it. No trailing newline.
 std::string proto_to_json(const google::protobuf::Message& m, bool pretty);
 
-// A channel to `address` (host:port or unix:PATH) with the message size limits above.
-std::shared_ptr<grpc::Channel> make_channel(const std::string& address);
+// A channel to `address` (host:port or unix:PATH) with the message size limits above; `credentials`
+// null is plaintext (common/tls.h's channel_credentials() makes TLS ones).
+std::shared_ptr<grpc::Channel> make_channel(const std::string& address,
+                                            std::shared_ptr<grpc::ChannelCredentials> credentials = nullptr);
 
 // Deadline `ms` milliseconds from now.
 inline std::chrono::system_clock::time_point deadline_in(int64_t ms) {

@@ -56,7 +56,7 @@ class HttpFront::Handlers {
  public:
   explicit Handlers(const HttpFrontOptions& o)
       : options_(o),
-        stub_(v1::Generation::NewStub(grpc::CreateChannel(o.generation_address, grpc::InsecureChannelCredentials()))) {}
+        stub_(v1::Generation::NewStub(o.generation_channel)) {}
 
   void install(httplib::Server& server) {
     server.Get("/health", [](const httplib::Request&, httplib::Response& res) {
@@ -174,7 +174,16 @@ absl::StatusOr<std::unique_ptr<HttpFront>> HttpFront::start(const HttpFrontOptio
   }
   const std::string host = options.listen.substr(0, colon);
   std::unique_ptr<HttpFront> front(new HttpFront());
-  front->server_ = std::make_unique<httplib::Server>();
+  if (options.tls_cert_file.empty()) {
+    front->server_ = std::make_unique<httplib::Server>();
+  } else {
+    auto tls = std::make_unique<httplib::SSLServer>(options.tls_cert_file.c_str(), options.tls_key_file.c_str());
+    if (!tls->is_valid()) {
+      return absl::InvalidArgumentError(absl::StrCat("the HTTP API cannot use --tls-cert-file ", options.tls_cert_file,
+                                                     " with --tls-key-file ", options.tls_key_file));
+    }
+    front->server_ = std::move(tls);
+  }
   httplib::Server& server = *front->server_;
   server.set_payload_max_length(options.max_body_bytes);
   const int threads = std::max(1, options.threads);

@@ -21,6 +21,7 @@
 #include "common/units.h"
 #include "coordinator/admin_service.h"
 #include "coordinator/generation_service.h"
+#include "common/tls.h"
 #include "coordinator/http_front.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:50051",
@@ -45,6 +46,11 @@ ABSL_FLAG(std::string, served_model_name, "freekv", "The model id the HTTP API l
 ABSL_FLAG(std::string, api_keys_file, "",
           "File of bearer API keys for the public Generation API, over HTTP and gRPC alike, one per line (never "
           "logged). Empty: no key needed.");
+ABSL_FLAG(std::string, tls_cert_file, "",
+          "PEM certificate chain of the public API: with --tls-key-file, the gRPC port and the HTTP API serve TLS only "
+          "(clients verify it: freekv generate --tls-ca-file, curl --cacert). Empty: plaintext.");
+ABSL_FLAG(std::string, tls_key_file, "",
+          "PEM private key of --tls-cert-file (mode 0600, or 0640 for the service's group; never logged).");
 ABSL_FLAG(int32_t, http_threads, 16, "HTTP requests served at once (each stream holds one).");
 ABSL_FLAG(int32_t, drain_grace_ms, 10000,
           "On SIGTERM, how long running Generate streams may take to finish before they end UNAVAILABLE.");
@@ -68,11 +74,16 @@ int check_config() {
   if (!absl::GetFlag(FLAGS_http_listen).empty()) c.host_port("http-listen", absl::GetFlag(FLAGS_http_listen));
   c.readable_file("api-keys-file", absl::GetFlag(FLAGS_api_keys_file));
   if (absl::GetFlag(FLAGS_http_threads) < 1) c.error("--http-threads must be >= 1");
+  const bool tls = !absl::GetFlag(FLAGS_tls_cert_file).empty() || !absl::GetFlag(FLAGS_tls_key_file).empty();
+  if (tls) {
+    absl::Status s = read_tls_server_files(absl::GetFlag(FLAGS_tls_cert_file), absl::GetFlag(FLAGS_tls_key_file)).status();
+    if (!s.ok()) c.error(std::string(s.message()));
+  }
   check_metrics_listen(c);
   std::string summary;
   if (c.ok()) {
     summary = absl::StrCat("Would serve the Generation and Admin APIs and the worker registry on ",
-                           absl::GetFlag(FLAGS_listen), " (admin API ",
+                           absl::GetFlag(FLAGS_listen), tls ? " over TLS" : " in plaintext", " (admin API ",
                            absl::GetFlag(FLAGS_admin_token_file).empty() ? "disabled" : "enabled",
                            "), expecting worker heartbeats every ", absl::GetFlag(FLAGS_heartbeat_interval_ms), " ms; ",
                            absl::GetFlag(FLAGS_http_listen).empty()
@@ -113,9 +124,16 @@ int run() {
   AdminService admin(&cluster);
   RegistryService registry_service(&cluster);
 
+  std::shared_ptr<grpc::ServerCredentials> credentials;
+  const std::string cert_file = absl::GetFlag(FLAGS_tls_cert_file), key_file = absl::GetFlag(FLAGS_tls_key_file);
+  if (!cert_file.empty() || !key_file.empty()) {
+    auto pem = read_tls_server_files(cert_file, key_file);
+    if (!pem.ok()) return fail("", pem.status());
+    credentials = tls_server_credentials(*pem);
+  }
   const std::string listen = absl::GetFlag(FLAGS_listen);
   auto tcp = start_tcp_server(listen, {&generation, &admin, &registry_service},
-                              [&](grpc::ServerBuilder& b) { count_rpcs(&b, &metrics); });
+                              [&](grpc::ServerBuilder& b) { count_rpcs(&b, &metrics); }, credentials);
   if (!tcp.ok()) return fail("", tcp.status());
   std::unique_ptr<grpc::Server> server = std::move(tcp->server);
   const int port = tcp->port;
@@ -128,13 +146,17 @@ int run() {
   if (!absl::GetFlag(FLAGS_address_file).empty()) {
     if (absl::Status s = write_file(absl::GetFlag(FLAGS_address_file), address + "\n"); !s.ok()) return fail("", s);
   }
-  std::fprintf(stderr, "freekv-coordinator: listening on %s (admin API %s)\n", address.c_str(),
-               token.empty() ? "disabled: no --admin-token-file" : "enabled");
+  std::fprintf(stderr, "freekv-coordinator: listening on %s%s (admin API %s)\n", address.c_str(),
+               credentials != nullptr ? " over TLS" : "", token.empty() ? "disabled: no --admin-token-file" : "enabled");
   std::unique_ptr<HttpFront> http;
   if (!absl::GetFlag(FLAGS_http_listen).empty()) {
     HttpFrontOptions ho;
     ho.listen = absl::GetFlag(FLAGS_http_listen);
-    ho.generation_address = address;
+    // The front calls the Generation service in process: no second connection, and no certificate to
+    // check against an address.
+    ho.generation_channel = server->InProcessChannel(grpc::ChannelArguments());
+    ho.tls_cert_file = cert_file;
+    ho.tls_key_file = key_file;
     ho.served_model = absl::GetFlag(FLAGS_served_model_name);
     ho.max_body_bytes = size_t(limits.max_prompt_bytes) + (64 << 10);  // the prompt and the JSON around it
     ho.threads = absl::GetFlag(FLAGS_http_threads);
@@ -147,8 +169,8 @@ int run() {
     if (!absl::GetFlag(FLAGS_http_address_file).empty()) {
       if (absl::Status s = write_file(absl::GetFlag(FLAGS_http_address_file), http_address + "\n"); !s.ok()) return fail("", s);
     }
-    std::fprintf(stderr, "freekv-coordinator: OpenAI-compatible HTTP API on http://%s/v1 (model '%s'%s)\n",
-                 http_address.c_str(), ho.served_model.c_str(), ho.api_keys.empty() ? "" : ", API key required");
+    std::fprintf(stderr, "freekv-coordinator: OpenAI-compatible HTTP API on %s://%s/v1 (model '%s'%s)\n",
+                 credentials != nullptr ? "https" : "http", http_address.c_str(), ho.served_model.c_str(), ho.api_keys.empty() ? "" : ", API key required");
   }
 
   const int sig = wait_for_stop_signal();

@@ -14,13 +14,14 @@ packages=(
   libabsl-dev libgoogle-glog-dev libgtest-dev libgmock-dev                  # status, flags, logging, tests
   nlohmann-json3-dev libpcre2-dev libutf8proc-dev libopenblas-dev           # JSON, tokenizer regex + NFC, BLAS
   libdnnl-dev                                                               # oneDNN: bf16 matrix products
-  libcpp-httplib-dev                                                        # the coordinator's HTTP API
+  libcpp-httplib-dev libssl-dev                                            # the coordinator's HTTP API, TLS
 )
 if [ $build_only = 0 ]; then
   packages+=(
     python3-numpy                                                           # tests/reference (NumPy forward)
     python3-grpcio python3-protobuf                                         # the Python gRPC client example
     python3-yaml systemd                                                    # tests/deploy (manifests, systemd-analyze)
+    openssl curl                                                            # tests/cli/tls.sh (a test certificate, HTTPS)
   )
   # Node.js runs the Hugging Face reference tokenizer for golden ids. A machine may already carry its own
   # Node.js (with npm bundled), which conflicts with Debian's npm package: install Debian's only when absent.

@@ -7,6 +7,7 @@
 #include <iostream>
 
 #include "common/grpc_util.h"
+#include "common/tls.h"
 #include "common/units.h"
 #include "freekv/v1/admin.grpc.pb.h"
 #include "tools/cli_args.h"
@@ -110,11 +111,13 @@ int cmd_admin(int argc, char** argv) {
     id = argv[2];
     first_option = 3;
   }
-  std::string coordinator = "127.0.0.1:50051", token_file = default_token_file();
+  std::string coordinator = "127.0.0.1:50051", token_file = default_token_file(), tls_ca_file;
   bool json = false;
   ArgParser p(usage, "Asks a coordinator's Admin API about its workers, sessions (KV occupancy per tier) and pools.");
   p.add_string("coordinator", &coordinator, "coordinator address host:port");
   p.add_string("token-file", &token_file, "file with the admin bearer token (the coordinator's --admin-token-file)");
+  p.add_string("tls-ca-file", &tls_ca_file,
+               "PEM certificates to verify a coordinator serving TLS with (its certificate, or the CA that signed it)");
   p.add_bool("json", &json, "print the API's response as JSON");
   std::vector<char*> rest = {argv[0]};
   for (int i = first_option; i < argc; ++i) rest.push_back(argv[i]);
@@ -127,7 +130,9 @@ int cmd_admin(int argc, char** argv) {
   }
   auto token = read_token_file(token_file);
   if (!token.ok()) return report_error("admin", token.status());
-  auto stub = v1::Admin::NewStub(make_channel(coordinator));
+  auto credentials = channel_credentials(tls_ca_file);
+  if (!credentials.ok()) return report_error("admin", credentials.status());
+  auto stub = v1::Admin::NewStub(make_channel(coordinator, *credentials));
   grpc::ClientContext ctx;
   add_bearer(&ctx, *token);
   ctx.set_deadline(deadline_in(15000));

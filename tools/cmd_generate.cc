@@ -8,6 +8,7 @@
 
 #include "common/file_util.h"
 #include "common/grpc_util.h"
+#include "common/tls.h"
 #include "freekv/v1/generation.grpc.pb.h"
 #include "nlohmann/json.hpp"
 #include "tools/cli_args.h"
@@ -28,7 +29,7 @@ nlohmann::json proto_json(const google::protobuf::Message& m) { return nlohmann:
 }  // namespace
 
 int cmd_generate(int argc, char** argv) {
-  std::string coordinator = "127.0.0.1:50051", session, api_key_file;
+  std::string coordinator = "127.0.0.1:50051", session, api_key_file, tls_ca_file;
   int64_t timeout_s = 0;
   bool json = false, new_session = false;
   RequestFlags request;
@@ -37,6 +38,8 @@ int cmd_generate(int argc, char** argv) {
               "Sends one generation request to a coordinator (see `freekv up`) and streams the text as it arrives.");
   p.add_string("coordinator", &coordinator, "coordinator address host:port");
   p.add_string("api-key-file", &api_key_file, "a file holding the API key the coordinator asks for (its --api-keys-file)");
+  p.add_string("tls-ca-file", &tls_ca_file,
+               "PEM certificates to verify a coordinator serving TLS with (its certificate, or the CA that signed it)");
   request.add_to(p);
   p.add_string("session", &session, "continue this session: its KV is reused, and this turn is added to it");
   p.add_bool("new-session", &new_session, "create the session first (the --session id, or a fresh one) and print its id");
@@ -61,7 +64,9 @@ int cmd_generate(int argc, char** argv) {
     }
     api_key = *keys->begin();
   }
-  auto stub = v1::Generation::NewStub(make_channel(coordinator));
+  auto credentials = channel_credentials(tls_ca_file);
+  if (!credentials.ok()) return report_error("generate", credentials.status());
+  auto stub = v1::Generation::NewStub(make_channel(coordinator, *credentials));
   if (new_session) {
     grpc::ClientContext ctx;
     ctx.set_deadline(deadline_in(10000));

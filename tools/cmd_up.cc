@@ -23,7 +23,8 @@ int cmd_up(int argc, char** argv) {
   const char* home = std::getenv("HOME");
   std::string model = FREEKV_DEFAULT_MODEL_DIR, listen = "127.0.0.1:50051",
               token_file = std::string(home ? home : "/root") + "/.freekv/admin-token", run_dir, pool_size = "2GiB",
-              block_size = "auto", policy = "freekv", http_listen = "127.0.0.1:0", api_keys_file;
+              block_size = "auto", policy = "freekv", http_listen = "127.0.0.1:0", api_keys_file, tls_cert_file,
+              tls_key_file, tls_ca_file;
   int64_t budget = 2048, sink = 512, recent = 512, max_batch = 8, threads = 0, metrics_port = 0;
   std::vector<std::string> worker_args;
   ArgParser p("freekv up [--model DIR] [--listen ADDR] [--admin-token-file F] [options]",
@@ -34,6 +35,12 @@ int cmd_up(int argc, char** argv) {
   p.add_string("http-listen", &http_listen,
                "the coordinator's OpenAI-compatible HTTP API, host:port (port 0 picks a free one; empty = none)");
   p.add_string("api-keys-file", &api_keys_file, "bearer API keys the HTTP API requires, one per line (default: none)");
+  p.add_string("tls-cert-file", &tls_cert_file,
+               "PEM certificate: the coordinator's gRPC API and HTTP API serve TLS with it (and --tls-key-file)");
+  p.add_string("tls-key-file", &tls_key_file, "PEM private key of --tls-cert-file (mode 0600 or 0640)");
+  p.add_string("tls-ca-file", &tls_ca_file,
+               "PEM certificates the workers and the printed commands verify the coordinator with (default: "
+               "--tls-cert-file itself, for a self-signed one)");
   p.add_string("admin-token-file", &token_file, "admin bearer token file; created (0600) with a random token when missing");
   p.add_string("run-dir", &run_dir, "directory for sockets and logs (default /tmp/freekv-up-<pid>)");
   p.add_string("pool-size", &pool_size, "kvstore pool size, with units");
@@ -62,6 +69,9 @@ int cmd_up(int argc, char** argv) {
   o.model = model;
   o.coordinator_listen = listen;
   o.http_listen = http_listen;
+  o.tls_cert_file = tls_cert_file;
+  o.tls_key_file = tls_key_file;
+  o.tls_ca_file = tls_ca_file.empty() ? tls_cert_file : tls_ca_file;
   // HTTP clients name the model: its directory's name.
   const std::string model_name = std::filesystem::path(model).lexically_normal().filename().string();
   o.coordinator_flags = {"--served_model_name=" + (model_name.empty() ? std::string("freekv") : model_name)};
@@ -94,20 +104,21 @@ int cmd_up(int argc, char** argv) {
   std::fprintf(stderr, "freekv up: starting kvstore, coordinator and worker (logs in %s) ...\n", o.run_dir.c_str());
   auto stack = ServiceStack::start(o);
   if (!stack.ok()) return report_error("up", stack.status());
+  const std::string tls_hint = o.tls_ca_file.empty() ? "" : " --tls-ca-file " + o.tls_ca_file;
   std::printf("freekv up: ready\n"
-              "  coordinator  %s   (Generation + Admin APIs, health, reflection)\n%s"
+              "  coordinator  %s   (Generation + Admin APIs, health, reflection%s)\n%s"
               "  worker       %s   (policy %s, model %s)\n"
               "  kvstore      unix:%s   (pool /dev/shm/%s, %s in blocks of %s)\n"
               "  admin token  %s%s\n"
               "  logs         %s/*.log\n%s"
               "try:\n"
-              "  freekv generate --coordinator %s --prompt \"The quick brown fox\" --max-tokens 32\n"
-              "  freekv admin sessions --coordinator %s --token-file %s\n"
+              "  freekv generate --coordinator %s%s --prompt \"The quick brown fox\" --max-tokens 32\n"
+              "  freekv admin sessions --coordinator %s%s --token-file %s\n"
               "Ctrl-C stops everything.\n",
-              (*stack)->coordinator_address().c_str(),
+              (*stack)->coordinator_address().c_str(), o.tls_cert_file.empty() ? "" : "; TLS",
               (*stack)->http_address().empty()
                   ? ""
-                  : absl::StrCat("  HTTP API     http://", (*stack)->http_address(),
+                  : absl::StrCat("  HTTP API     ", o.tls_cert_file.empty() ? "http" : "https", "://", (*stack)->http_address(),
                                  "/v1   (OpenAI-compatible: /v1/completions, /v1/chat/completions, /v1/models, /health; model '",
                                  o.coordinator_flags[0].substr(o.coordinator_flags[0].find('=') + 1), "')\n")
                         .c_str(),
@@ -118,8 +129,8 @@ int cmd_up(int argc, char** argv) {
               metrics_port == 0 ? ""
                                 : absl::StrFormat("  metrics      http://127.0.0.1:{%d,%d,%d}/metrics   (coordinator, kvstore, worker)\n",
                                                   metrics_port, metrics_port + 1, metrics_port + 2).c_str(),
-              (*stack)->coordinator_address().c_str(),
-              (*stack)->coordinator_address().c_str(), token_file.c_str());
+              (*stack)->coordinator_address().c_str(), tls_hint.c_str(),
+              (*stack)->coordinator_address().c_str(), tls_hint.c_str(), token_file.c_str());
   std::fflush(stdout);
 
   int rc = 0;

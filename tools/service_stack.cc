@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "common/grpc_util.h"
+#include "common/tls.h"
 #include "freekv/v1/admin.grpc.pb.h"
 
 namespace freekv {
@@ -123,10 +124,11 @@ absl::StatusOr<std::string> wait_for_file_line(const std::string& path, ChildPro
                                                   timeout.count(), " ms; see ", child ? child->log_path() : "its log"));
 }
 
-absl::Status wait_for_serving(const std::string& address, ChildProcess* child, std::chrono::milliseconds timeout) {
+absl::Status wait_for_serving(const std::string& address, ChildProcess* child, std::chrono::milliseconds timeout,
+                              std::shared_ptr<grpc::ChannelCredentials> credentials) {
   const auto until = Clock::now() + timeout;
   std::string last;
-  auto channel = make_channel(address);
+  auto channel = make_channel(address, std::move(credentials));
   while (Clock::now() < until) {
     last = health_status(channel, std::chrono::milliseconds(500));
     if (last == "SERVING") return absl::OkStatus();
@@ -179,12 +181,20 @@ absl::StatusOr<std::unique_ptr<ServiceStack>> ServiceStack::start(const StackOpt
     coordinator_args.push_back("--http_listen=" + o.http_listen);
     coordinator_args.push_back("--http_address_file=" + http_file);
   }
+  FREEKV_RETURN_IF_ERROR(check_tls_flag_pair(o.tls_cert_file, o.tls_key_file));
+  if (!o.tls_cert_file.empty()) {
+    coordinator_args.push_back("--tls_cert_file=" + o.tls_cert_file);
+    coordinator_args.push_back("--tls_key_file=" + o.tls_key_file);
+    if (o.tls_ca_file.empty()) o.tls_ca_file = o.tls_cert_file;
+  }
+  FREEKV_ASSIGN_OR_RETURN(s->coordinator_credentials_, channel_credentials(o.tls_ca_file));
   FREEKV_ASSIGN_OR_RETURN(s->coordinator_, ChildProcess::start(coordinator_args, o.run_dir + "/coordinator.log"));
   FREEKV_ASSIGN_OR_RETURN(s->coordinator_address_, wait_for_file_line(coord_file, s->coordinator_.get(), o.start_timeout));
   if (!o.http_listen.empty()) {
     FREEKV_ASSIGN_OR_RETURN(s->http_address_, wait_for_file_line(http_file, s->coordinator_.get(), o.start_timeout));
   }
-  FREEKV_RETURN_IF_ERROR(wait_for_serving(s->coordinator_address_, s->coordinator_.get(), o.start_timeout));
+  FREEKV_RETURN_IF_ERROR(
+      wait_for_serving(s->coordinator_address_, s->coordinator_.get(), o.start_timeout, s->coordinator_credentials_));
   FREEKV_RETURN_IF_ERROR(s->add_worker().status());
   return s;
 }
@@ -197,7 +207,8 @@ absl::StatusOr<size_t> ServiceStack::add_worker(const std::vector<std::string>& 
   std::filesystem::remove(addr_file, ec);
   std::vector<std::string> args = {o.bin_dir + "/freekv-worker", "--listen=127.0.0.1:0", "--kvstore=" + kvstore_socket_,
                                    "--coordinator=" + coordinator_address_, "--token_file=" + o.admin_token_file,
-                                   "--address_file=" + addr_file, absl::StrCat("--name=worker", n), metrics_flag(o, 2 + n)};
+                                   "--address_file=" + addr_file, absl::StrCat("--name=worker", n), metrics_flag(o, 2 + n),
+                                   "--coordinator_tls_ca_file=" + o.tls_ca_file};
   if (!o.model.empty()) args.push_back("--model=" + o.model);
   args.insert(args.end(), o.worker_flags.begin(), o.worker_flags.end());
   args.insert(args.end(), extra_flags.begin(), extra_flags.end());
@@ -208,7 +219,7 @@ absl::StatusOr<size_t> ServiceStack::add_worker(const std::vector<std::string>& 
   worker_addresses_.push_back(address);
   // Registered: the coordinator lists it as ready.
   const auto until = Clock::now() + o.start_timeout;
-  auto stub = v1::Admin::NewStub(make_channel(coordinator_address_));
+  auto stub = v1::Admin::NewStub(make_channel(coordinator_address_, coordinator_credentials_));
   FREEKV_ASSIGN_OR_RETURN(std::string token, read_token_file(o.admin_token_file));
   while (Clock::now() < until) {
     grpc::ClientContext ctx;
@@ -227,7 +238,7 @@ absl::StatusOr<size_t> ServiceStack::add_worker(const std::vector<std::string>& 
 }
 
 absl::Status ServiceStack::wait_for_ready_workers(int n, std::chrono::milliseconds timeout) {
-  auto stub = v1::Admin::NewStub(make_channel(coordinator_address_));
+  auto stub = v1::Admin::NewStub(make_channel(coordinator_address_, coordinator_credentials_));
   FREEKV_ASSIGN_OR_RETURN(std::string token, read_token_file(options_.admin_token_file));
   const auto until = Clock::now() + timeout;
   int ready = 0;

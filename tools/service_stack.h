@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "grpcpp/security/credentials.h"
 
 namespace freekv {
 
@@ -47,7 +48,8 @@ std::string binary_dir();
 // Waits until `path` exists and holds a line; returns it (without the newline).
 absl::StatusOr<std::string> wait_for_file_line(const std::string& path, ChildProcess* child, std::chrono::milliseconds timeout);
 // Waits until the server at `address` reports SERVING on grpc.health.v1.Health.
-absl::Status wait_for_serving(const std::string& address, ChildProcess* child, std::chrono::milliseconds timeout);
+absl::Status wait_for_serving(const std::string& address, ChildProcess* child, std::chrono::milliseconds timeout,
+                              std::shared_ptr<grpc::ChannelCredentials> credentials = nullptr);
 
 struct StackOptions {
   std::string bin_dir;                    // default: binary_dir()
@@ -60,6 +62,9 @@ struct StackOptions {
   std::vector<std::string> worker_flags;  // extra freekv-worker flags (--policy freekv, --threads 2, ...)
   std::vector<std::string> coordinator_flags;  // extra freekv-coordinator flags
   std::string http_listen;                // the coordinator's OpenAI-compatible HTTP API; empty = none
+  // The coordinator serves TLS with this PEM pair (both or neither); its clients here and the workers
+  // verify it with tls_ca_file (default: the certificate itself, for a self-signed one).
+  std::string tls_cert_file, tls_key_file, tls_ca_file;
   int heartbeat_interval_ms = 500;
   // Prometheus /metrics on 127.0.0.1: the coordinator on this port, the kvstore on +1, worker n on +2+n.
   // 0 = none.
@@ -79,6 +84,8 @@ class ServiceStack {
   absl::Status wait_for_ready_workers(int n, std::chrono::milliseconds timeout);
 
   const std::string& coordinator_address() const { return coordinator_address_; }
+  // How to reach the coordinator: TLS with StackOptions::tls_ca_file, or plaintext.
+  const std::shared_ptr<grpc::ChannelCredentials>& coordinator_credentials() const { return coordinator_credentials_; }
   const std::string& kvstore_socket() const { return kvstore_socket_; }
   const std::string& http_address() const { return http_address_; }  // host:port; empty without one
   const std::string& token_file() const { return options_.admin_token_file; }
@@ -98,6 +105,7 @@ class ServiceStack {
   ServiceStack() = default;
   StackOptions options_;
   std::string kvstore_socket_, coordinator_address_, http_address_;
+  std::shared_ptr<grpc::ChannelCredentials> coordinator_credentials_;
   std::unique_ptr<ChildProcess> kvstore_, coordinator_;
   std::vector<std::unique_ptr<ChildProcess>> workers_;
   std::vector<std::string> worker_addresses_;

@@ -24,6 +24,8 @@ def main():
     parser.add_argument("--new-session", action="store_true", help="create the session first")
     parser.add_argument("--api-key-file", default="",
                         help="a file holding the key a coordinator started with --api-keys-file asks for")
+    parser.add_argument("--tls-ca-file", default="",
+                        help="PEM certificates to verify a coordinator serving TLS with (default: plaintext)")
     parser.add_argument("--stubs", default=os.path.join(here, "..", "..", "build", "python"),
                         help="directory of the generated Python stubs (freekv/v1/*_pb2*.py)")
     args = parser.parse_args()
@@ -40,7 +42,12 @@ def main():
     if args.api_key_file:
         with open(args.api_key_file) as f:
             metadata = [("authorization", "Bearer " + f.read().strip())]
-    with grpc.insecure_channel(args.coordinator) as channel:
+    if args.tls_ca_file:
+        with open(args.tls_ca_file, "rb") as f:
+            channel = grpc.secure_channel(args.coordinator, grpc.ssl_channel_credentials(root_certificates=f.read()))
+    else:
+        channel = grpc.insecure_channel(args.coordinator)
+    with channel:
         stub = generation_pb2_grpc.GenerationStub(channel)
         if args.new_session:
             created = stub.CreateSession(generation_pb2.CreateSessionRequest(session_id=args.session),

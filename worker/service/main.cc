@@ -31,6 +31,7 @@
 #include "worker/gpu/device_backend.h"
 #include "worker/model/config.h"
 #include "worker/service/kvstore_control.h"
+#include "common/tls.h"
 #include "worker/service/registration.h"
 #include "worker/service/worker_metrics.h"
 #include "worker/service/worker_service.h"
@@ -45,6 +46,9 @@ ABSL_FLAG(std::string, advertise, "",
           "listening on 0.0.0.0).");
 ABSL_FLAG(std::string, coordinator, "",
           "Coordinator address (host:port) to register with and heartbeat to. Empty: serve without registering.");
+ABSL_FLAG(std::string, coordinator_tls_ca_file, "",
+          "PEM certificates to verify the coordinator with when it serves TLS (its --tls-cert-file, or the CA that "
+          "signed it). Empty: plaintext.");
 ABSL_FLAG(std::string, token_file, "",
           "File holding the bearer token (the coordinator's --admin-token-file): sent when registering, and required "
           "from every caller of the Worker API.");
@@ -209,6 +213,9 @@ int check_config() {
   c.size("max-prompt-bytes", absl::GetFlag(FLAGS_max_prompt_bytes));
   c.host_port("listen", absl::GetFlag(FLAGS_listen));
   if (!absl::GetFlag(FLAGS_coordinator).empty()) c.host_port("coordinator", absl::GetFlag(FLAGS_coordinator));
+  if (absl::Status s = channel_credentials(absl::GetFlag(FLAGS_coordinator_tls_ca_file)).status(); !s.ok()) {
+    c.error(std::string(s.message()));
+  }
   if (!absl::GetFlag(FLAGS_advertise).empty()) c.host_port("advertise", absl::GetFlag(FLAGS_advertise));
   c.readable_file("token-file", absl::GetFlag(FLAGS_token_file));
   check_metrics_listen(c);
@@ -306,8 +313,10 @@ int run() {
     info.set_vocab(c.vocab);
     info.set_pid(getpid());
     Scheduler* sched = scheduler.get();
+    auto credentials = channel_credentials(absl::GetFlag(FLAGS_coordinator_tls_ca_file));
+    if (!credentials.ok()) return fail("--coordinator-tls-ca-file: ", credentials.status());
     registrar = std::make_unique<Registrar>(
-        absl::GetFlag(FLAGS_coordinator), token, info, [&service](const std::string& id) { service.set_worker_id(id); },
+        absl::GetFlag(FLAGS_coordinator), *credentials, token, info, [&service](const std::string& id) { service.set_worker_id(id); },
         [sched] {
           SchedulerLoad l = sched->load();
           v1::WorkerLoad out;

@@ -6,11 +6,12 @@
 
 namespace freekv {
 
-Registrar::Registrar(std::string coordinator, std::string token, v1::RegisterWorkerRequest info,
-                     std::function<void(const std::string&)> on_registered, std::function<v1::WorkerLoad()> load)
+Registrar::Registrar(std::string coordinator, std::shared_ptr<grpc::ChannelCredentials> credentials, std::string token,
+                     v1::RegisterWorkerRequest info, std::function<void(const std::string&)> on_registered,
+                     std::function<v1::WorkerLoad()> load)
     : coordinator_(std::move(coordinator)), token_(std::move(token)), info_(std::move(info)),
       on_registered_(std::move(on_registered)), load_(std::move(load)) {
-  stub_ = v1::WorkerRegistry::NewStub(make_channel(coordinator_));
+  stub_ = v1::WorkerRegistry::NewStub(make_channel(coordinator_, std::move(credentials)));
   thread_ = std::thread([this] { loop(); });
 }
 

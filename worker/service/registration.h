@@ -12,14 +12,17 @@
 #include <thread>
 
 #include "freekv/v1/worker.grpc.pb.h"
+#include "grpcpp/security/credentials.h"
 
 namespace freekv {
 
 class Registrar {
  public:
   // on_registered receives the id the coordinator gave; load() is called for every heartbeat.
-  Registrar(std::string coordinator, std::string token, v1::RegisterWorkerRequest info,
-            std::function<void(const std::string&)> on_registered, std::function<v1::WorkerLoad()> load);
+  // credentials: how to reach the coordinator (null: plaintext; TLS when it serves --tls-cert-file).
+  Registrar(std::string coordinator, std::shared_ptr<grpc::ChannelCredentials> credentials, std::string token,
+            v1::RegisterWorkerRequest info, std::function<void(const std::string&)> on_registered,
+            std::function<v1::WorkerLoad()> load);
   ~Registrar();  // stops the thread
 
   // SIGTERM: tells the coordinator at once that this worker drains (it routes nothing new here), and
