@@ -22,6 +22,7 @@
 #include <thread>
 
 #include "absl/flags/flag.h"
+#include "bench/percentile.h"
 #include "common/flag_util.h"
 #include "common/grpc_util.h"
 #include "common/units.h"
@@ -79,12 +80,6 @@ struct RunResult {
 
   double tokens_per_second() const { return double(tokens) / wall_seconds; }
 };
-
-double percentile(std::vector<double> v, double p) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  return v[size_t(std::min<double>(double(v.size() - 1), std::floor(p * double(v.size() - 1) + 0.5)))];
-}
 
 nlohmann::json summary(const RunResult& r) {
   std::vector<double> ttft, itl;
@@ -292,7 +287,5 @@ int main(int argc, char** argv) {
   freekv::parse_service_flags(argc, argv,
                               "serving benchmark: concurrent clients through the services vs the same work in one process",
                               {"bench/serve_bench.cc"});
-  FLAGS_logtostderr = true;
-  google::InitGoogleLogging(argv[0]);
   return freekv::run();
 }
