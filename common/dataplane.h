@@ -52,14 +52,17 @@
 
 namespace freekv::dp {
 
-inline constexpr uint32_t kAbiVersion = 2;
+inline constexpr uint32_t kAbiVersion = 3;
 
 // ------------------------------------------------------------------------------------------------
-// A validated handle of an open session: its slot in the session table and the generation that slot
-// had when it was opened (stale once the session is closed).
+// A validated handle of an open session: its slot in the session table, the generation that slot had
+// when it was opened (stale once the session is closed), and the writer epoch this open got. Each open
+// of a session starts a new epoch, and writes under an older one are refused: a session has one writer,
+// the worker that attached last.
 struct SessionRef {
   uint32_t slot = 0;
   uint64_t generation = 0;
+  uint64_t epoch = 0;
 };
 
 inline constexpr uint32_t kKeyStatRows = 3;  // max, min, mean |k − mid| per dimension
@@ -125,6 +128,7 @@ struct alignas(64) SessionEntry {
   uint32_t dtype;  // freekv::DType
   uint32_t ephemeral;   // 1: belongs to one worker attachment, closed when it ends or the kvstore restarts
   uint64_t generation;  // distinguishes successive sessions in the same slot
+  std::atomic<uint64_t> epoch;  // the writer's epoch: 1 at creation, one more at every later open
   uint64_t created_unix_ns;
   std::atomic<uint64_t> last_use_unix_ns;
   std::atomic<uint64_t> n_tokens;
@@ -194,6 +198,7 @@ struct alignas(64) Request {
   uint32_t op;  // Op
   uint32_t session_slot;
   uint64_t session_generation;
+  uint64_t session_epoch;  // the writer epoch of the request's SessionRef
   int32_t layer;
   uint32_t pair;
   int64_t first;  // first page (alloc, commit, discard); token ids kept (truncate)

@@ -197,7 +197,7 @@ void Channel::post_error(uint64_t seq, const absl::Status& s) {
 }
 
 void Channel::handle(const dp::Request& r) {
-  const SessionRef ref{r.session_slot, r.session_generation};
+  const SessionRef ref{r.session_slot, r.session_generation, r.session_epoch};
   switch (dp::Op(r.op)) {
     case dp::Op::kAlloc: {
       auto blocks = pool_->allocate(id_, ref, r.layer, r.first, r.count);
@@ -261,7 +261,7 @@ void Channel::accept_recall(const dp::Request& r) {
   }
   auto job = std::make_unique<GatherJob>();
   job->seq = r.seq;
-  job->ref = SessionRef{r.session_slot, r.session_generation};
+  job->ref = SessionRef{r.session_slot, r.session_generation, r.session_epoch};
   job->single_buffer = (r.flags & dp::kRecallSingleBuffer) != 0;
   const bool key_stats = (r.flags & dp::kRecallKeyStats) != 0;
   job->items.resize(r.count);

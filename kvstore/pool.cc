@@ -409,8 +409,14 @@ absl::StatusOr<const dp::SessionEntry*> Pool::resolve_locked(SessionRef ref) con
   return e;
 }
 
-absl::StatusOr<dp::SessionEntry*> Pool::resolve_mut(SessionRef ref) const {
+absl::StatusOr<dp::SessionEntry*> Pool::resolve_writer(SessionRef ref) const {
   FREEKV_ASSIGN_OR_RETURN(const dp::SessionEntry* e, resolve_locked(ref));
+  const uint64_t epoch = e->epoch.load(std::memory_order_acquire);
+  if (ref.epoch != epoch) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "session '", std::string(e->id, e->id_len), "' was opened again since this writer opened it (epoch ", ref.epoch,
+        ", now ", epoch, "): another worker owns it, and this one's writes are refused"));
+  }
   return const_cast<dp::SessionEntry*>(e);
 }
 
@@ -454,6 +460,7 @@ absl::StatusOr<Pool::Opened> Pool::open_session(const std::string& id, const dp:
                                                      ", stored vs requested); open it with the model it was made with"));
     }
     touch(*e);
+    e->epoch.fetch_add(1, std::memory_order_acq_rel);  // this caller is the writer from now on
     return Opened{summarize(it->second, false), false};
   }
   if (!create_if_missing) {
@@ -478,6 +485,7 @@ absl::StatusOr<Pool::Opened> Pool::open_session(const std::string& id, const dp:
   e->dtype = uint32_t(g.dtype);
   e->ephemeral = ephemeral_owner != 0 ? 1 : 0;
   e->generation = hdr_->next_generation.fetch_add(1);
+  e->epoch.store(1, std::memory_order_relaxed);
   e->created_unix_ns = unix_ns();
   e->last_use_unix_ns.store(e->created_unix_ns);
   e->n_tokens.store(0);
@@ -487,11 +495,16 @@ absl::StatusOr<Pool::Opened> Pool::open_session(const std::string& id, const dp:
   return Opened{summarize(slot, false), true};
 }
 
-absl::StatusOr<uint64_t> Pool::close_session(const std::string& id) {
+absl::StatusOr<uint64_t> Pool::close_session(const std::string& id, uint64_t writer_epoch) {
   FREEKV_RETURN_IF_ERROR(check_session_id(id));
   std::unique_lock lock(mu_);
   auto it = by_id_.find(id);
   if (it == by_id_.end()) return absl::NotFoundError(absl::StrCat("session '", id, "' does not exist"));
+  const uint64_t epoch = entry(it->second)->epoch.load(std::memory_order_acquire);
+  if (writer_epoch != 0 && writer_epoch != epoch) {
+    return absl::FailedPreconditionError(absl::StrCat("session '", id, "' was opened again since this writer opened it (epoch ",
+                                                      writer_epoch, ", now ", epoch, "); it is not closed"));
+  }
   return close_slot(it->second);
 }
 
@@ -543,7 +556,7 @@ SessionSummary Pool::summarize(uint32_t slot, bool per_layer) const {
   SessionSummary s;
   s.id.assign(e->id, e->id_len);
   s.geometry = e->geometry();
-  s.ref = SessionRef{slot, e->generation};
+  s.ref = SessionRef{slot, e->generation, e->epoch.load(std::memory_order_acquire)};
   s.n_tokens = e->n_tokens.load(std::memory_order_acquire);
   s.created_unix_ns = e->created_unix_ns;
   s.last_use_unix_ns = e->last_use_unix_ns.load(std::memory_order_relaxed);
@@ -606,7 +619,7 @@ PoolCounters Pool::counters() const {
 absl::StatusOr<std::vector<uint32_t>> Pool::allocate(uint32_t owner, SessionRef ref, int32_t layer, int64_t first,
                                                      uint32_t n) {
   std::unique_lock lock(mu_);
-  FREEKV_ASSIGN_OR_RETURN(dp::SessionEntry * e, resolve_mut(ref));
+  FREEKV_ASSIGN_OR_RETURN(dp::SessionEntry * e, resolve_writer(ref));
   FREEKV_RETURN_IF_ERROR(check_page_range(*e, layer, first, n));
   const uint64_t epb = dp::entries_per_index_block(hdr_->block_bytes);
   std::vector<uint32_t> index_needed;
@@ -644,7 +657,7 @@ absl::StatusOr<std::vector<uint32_t>> Pool::allocate(uint32_t owner, SessionRef 
 
 absl::Status Pool::commit(uint32_t owner, SessionRef ref, int32_t layer, int64_t first, uint32_t n) {
   std::unique_lock lock(mu_);
-  FREEKV_ASSIGN_OR_RETURN(dp::SessionEntry * e, resolve_mut(ref));
+  FREEKV_ASSIGN_OR_RETURN(dp::SessionEntry * e, resolve_writer(ref));
   FREEKV_RETURN_IF_ERROR(check_page_range(*e, layer, first, n));
   for (uint32_t i = 0; i < n; ++i) {
     auto it = pending_.find(PendingKey{owner, ref.slot, layer, first + i});
@@ -672,7 +685,7 @@ absl::Status Pool::commit(uint32_t owner, SessionRef ref, int32_t layer, int64_t
 
 absl::Status Pool::discard(uint32_t owner, SessionRef ref, int32_t layer, int64_t first, uint32_t n) {
   std::unique_lock lock(mu_);
-  FREEKV_ASSIGN_OR_RETURN(dp::SessionEntry * e, resolve_mut(ref));
+  FREEKV_ASSIGN_OR_RETURN(dp::SessionEntry * e, resolve_writer(ref));
   FREEKV_RETURN_IF_ERROR(check_page_range(*e, layer, first, n));
   for (uint32_t i = 0; i < n; ++i) {
     auto it = pending_.find(PendingKey{owner, ref.slot, layer, first + i});
@@ -714,7 +727,7 @@ absl::Status Pool::append_tokens(SessionRef ref, const int32_t* ids, uint64_t n)
     }
   }
   std::unique_lock lock(mu_);
-  FREEKV_ASSIGN_OR_RETURN(dp::SessionEntry * e, resolve_mut(ref));
+  FREEKV_ASSIGN_OR_RETURN(dp::SessionEntry * e, resolve_writer(ref));
   const uint64_t tpb = dp::tokens_per_block(hdr_->block_bytes);
   const uint64_t cur = e->n_tokens.load();
   if (cur + n > dp::max_tokens(hdr_->block_bytes)) {
@@ -745,7 +758,7 @@ absl::Status Pool::append_tokens(SessionRef ref, const int32_t* ids, uint64_t n)
 
 absl::Status Pool::truncate(SessionRef ref, uint64_t keep_tokens) {
   std::unique_lock lock(mu_);
-  FREEKV_ASSIGN_OR_RETURN(dp::SessionEntry * e, resolve_mut(ref));
+  FREEKV_ASSIGN_OR_RETURN(dp::SessionEntry * e, resolve_writer(ref));
   const uint64_t cur = e->n_tokens.load();
   if (keep_tokens > cur) {
     return absl::InvalidArgumentError(absl::StrCat("cannot truncate to ", keep_tokens, " token ids: the session holds ", cur));

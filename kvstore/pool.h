@@ -94,13 +94,17 @@ class Pool {
   // closes it, and so does the next start of a kvstore on this pool (no attachment survives one).
   absl::StatusOr<Opened> open_session(const std::string& id, const dp::SessionGeometry& g, bool create_if_missing,
                                       uint32_t ephemeral_owner = 0);
-  // Frees every block of the session, pending ones included. Returns how many.
-  absl::StatusOr<uint64_t> close_session(const std::string& id);
+  // Frees every block of the session, pending ones included. Returns how many. writer_epoch non-zero:
+  // only if that is still the session's epoch (FAILED_PRECONDITION otherwise: a fenced worker cannot
+  // close what another now writes); 0: whoever asks (the coordinator, an operator).
+  absl::StatusOr<uint64_t> close_session(const std::string& id, uint64_t writer_epoch = 0);
   std::vector<SessionSummary> list_sessions() const;
   absl::StatusOr<SessionSummary> get_session(const std::string& id) const;
   PoolCounters counters() const;
 
   // ---- data path ----
+  // Every write below is refused with FAILED_PRECONDITION when `ref` is not the session's writer (its
+  // epoch is older than the session's latest open).
   // Blocks for pages [first, first + n) of `layer`, n ≤ dp::kMaxAllocPages; all or nothing. A page this
   // owner already holds pending gets the same block again. Creates the index blocks the pages need, so
   // commit() never allocates. RESOURCE_EXHAUSTED when the pool is full.
@@ -158,7 +162,9 @@ class Pool {
 
   dp::SessionEntry* entry(uint32_t slot) const;
   uint32_t* free_stack() const;
-  absl::StatusOr<dp::SessionEntry*> resolve_mut(SessionRef ref) const;
+  // The entry of a live ref whose epoch is the session's current one (its writer); FAILED_PRECONDITION
+  // naming both epochs when another open came since, NOT_FOUND when closed.
+  absl::StatusOr<dp::SessionEntry*> resolve_writer(SessionRef ref) const;
   SessionSummary summarize(uint32_t slot, bool per_layer) const;
   std::atomic<uint32_t>* index_entry(const dp::SessionEntry& e, uint64_t entry_index) const;
   absl::Status check_page_range(const dp::SessionEntry& e, int32_t layer, int64_t first, uint32_t n) const;

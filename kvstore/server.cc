@@ -33,6 +33,7 @@ void fill_info(const SessionSummary& s, v1::SessionInfo* out) {
   geometry_to_proto(s.geometry, out->mutable_geometry());
   out->set_slot(s.ref.slot);
   out->set_generation(s.ref.generation);
+  out->set_epoch(s.ref.epoch);
   out->set_n_tokens(s.n_tokens);
   out->set_committed_pages(s.committed_pages);
   out->set_bytes(s.committed_pages * s.geometry.page_bytes());
@@ -151,7 +152,7 @@ class KvstoreServer::Service final : public v1::KvStore::Service {
 
   grpc::Status CloseSession(grpc::ServerContext*, const v1::CloseSessionRequest* req,
                             v1::CloseSessionResponse* resp) override {
-    auto r = s_->pool_->close_session(req->session_id());
+    auto r = s_->pool_->close_session(req->session_id(), req->writer_epoch());
     if (!r.ok()) return to_grpc(r.status());
     resp->set_blocks_freed(*r);
     LOG(INFO) << "session '" << req->session_id() << "' closed (" << *r << " blocks freed)";

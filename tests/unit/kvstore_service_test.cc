@@ -173,6 +173,52 @@ TEST_F(ServiceTest, TruncateKeepsIdsAndTheirWholePagesOnly) {
   EXPECT_TRUE(c->tokens(s->ref)->empty());
 }
 
+// Two workers on one session: the one that opened it last is its writer. The other's offload, token
+// ids, truncation and close are refused with FAILED_PRECONDITION and change nothing; what it committed
+// before the takeover stays and the new writer reads it; a close without an epoch (the coordinator's)
+// still works.
+TEST_F(ServiceTest, OnlyTheLastOpenerWritesASession) {
+  auto a = client(), b = client();
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  auto sa = a->open_session("fenced", kGeo, true);
+  ASSERT_TRUE(sa.ok()) << sa.status();
+  write(a.get(), "fenced", sa->ref, 4);
+  const std::vector<int32_t> ids = freekv::testing::session_tokens("fenced", 64);
+  ASSERT_TRUE(a->append_tokens(sa->ref, ids.data(), 64).ok());
+
+  auto sb = b->open_session("fenced", kGeo, false);
+  ASSERT_TRUE(sb.ok()) << sb.status();
+  EXPECT_EQ(sb->ref.epoch, sa->ref.epoch + 1);
+  auto expect_fenced = [](const absl::Status& s, const char* what) {
+    EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << what << ": " << s;
+    EXPECT_NE(s.message().find("another worker owns it"), std::string::npos) << what << ": " << s;
+  };
+  expect_fenced(a->pages_for_write(sa->ref, 0, 4, 1).status(), "allocate");
+  expect_fenced(a->commit_pages(sa->ref, 0, 0, 1), "commit");
+  expect_fenced(a->append_tokens(sa->ref, ids.data(), 8), "append_tokens");
+  expect_fenced(a->truncate(sa->ref, 0), "truncate");
+  EXPECT_EQ(a->close_session("fenced", sa->ref.epoch).code(), absl::StatusCode::kFailedPrecondition);
+
+  // Nothing of the refused writes landed; the new writer reads and extends what was committed.
+  EXPECT_EQ(*b->tokens(sb->ref), ids);
+  for (uint32_t l = 0; l < kGeo.n_layers; ++l) {
+    recall_and_check(b.get(), "fenced", sb->ref, int(l), {{0, 0}, {1, 3}});
+  }
+  write(b.get(), "fenced", sb->ref, 6);
+  ASSERT_TRUE(b->append_tokens(sb->ref, ids.data(), 8).ok());
+  EXPECT_EQ(b->session_stats("fenced")->committed_pages, 6u * kGeo.n_layers);
+
+  // The first worker opening it again takes it back, and the second is fenced in turn.
+  auto sa2 = a->open_session("fenced", kGeo, false);
+  ASSERT_TRUE(sa2.ok());
+  expect_fenced(b->append_tokens(sb->ref, ids.data(), 8), "append_tokens after the takeback");
+  ASSERT_TRUE(a->append_tokens(sa2->ref, ids.data(), 8).ok());
+  EXPECT_EQ(b->session_stats("fenced")->n_tokens, 64u + 8u + 8u);
+  ASSERT_TRUE(b->close_session("fenced").ok());  // no epoch: whoever writes it
+  EXPECT_EQ(a->pool_stats()->blocks_data, 0u);
+}
+
 TEST_F(ServiceTest, KeyStatisticsComeBackWithoutThePages) {
   auto c = client();
   ASSERT_NE(c, nullptr);

@@ -176,7 +176,7 @@ absl::StatusOr<KvSessionInfo> KvstoreClient::open_session(const std::string& ses
   KvSessionInfo info;
   info.id = s.session_id();
   FREEKV_ASSIGN_OR_RETURN(info.geometry, geometry_from_proto(s.geometry()));
-  info.ref = SessionRef{s.slot(), s.generation()};
+  info.ref = SessionRef{s.slot(), s.generation(), s.epoch()};
   info.created = resp.created();
   info.n_tokens = s.n_tokens();
   info.committed_pages = s.committed_pages();
@@ -184,9 +184,10 @@ absl::StatusOr<KvSessionInfo> KvstoreClient::open_session(const std::string& ses
   return info;
 }
 
-absl::Status KvstoreClient::close_session(const std::string& session_id) {
+absl::Status KvstoreClient::close_session(const std::string& session_id, uint64_t writer_epoch) {
   v1::CloseSessionRequest req;
   req.set_session_id(session_id);
+  req.set_writer_epoch(writer_epoch);
   v1::CloseSessionResponse resp;
   grpc::ClientContext ctx;
   set_deadline(&ctx);
@@ -357,6 +358,7 @@ static absl::StatusOr<dp::Request> page_range_request(dp::Op op, const char* wha
   r.op = uint32_t(op);
   r.session_slot = s.slot;
   r.session_generation = s.generation;
+  r.session_epoch = s.epoch;
   r.layer = layer;
   r.first = first_page;
   r.count = uint32_t(n);
@@ -400,6 +402,7 @@ absl::Status KvstoreClient::truncate(SessionRef s, uint64_t keep_tokens) {
   r.op = uint32_t(dp::Op::kTruncate);
   r.session_slot = s.slot;
   r.session_generation = s.generation;
+  r.session_epoch = s.epoch;
   r.first = int64_t(keep_tokens);
   return call(r).status();
 }
@@ -417,6 +420,7 @@ absl::Status KvstoreClient::append_tokens(SessionRef s, const int32_t* ids, int6
     r.op = uint32_t(dp::Op::kAppendTokens);
     r.session_slot = s.slot;
     r.session_generation = s.generation;
+  r.session_epoch = s.epoch;
     r.count = uint32_t(k);
     FREEKV_RETURN_IF_ERROR(call(r).status());
     done += k;
@@ -488,6 +492,7 @@ absl::StatusOr<uint64_t> KvstoreClient::post_recall(SessionRef s, int layer, con
   r.op = uint32_t(dp::Op::kRecall);
   r.session_slot = s.slot;
   r.session_generation = s.generation;
+  r.session_epoch = s.epoch;
   r.layer = layer;
   r.pair = pair;
   r.count = uint32_t(items.size());

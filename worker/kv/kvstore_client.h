@@ -123,14 +123,17 @@ class KvstoreClient {
   KvstoreClient& operator=(const KvstoreClient&) = delete;
 
   // ---- sessions (gRPC) ----
-  // Creates (create_if_missing) or attaches to a session. Attaching with another geometry is
+  // Creates (create_if_missing) or attaches to a session. Each open makes the caller the session's
+  // writer (a new epoch in the returned ref): offload, token ids and truncation under a ref from an
+  // earlier open are FAILED_PRECONDITION, so two workers can never write one session at once. Attaching with another geometry is
   // INVALID_ARGUMENT; a missing session without create_if_missing is NOT_FOUND. An ephemeral new session
   // belongs to this client's attachment: the kvstore closes it when the attachment ends, however this
   // process ends, or when the kvstore restarts.
   absl::StatusOr<KvSessionInfo> open_session(const std::string& session_id, const KvSessionGeometry& g,
                                              bool create_if_missing, bool ephemeral = false);
-  // Frees every page and token id of the session.
-  absl::Status close_session(const std::string& session_id);
+  // Frees every page and token id of the session. writer_epoch (a SessionRef's epoch) non-zero: only
+  // while that open is still the session's writer (FAILED_PRECONDITION after another open); 0: always.
+  absl::Status close_session(const std::string& session_id, uint64_t writer_epoch = 0);
   absl::StatusOr<KvSessionStats> session_stats(const std::string& session_id);
   absl::StatusOr<KvPoolStats> pool_stats();
 
