@@ -447,12 +447,13 @@ absl::Status Pool::check_page_range(const dp::SessionEntry& e, int32_t layer, in
 }
 
 absl::StatusOr<Pool::Opened> Pool::open_session(const std::string& id, const dp::SessionGeometry& g,
-                                                bool create_if_missing, uint32_t ephemeral_owner) {
+                                                bool create_if_missing, uint32_t ephemeral_owner, bool must_create) {
   FREEKV_RETURN_IF_ERROR(check_session_id(id));
   FREEKV_RETURN_IF_ERROR(check_geometry(g, hdr_->block_bytes));
   std::unique_lock lock(mu_);
   auto it = by_id_.find(id);
   if (it != by_id_.end()) {
+    if (must_create) return absl::AlreadyExistsError(absl::StrCat("session '", id, "' already exists"));
     dp::SessionEntry* e = entry(it->second);
     if (!(e->geometry() == g)) {
       return absl::InvalidArgumentError(absl::StrCat("session '", id, "' exists with another geometry (",

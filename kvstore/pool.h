@@ -92,8 +92,10 @@ class Pool {
   };
   // A session created with a non-zero ephemeral_owner belongs to that worker attachment: release_owner()
   // closes it, and so does the next start of a kvstore on this pool (no attachment survives one).
+  // Opening an existing session makes the caller its writer (a new epoch); with must_create it is
+  // ALREADY_EXISTS instead, and the session is left as it is.
   absl::StatusOr<Opened> open_session(const std::string& id, const dp::SessionGeometry& g, bool create_if_missing,
-                                      uint32_t ephemeral_owner = 0);
+                                      uint32_t ephemeral_owner = 0, bool must_create = false);
   // Frees every block of the session, pending ones included. Returns how many. writer_epoch non-zero:
   // only if that is still the session's epoch (FAILED_PRECONDITION otherwise: a fenced worker cannot
   // close what another now writes); 0: whoever asks (the coordinator, an operator).

@@ -142,7 +142,8 @@ class KvstoreServer::Service final : public v1::KvStore::Service {
                                                                " is attached to own an ephemeral session")));
       }
     }
-    auto r = s_->pool_->open_session(req->session_id(), *geo, req->create_if_missing(), req->ephemeral_worker_id());
+    auto r = s_->pool_->open_session(req->session_id(), *geo, req->create_if_missing() || req->must_create(),
+                                     req->ephemeral_worker_id(), req->must_create());
     if (!r.ok()) return to_grpc(r.status());
     fill_info(r->session, resp->mutable_session());
     resp->set_created(r->created);

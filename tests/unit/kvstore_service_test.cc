@@ -187,6 +187,10 @@ TEST_F(ServiceTest, OnlyTheLastOpenerWritesASession) {
   const std::vector<int32_t> ids = freekv::testing::session_tokens("fenced", 64);
   ASSERT_TRUE(a->append_tokens(sa->ref, ids.data(), 64).ok());
 
+  // A create of an existing session is refused and takes nothing from its writer.
+  EXPECT_EQ(b->create_session("fenced", kGeo).status().code(), absl::StatusCode::kAlreadyExists);
+  ASSERT_TRUE(a->truncate(sa->ref, 64).ok()) << "the create fenced the writer";
+
   auto sb = b->open_session("fenced", kGeo, false);
   ASSERT_TRUE(sb.ok()) << sb.status();
   EXPECT_EQ(sb->ref.epoch, sa->ref.epoch + 1);

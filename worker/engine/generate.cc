@@ -115,11 +115,8 @@ absl::StatusOr<std::unique_ptr<Sequence>> Engine::new_sequence(const std::string
                                                                 const RetrievalConfig* retrieval) {
   KvStoreBinding binding;
   if (kvstore_ != nullptr) {
-    FREEKV_ASSIGN_OR_RETURN(KvSessionInfo info, kvstore_->open_session(session_id, session_geometry(kv_pool_->geometry()),
-                                                                       /*create_if_missing=*/true, ephemeral));
-    if (!info.created) {
-      return absl::AlreadyExistsError(absl::StrCat("kvstore session '", session_id, "' already exists"));
-    }
+    FREEKV_ASSIGN_OR_RETURN(KvSessionInfo info,
+                            kvstore_->create_session(session_id, session_geometry(kv_pool_->geometry()), ephemeral));
     binding = {recalls_.get(), info.ref};
   }
   return std::make_unique<Sequence>(kv_pool_.get(), binding, retrieval != nullptr ? *retrieval : options_.retrieval,

@@ -164,9 +164,22 @@ uint64_t KvstoreClient::pool_block_bytes() const { return pool_hdr_->block_bytes
 absl::StatusOr<KvSessionInfo> KvstoreClient::open_session(const std::string& session_id, const KvSessionGeometry& g,
                                                           bool create_if_missing, bool ephemeral) {
   v1::OpenSessionRequest req;
+  req.set_create_if_missing(create_if_missing);
+  return open(session_id, g, ephemeral, &req);
+}
+
+absl::StatusOr<KvSessionInfo> KvstoreClient::create_session(const std::string& session_id, const KvSessionGeometry& g,
+                                                            bool ephemeral) {
+  v1::OpenSessionRequest req;
+  req.set_must_create(true);
+  return open(session_id, g, ephemeral, &req);
+}
+
+absl::StatusOr<KvSessionInfo> KvstoreClient::open(const std::string& session_id, const KvSessionGeometry& g,
+                                                  bool ephemeral, v1::OpenSessionRequest* request) {
+  v1::OpenSessionRequest& req = *request;
   req.set_session_id(session_id);
   geometry_to_proto(g, req.mutable_geometry());
-  req.set_create_if_missing(create_if_missing);
   if (ephemeral) req.set_ephemeral_worker_id(worker_id_);
   v1::OpenSessionResponse resp;
   grpc::ClientContext ctx;

@@ -47,6 +47,10 @@
 #include "common/status.h"
 #include "worker/kv/device_staging.h"
 
+namespace freekv::v1 {
+class OpenSessionRequest;
+}
+
 namespace freekv {
 
 using KvSessionGeometry = dp::SessionGeometry;  // layers, kv heads, head dim, page tokens, dtype
@@ -131,6 +135,10 @@ class KvstoreClient {
   // process ends, or when the kvstore restarts.
   absl::StatusOr<KvSessionInfo> open_session(const std::string& session_id, const KvSessionGeometry& g,
                                              bool create_if_missing, bool ephemeral = false);
+  // Creates a session that must not exist yet: ALREADY_EXISTS otherwise, and the existing one keeps its
+  // writer (a create never takes a session from the worker writing it).
+  absl::StatusOr<KvSessionInfo> create_session(const std::string& session_id, const KvSessionGeometry& g,
+                                               bool ephemeral = false);
   // Frees every page and token id of the session. writer_epoch (a SessionRef's epoch) non-zero: only
   // while that open is still the session's writer (FAILED_PRECONDITION after another open); 0: always.
   absl::Status close_session(const std::string& session_id, uint64_t writer_epoch = 0);
@@ -200,6 +208,9 @@ class KvstoreClient {
 
   KvstoreClient();
   absl::Status attach(const std::string& path, const Options& options);
+  // OpenSession with `request`'s mode (create_if_missing or must_create) already set.
+  absl::StatusOr<KvSessionInfo> open(const std::string& session_id, const KvSessionGeometry& g, bool ephemeral,
+                                     v1::OpenSessionRequest* request);
   // Sends a request (assigns its seq) and returns the seq.
   absl::StatusOr<uint64_t> send(dp::Request r);
   // The next completion for `seq`; completions of other tickets are routed (route_completion).

@@ -136,12 +136,9 @@ grpc::Status WorkerService::CreateSession(grpc::ServerContext* ctx, const v1::Wo
   // Through the engine's kvstore client, so the session gets exactly the geometry its sequences use.
   absl::StatusOr<KvSessionInfo> info = absl::UnavailableError("the worker is shutting down; create the session elsewhere");
   scheduler_->run_on_engine([&](Engine& e) {
-    info = e.kvstore()->open_session(req->session_id(), session_geometry(e.kv_pool().geometry()), /*create_if_missing=*/true);
+    info = e.kvstore()->create_session(req->session_id(), session_geometry(e.kv_pool().geometry()));
   });
   if (!info.ok()) return to_grpc(info.status());
-  if (!info->created) {
-    return to_grpc(absl::AlreadyExistsError(absl::StrCat("session '", req->session_id(), "' already exists")));
-  }
   const int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
                           std::chrono::system_clock::now().time_since_epoch()).count();
   resp->set_session_id(req->session_id());
