@@ -1,7 +1,10 @@
 #!/usr/bin/python3
 """Markdown tables of `freekv eval` JSON files (bench/run_model_eval.sh), for the model card.
 
-  bench/eval_table.py bench/results/model-eval-*.json
+  bench/eval_table.py [--pivot] bench/results/model-eval-*.json
+
+--pivot: accuracy as one row per (task, context) and one column per policy and budget (all depths
+together; the cases per cell in parentheses after the context).
 """
 import json
 import sys
@@ -26,6 +29,26 @@ def accuracy_tables(rows):
         print(f"| {task} | {policy} | {budget} | {ctx} | " + " | ".join(parts) + f" | {right / total:.2f} |")
 
 
+def pivot_table(rows):
+    """One row per (task, context), one column per policy and budget: accuracy over all depths (cases)."""
+    order = {"full": 0, "streaming": 1, "quest": 2, "arkvale": 3, "freekv": 4}
+    cells = defaultdict(lambda: [0.0, 0])
+    for r in rows:
+        cell = cells[(r["task"], r["context"], r["policy"], r.get("budget", "-"))]
+        cell[0] += r["accuracy"] * r["trials"]
+        cell[1] += r["trials"]
+    columns = sorted({(p, b) for (_, _, p, b) in cells}, key=lambda c: (order.get(c[0], 9), c[0], -1 if c[1] == "-" else c[1]))
+    print("| task | context | " + " | ".join(p if b == "-" else f"{p} {b}" for p, b in columns) + " |")
+    print("|---" * (2 + len(columns)) + "|")
+    for task, ctx in sorted({(t, c) for (t, c, _, _) in cells}):
+        parts = []
+        for p, b in columns:
+            right, n = cells.get((task, ctx, p, b), (0, 0))
+            parts.append(f"{right / n:.2f}" if n else "")
+        n = cells[(task, ctx, "full", "-")][1] if (task, ctx, "full", "-") in cells else ""
+        print(f"| {task} | {ctx} ({n}) | " + " | ".join(parts) + " |")
+
+
 def agreement_table(rows):
     print("| policy | budget | context | top-1 match | first divergence | mean KL | correction rate |")
     print("|---|---|---|---|---|---|---|")
@@ -45,8 +68,11 @@ def dynamics_table(rows):
 
 
 def main():
-    rows = [r for path in sys.argv[1:] for r in json.load(open(path))["results"]]
-    for name, select, table in (("accuracy", lambda r: "accuracy" in r, accuracy_tables),
+    args = sys.argv[1:]
+    pivot = "--pivot" in args
+    rows = [r for path in args if path != "--pivot" for r in json.load(open(path))["results"]]
+    accuracy = pivot_table if pivot else accuracy_tables
+    for name, select, table in (("accuracy", lambda r: "accuracy" in r, accuracy),
                                 ("agreement with full", lambda r: r["task"] == "agreement", agreement_table),
                                 ("query dynamics", lambda r: r["task"] == "dynamics", dynamics_table)):
         chosen = [r for r in rows if select(r)]
