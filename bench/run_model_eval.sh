@@ -6,8 +6,9 @@
 #   grid       passkey and needle under full, and under streaming, quest, arkvale and freekv at budgets
 #              256, 512 and 1024 (sink 64 + recent 128, pages of 32), at 1K, 2K, 4K and 8K, depths 0.1,
 #              0.5 and 0.9, TRIALS cases per depth (default 20)
-#   long       the same at 16K and 32K (LONG_TRIALS cases per depth, default 2: a 32K prefill takes over a
-#              minute here); "32K" is 32,000 tokens, so that prompt and answer fit the model's 32,768 positions
+#   long       the same at 16K and 32K (LONG_CONTEXTS, LONG_TRIALS cases per depth, default 20: about 25
+#              and 65 minutes here), one JSON per context (model-eval-long-<tag>-<context>.json); "32K" is
+#              32,000 tokens, so that prompt and answer fit the model's 32,768 positions
 #   agreement  every policy and budget against full over 256 generated tokens at 4096 (first divergence,
 #              top-1 match, mean KL, freekv's correction rate), and the model's own query dynamics
 #              (adjacent-step query cosine per layer and KV head) at 2048 and 8192
@@ -46,8 +47,13 @@ for part in "${parts[@]}"; do
       "$freekv" eval --model "$model" --tasks passkey,needle "${columns[@]}" --contexts 1024,2048,4096,8192 \
         --trials "${TRIALS:-20}" --out "$out" ;;
     long)
-      "$freekv" eval --model "$model" --tasks passkey,needle "${columns[@]}" --contexts 16384,32000 \
-        --trials "${LONG_TRIALS:-2}" --out "$out" ;;
+      # One JSON per context, so a long run keeps what it finished.
+      for ctx in ${LONG_CONTEXTS:-16384 32000}; do
+        "$freekv" eval --model "$model" --tasks passkey,needle "${columns[@]}" --contexts "$ctx" \
+          --trials "${LONG_TRIALS:-20}" --out "${out%.json}-$ctx.json"
+        echo "run_model_eval: wrote ${out%.json}-$ctx.json" >&2
+      done
+      continue ;;
     agreement)
       "$freekv" eval --model "$model" --tasks agreement "${columns[@]}" \
         --contexts 4096 --agreement-tokens 256 --out "$out.agreement"
