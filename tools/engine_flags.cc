@@ -29,6 +29,8 @@ void EngineFlags::add_to(ArgParser& p) {
                "block size of a spawned kvstore (>= one page of all KV heads and its key statistics; auto = that)");
   p.add_int("recall-staging-pairs", &recall_staging_pairs,
             "recalls from the kvstore in flight at once, shared by every sequence and layer");
+  p.add_bool("attend-beyond-window", &attend_beyond_window,
+             "serve a sliding-window model past its window, attending the whole context there (departs from the model)");
   p.add_string("device", &device, "where steps run: cpu, or cuda:N (the GPU runs the full policy, without a kvstore)");
   p.add_int("gpu-sequences", &gpu_sequences, "sequences the GPU holds KV for at once");
   p.add_int("gpu-tokens", &gpu_tokens, "tokens of KV the GPU holds per sequence (0 = the model's positions, at most 32768)");
@@ -63,6 +65,7 @@ absl::StatusOr<EngineOptions> EngineFlags::to_options() const {
   o.recall_staging_pairs = int(recall_staging_pairs);
   FREEKV_ASSIGN_OR_RETURN(o.device, device_options(device, gpu_sequences, gpu_tokens, gpu_memory));
   o.make_device_backend = make_device_backend;
+  o.attend_beyond_window = attend_beyond_window;
   return o;
 }
 

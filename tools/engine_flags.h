@@ -32,6 +32,7 @@ struct EngineFlags {
   std::string device = "cpu";
   int64_t gpu_sequences = 8, gpu_tokens = 0;
   std::string gpu_memory = "0";
+  bool attend_beyond_window = false;  // EngineOptions::attend_beyond_window
 
   void add_to(ArgParser& parser);
   absl::StatusOr<EngineOptions> to_options() const;

@@ -153,6 +153,57 @@ TEST(Config, Mistral) {
       "key 'sliding_window': expected an integer"));
 }
 
+// Which layers have a sliding window, as Hugging Face decides it, and the context limit that follows.
+TEST(Config, SlidingWindows) {
+  ModelConfig c = parse_ok(corpus("mistral_7b_v0_1.json"));  // every layer, 4096 of 32768 positions
+  EXPECT_EQ(c.sliding_window, 4096);
+  EXPECT_EQ(c.windowed_layers, 32);
+  EXPECT_EQ(c.context_limit(), 4096);
+  EXPECT_TRUE(Contains(c.context_limit_source(), "sliding_window 4096: 32 of its 32 layers"));
+  EXPECT_TRUE(Contains(c.context_limit_source(), "--attend-beyond-window"));
+  c = parse_ok(corpus("mistral_7b_instruct_v0_3.json"));  // null: none
+  EXPECT_EQ(c.sliding_window, 0);
+  EXPECT_EQ(c.context_limit(), 32768);
+  EXPECT_EQ(c.context_limit_source(), "max_position_embeddings 32768");
+  c = parse_ok(corpus("qwen2_5_0_5b_instruct.json"));  // sliding_window set, use_sliding_window false
+  EXPECT_EQ(c.sliding_window, 0);
+  EXPECT_EQ(c.context_limit(), c.max_positions);
+  // Qwen2 with use_sliding_window: the layers from max_window_layers on (default 28).
+  c = parse_ok(tiny(R"("use_sliding_window": true, "sliding_window": 512, "max_window_layers": 1, "num_key_value_heads": 2)",
+                    "Qwen2ForCausalLM"));
+  EXPECT_EQ(c.windowed_layers, 1);
+  EXPECT_EQ(c.context_limit(), 512);
+  c = parse_ok(tiny(R"("use_sliding_window": true, "sliding_window": 512, "num_key_value_heads": 2)", "Qwen2ForCausalLM"));
+  EXPECT_EQ(c.windowed_layers, 0);  // 2 layers, all below the default 28
+  EXPECT_EQ(c.context_limit(), c.max_positions);
+  // A window wider than the positions does not limit anything.
+  c = parse_ok(tiny(R"("sliding_window": 4096, "num_key_value_heads": 2, "max_position_embeddings": 2048)",
+                    "MistralForCausalLM"));
+  EXPECT_EQ(c.context_limit(), 2048);
+  EXPECT_EQ(c.context_limit_source(), "max_position_embeddings 2048");
+  // layer_types decides when given, for any architecture.
+  c = parse_ok(tiny(R"("sliding_window": 128, "layer_types": ["sliding_attention", "full_attention"], "num_key_value_heads": 2)",
+                    "Qwen3ForCausalLM"));
+  EXPECT_EQ(c.windowed_layers, 1);
+  EXPECT_EQ(c.context_limit(), 128);
+  EXPECT_TRUE(Contains(parse_error(tiny(R"("layer_types": ["sliding_attention", "full_attention"], "num_key_value_heads": 2)",
+                                        "Qwen3ForCausalLM")),
+                       "the window size is missing"));
+  EXPECT_TRUE(Contains(parse_error(tiny(R"("sliding_window": 128, "layer_types": ["local", "full_attention"])")),
+                       "layer_types[0]"));
+  EXPECT_TRUE(Contains(parse_error(tiny(R"("sliding_window": 128, "layer_types": ["full_attention"])")),
+                       "expected a list of 2 layer types"));
+  EXPECT_TRUE(Contains(parse_error(tiny(R"("sliding_window": 0, "num_key_value_heads": 2)", "MistralForCausalLM")),
+                       "key 'sliding_window': expected a positive integer"));
+  // Written back as Hugging Face writes it, and read again to the same config.
+  for (const char* text : {R"("sliding_window": 512, "num_key_value_heads": 2)",
+                           R"("use_sliding_window": true, "sliding_window": 512, "max_window_layers": 1, "num_key_value_heads": 2)"}) {
+    const bool qwen = std::string(text).find("use_") != std::string::npos;
+    const ModelConfig a = parse_ok(tiny(text, qwen ? "Qwen2ForCausalLM" : "MistralForCausalLM"));
+    EXPECT_EQ(parse_ok(model_config_to_json(a)), a) << text;
+  }
+}
+
 TEST(Config, HuggingFaceDefaults) {
   ModelConfig c = parse_ok(tiny());
   EXPECT_EQ(c.n_kv_heads, 4);  // = num_attention_heads

@@ -183,6 +183,40 @@ TEST(Engine, RequestRetrievalOverrideEqualsTheEnginesOwnPolicy) {
   EXPECT_EQ((*full_engine)->generate(r, nullptr).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
+// A model whose layers have a sliding window: freekv attends the whole context, which is the model's
+// attention only while the sequence fits the window, so requests stop there (named, with the flag that
+// lifts it), and with attend_beyond_window they run on.
+TEST(Engine, ASlidingWindowLimitsRequestsUnlessTheOperatorAcceptsMore) {
+  const TinyModel windowed = {"mistral-window64", ModelArch::kMistral, 2, 128, 4, 2, 32, 256, false, 64};
+  EngineOptions o;
+  o.threads = 2;
+  o.page_tokens = 16;
+  o.kv_memory = 1ull << 30;
+  auto e = Engine::load(tiny_model_dir(windowed), o);
+  ASSERT_TRUE(e.ok()) << e.status();
+  EXPECT_EQ((*e)->weights().config.context_limit(), 64);
+  GenerateRequest r;
+  r.prompt = test_prompt(60, 256);
+  r.max_tokens = 4;  // 64 positions: the whole window
+  r.ignore_eos = true;
+  auto fits = (*e)->generate(r, nullptr);
+  ASSERT_TRUE(fits.ok()) << fits.status();
+  EXPECT_EQ(fits->tokens.size(), 4u);
+  r.max_tokens = 5;
+  auto beyond = (*e)->generate(r, nullptr);
+  EXPECT_EQ(beyond.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(beyond.status().message().find("sliding_window 64"), std::string::npos) << beyond.status();
+  EXPECT_NE(beyond.status().message().find("--attend-beyond-window"), std::string::npos) << beyond.status();
+
+  o.attend_beyond_window = true;
+  auto lifted = Engine::load(tiny_model_dir(windowed), o);
+  ASSERT_TRUE(lifted.ok()) << lifted.status();
+  r.max_tokens = 40;
+  auto past = (*lifted)->generate(r, nullptr);
+  ASSERT_TRUE(past.ok()) << past.status();
+  EXPECT_EQ(past->tokens.size(), 40u);
+}
+
 TEST(Engine, FullKvPoolFailsOnlyTheRequestThatAsked) {
   // Room for 4 pages of 8 tokens per layer: a 20-token sequence fits, a second 20-token one does not.
   const TinyModel& m = kGqa;

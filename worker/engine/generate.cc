@@ -55,6 +55,9 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::load(const std::string& model_di
   std::unique_ptr<Engine> e(new Engine());
   e->options_ = options;
   FREEKV_ASSIGN_OR_RETURN(e->weights_, load_model_weights(model_dir));
+  // The operator accepts whole-context attention past the model's sliding window (--attend-beyond-window):
+  // requests may then use every position.
+  if (options.attend_beyond_window) e->weights_->config.sliding_window = 0;
   FREEKV_ASSIGN_OR_RETURN(e->tokenizer_, Tokenizer::load((std::filesystem::path(model_dir) / "tokenizer.json").string()));
   FREEKV_ASSIGN_OR_RETURN(e->chat_template_, ChatTemplate::load(model_dir));
   e->threads_ = std::make_unique<ThreadPool>(options.threads);
@@ -174,10 +177,10 @@ absl::Status Engine::validate(const GenerateRequest& r) const {
     }
   }
   if (r.max_tokens < 1) return absl::InvalidArgumentError(absl::StrCat("max tokens must be >= 1, got ", r.max_tokens));
-  if (int64_t(r.prompt.size()) + r.max_tokens > c.max_positions) {
+  if (int64_t(r.prompt.size()) + r.max_tokens > c.context_limit()) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "prompt (", r.prompt.size(), " tokens) + max tokens (", r.max_tokens, ") exceeds the model's ", c.max_positions,
-        " positions (max_position_embeddings); shorten the prompt or lower max tokens"));
+        "prompt (", r.prompt.size(), " tokens) + max tokens (", r.max_tokens, ") exceeds the model's ", c.context_limit(),
+        " positions (", c.context_limit_source(), "); shorten the prompt or lower max tokens"));
   }
   if (r.retrieval) {
     FREEKV_RETURN_IF_ERROR(validate_retrieval(*r.retrieval, options_.page_tokens, c.n_layers));
@@ -214,14 +217,15 @@ absl::StatusOr<std::unique_ptr<ActiveRequest>> Engine::start_request(const Gener
                                                    "' holds no tokens to continue from; give a prompt"));
   }
   const int64_t reused = (*seq)->n_tokens();
-  if (reused + int64_t(full.prompt.size()) + r.max_tokens > weights_->config.max_positions) {
+  if (reused + int64_t(full.prompt.size()) + r.max_tokens > weights_->config.context_limit()) {
     const int64_t held = reused + int64_t(replay.size());
     seq->reset();
     // Best effort: the request is refused whatever closing its private session answers.
     if (!keep) close_sequence_session(full.session_id).IgnoreError();
     return absl::InvalidArgumentError(absl::StrCat("session '", full.session_id, "' holds ", held,
                                                    " tokens; with this prompt and max tokens it would exceed the model's ",
-                                                   weights_->config.max_positions, " positions"));
+                                                   weights_->config.context_limit(), " positions (",
+                                                   weights_->config.context_limit_source(), ")"));
   }
   const int64_t stored_before = (*seq)->kv().stored_tokens();
   auto active = std::make_unique<ActiveRequest>(weights_->config, *tokenizer_, options_.prefill_chunk, std::move(full),

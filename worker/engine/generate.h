@@ -48,6 +48,9 @@ struct EngineOptions {
   std::string kvstore_socket;             // freekv-kvstore's unix socket; empty = no offload
   int recall_staging_pairs = 8;           // recalls in flight at once, shared by every sequence and layer
   DeviceOptions device;
+  // Serve a model with sliding-window layers past its window, attending the whole context there (a
+  // departure from the model); false: requests stop at the window (ModelConfig::context_limit).
+  bool attend_beyond_window = false;
   DeviceBackendFactory make_device_backend;  // required when device.name is not "cpu"
 };
 

@@ -354,12 +354,37 @@ absl::StatusOr<ModelConfig> parse_object(const Reader& r, const json& root) {
   if (find_non_null(root, "quantization_config") != nullptr)
     return r.error("quantization_config",
                    "quantized checkpoints are not supported (need bf16, f16 or f32 weights)");
-  // Sliding windows (Mistral's sliding_window, Qwen2's use_sliding_window) are type-checked only:
-  // freekv attends the whole context (through its retrieval budget), which equals windowed attention
-  // while a sequence is shorter than the window and is the usual long-context choice beyond it.
-  if (const json* sw = find_non_null(root, "sliding_window"))
-    FREEKV_RETURN_IF_ERROR(r.integer("sliding_window", *sw).status());
-  FREEKV_RETURN_IF_ERROR(r.optional_bool(root, "use_sliding_window", false).status());
+  // Sliding windows, as Hugging Face decides which layers have one: layer_types when given; Mistral:
+  // every layer once sliding_window is set; Qwen2/Qwen3: with use_sliding_window, the layers from
+  // max_window_layers (default 28) on. freekv attends the whole context in every layer, which equals
+  // windowed attention while a sequence fits the window: ModelConfig::context_limit() stops there.
+  int window = 0;
+  if (const json* sw = find_non_null(root, "sliding_window")) {
+    FREEKV_ASSIGN_OR_RETURN(window, r.int_in("sliding_window", *sw, 1, INT_MAX, "a positive integer"));
+  }
+  FREEKV_ASSIGN_OR_RETURN(bool use_window, r.optional_bool(root, "use_sliding_window", false));
+  if (const json* types = find_non_null(root, "layer_types")) {
+    if (!types->is_array() || int(types->size()) != c.n_layers) {
+      return r.error("layer_types", absl::StrCat("expected a list of ", c.n_layers, " layer types"));
+    }
+    for (size_t i = 0; i < types->size(); ++i) {
+      const json& t = (*types)[i];
+      if (t == "sliding_attention") ++c.windowed_layers;
+      else if (t != "full_attention") {
+        return r.error(absl::StrCat("layer_types[", i, "]"),
+                       absl::StrCat("expected \"full_attention\" or \"sliding_attention\", got ", describe_json(t)));
+      }
+    }
+    if (c.windowed_layers > 0 && window == 0) {
+      return r.error("sliding_window", "layer_types names sliding_attention layers, but the window size is missing");
+    }
+  } else if (c.arch == ModelArch::kMistral) {
+    c.windowed_layers = window > 0 ? c.n_layers : 0;
+  } else if (c.arch != ModelArch::kLlama && use_window && window > 0) {
+    FREEKV_ASSIGN_OR_RETURN(int first, r.optional_size(root, "max_window_layers", 1 << 20, 28));
+    c.windowed_layers = std::max(0, c.n_layers - first);
+  }
+  c.sliding_window = c.windowed_layers > 0 ? window : 0;
 
   FREEKV_ASSIGN_OR_RETURN(c.dtype, read_dtype(r, root));
 
@@ -384,6 +409,15 @@ absl::StatusOr<ModelConfig> parse_object(const Reader& r, const json& root) {
 }
 
 }  // namespace
+
+std::string ModelConfig::context_limit_source() const {
+  if (sliding_window > 0 && sliding_window < max_positions) {
+    return absl::StrCat("sliding_window ", sliding_window, ": ", windowed_layers, " of its ", n_layers,
+                        " layers attend only that many recent tokens, and freekv attends the whole context, so beyond "
+                        "it the output would leave the model's (--attend-beyond-window accepts that)");
+  }
+  return absl::StrCat("max_position_embeddings ", max_positions);
+}
 
 std::string_view model_arch_hf_name(ModelArch arch) { return arch_info(arch).hf_name; }
 
@@ -417,6 +451,13 @@ std::string model_config_to_json(const ModelConfig& c) {
   j["intermediate_size"] = c.intermediate;
   j["vocab_size"] = c.vocab;
   j["max_position_embeddings"] = c.max_positions;
+  if (c.sliding_window > 0) {  // as Hugging Face writes it: Mistral windows every layer, Qwen the last ones
+    j["sliding_window"] = c.sliding_window;
+    if (c.arch != ModelArch::kMistral) {
+      j["use_sliding_window"] = true;
+      j["max_window_layers"] = c.n_layers - c.windowed_layers;
+    }
+  }
   j["hidden_act"] = "silu";
   j["rms_norm_eps"] = c.rms_eps;
   j["rope_theta"] = c.rope_theta;

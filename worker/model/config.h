@@ -11,6 +11,7 @@
 // All errors are INVALID_ARGUMENT (NOT_FOUND for a missing file) and name the file and the key.
 #pragma once
 
+#include <algorithm>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -54,6 +55,15 @@ struct ModelConfig {
   DType dtype = DType::kBF16;     // torch_dtype: the weights' storage type
   std::vector<int> eos_token_ids; // eos_token_id (int or list); may be empty
   int bos_token_id = -1;          // -1 when absent
+  int sliding_window = 0;         // tokens a windowed layer attends; 0: no layer has a window
+  int windowed_layers = 0;        // layers with that window (Mistral: all; Qwen2/3: from max_window_layers)
+
+  // Positions a request may use, generated tokens included: max_positions, or the sliding window when
+  // it is smaller (freekv attends the whole context in every layer, which equals the model's windowed
+  // attention only while a sequence fits the window).
+  int context_limit() const { return sliding_window > 0 ? std::min(max_positions, sliding_window) : max_positions; }
+  // What sets context_limit(), for messages: "max_position_embeddings N" or the window and what to do.
+  std::string context_limit_source() const;
 
   bool operator==(const ModelConfig&) const = default;
 };

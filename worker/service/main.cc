@@ -88,6 +88,10 @@ ABSL_FLAG(double, stream_interval_ms, 2,
           "Tokens sampled within this many milliseconds of a stream's previous message go together in the next "
           "one (steps slower than this stream every token at once; 0 = a message per step). Saves CPU when steps "
           "take well under a millisecond.");
+ABSL_FLAG(bool, attend_beyond_window, false,
+          "Serve a model with sliding-window layers (Mistral's sliding_window, Qwen2's use_sliding_window) past its "
+          "window, attending the whole context there: output then departs from the model's. Default: requests stop at "
+          "the window.");
 ABSL_FLAG(bool, check_config, false,
           "Do not serve: validate the flags, the model directory's config.json, tokenizer.json and safetensors files "
           "(without mapping the weights), the token file and --kv-memory against available memory; print what the "
@@ -148,6 +152,7 @@ absl::StatusOr<EngineOptions> engine_options() {
   if (absl::GetFlag(FLAGS_recall_staging_pairs) < 1) return absl::InvalidArgumentError("--recall-staging-pairs must be >= 1");
   o.recall_staging_pairs = absl::GetFlag(FLAGS_recall_staging_pairs);
   o.kvstore_socket = absl::GetFlag(FLAGS_kvstore);
+  o.attend_beyond_window = absl::GetFlag(FLAGS_attend_beyond_window);
   FREEKV_ASSIGN_OR_RETURN(o.device, device_options(absl::GetFlag(FLAGS_device), absl::GetFlag(FLAGS_gpu_sequences),
                                                    absl::GetFlag(FLAGS_gpu_tokens), absl::GetFlag(FLAGS_gpu_memory)));
   o.make_device_backend = make_device_backend;
@@ -309,7 +314,7 @@ int run() {
     info.set_model(std::filesystem::path(model).filename().string());
     info.set_policy(policy_name(options->retrieval.policy));
     info.set_max_batch(absl::GetFlag(FLAGS_max_batch));
-    info.set_max_positions(c.max_positions);
+    info.set_max_positions(c.context_limit());
     info.set_vocab(c.vocab);
     info.set_pid(getpid());
     Scheduler* sched = scheduler.get();

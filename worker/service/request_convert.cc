@@ -67,21 +67,22 @@ absl::StatusOr<GenerateRequest> to_engine_request(const v1::GenerateRequest& in,
     }
   }
   const int64_t context = session_tokens + int64_t(r.prompt.size());
-  if (context >= model.max_positions) {
+  const int64_t limit = model.context_limit();
+  if (context >= limit) {
     return absl::ResourceExhaustedError(absl::StrCat(
         "the prompt is ", r.prompt.size(), " tokens", session_tokens > 0 ? absl::StrCat(" on top of the session's ", session_tokens) : "",
-        "; the model takes at most ", model.max_positions, " positions (max_position_embeddings) including the generated "
+        "; the model takes at most ", limit, " positions (", model.context_limit_source(), ") including the generated "
         "tokens; shorten the prompt", session_tokens > 0 ? " or start a new session" : ""));
   }
   // A chat without max_tokens (0) may run to the end of the model's positions.
-  const int64_t max_tokens = in.has_chat() && in.max_tokens() == 0 ? model.max_positions - context : in.max_tokens();
+  const int64_t max_tokens = in.has_chat() && in.max_tokens() == 0 ? limit - context : in.max_tokens();
   if (max_tokens < 1) {
     return absl::InvalidArgumentError(absl::StrCat("max_tokens must be >= 1, got ", in.max_tokens()));
   }
-  if (context + max_tokens > model.max_positions) {
+  if (context + max_tokens > limit) {
     return absl::InvalidArgumentError(absl::StrCat(
         "max_tokens ", in.max_tokens(), " is beyond the model's limit: ", context, " tokens of context leave room for at most ",
-        model.max_positions - context, " new tokens (max_position_embeddings ", model.max_positions, "); lower max_tokens"));
+        limit - context, " new tokens (", model.context_limit_source(), "); lower max_tokens"));
   }
   r.max_tokens = max_tokens;
   const v1::SamplingParams& sp = in.sampling();
