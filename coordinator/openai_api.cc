@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
+#include "common/json_depth.h"
 #include "nlohmann/json.hpp"
 
 namespace freekv {
@@ -120,11 +121,17 @@ bool token_count_field(const json& body, const char* name, int64_t* out, ApiErro
 
 }  // namespace
 
+// Far deeper than any request OpenAI's API defines, far shallower than what would exhaust a stack.
+constexpr size_t kMaxBodyDepth = 64;
+
 bool parse_completion_request(ApiFlavor flavor, std::string_view text, const std::string& served_model,
                               CompletionCall* call, ApiError* error) {
   json body = json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (body.is_discarded() || !body.is_object()) {
     return fail(error, "", "the request body must be a JSON object (Content-Type: application/json)");
+  }
+  if (json_nests_deeper_than(body, kMaxBodyDepth)) {
+    return fail(error, "", absl::StrCat("the request body nests deeper than ", kMaxBodyDepth, " levels"));
   }
   *call = CompletionCall{};
   call->flavor = flavor;

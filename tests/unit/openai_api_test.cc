@@ -94,6 +94,20 @@ TEST(OpenAiApi, WhatFreekvCannotHonourIsRefusedByName) {
   EXPECT_EQ(parse_error("[1, 2]").http_status, 400);
 }
 
+// A body nested 100,000 levels deep is refused by its depth before anything copies or prints it (both
+// recurse: the coordinator's stack would overflow); ordinary nesting passes.
+TEST(OpenAiApi, DeeplyNestedBodiesAreRefusedNotStackOverflows) {
+  const std::string deep = std::string(100000, '[') + std::string(100000, ']');
+  ApiError error = parse_error(R"({"model": "tiny", "messages": [{"role": "user", "content": "hi"}],
+                                   "freekv": {"chat_template_kwargs": {"x": )" + deep + "}}}",
+                               ApiFlavor::kChat);
+  EXPECT_NE(error.message.find("nests deeper than 64 levels"), std::string::npos) << error.message;
+  EXPECT_EQ(error.http_status, 400);
+  parse_ok(R"({"model": "tiny", "messages": [{"role": "user", "content": "hi"}],
+              "freekv": {"chat_template_kwargs": {"x": [[[[{"y": [1]}]]]]}}})",
+           ApiFlavor::kChat);
+}
+
 TEST(OpenAiApi, StatusesMapToHttpCodes) {
   const std::vector<std::pair<absl::Status, int>> cases = {
       {absl::InvalidArgumentError("a"), 400},  {absl::UnauthenticatedError("a"), 401},

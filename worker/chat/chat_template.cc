@@ -3,6 +3,7 @@
 #include <filesystem>
 
 #include "common/file_util.h"
+#include "common/json_depth.h"
 
 namespace freekv {
 
@@ -59,6 +60,9 @@ absl::StatusOr<ChatTemplate> ChatTemplate::from_config(const nlohmann::json& con
   return t;
 }
 
+// Template variables are a client's JSON: checked before they are copied or converted (both recurse).
+constexpr size_t kMaxVariablesDepth = 64;
+
 absl::StatusOr<std::string> ChatTemplate::render(const std::vector<ChatMessage>& messages,
                                                  const nlohmann::json& extra_variables) const {
   if (!program_) {
@@ -69,6 +73,9 @@ absl::StatusOr<std::string> ChatTemplate::render(const std::vector<ChatMessage>&
   if (messages.empty()) return absl::InvalidArgumentError("the conversation has no messages; give at least one");
   if (!extra_variables.is_null() && !extra_variables.is_object()) {
     return absl::InvalidArgumentError("chat template variables must be a JSON object");
+  }
+  if (json_nests_deeper_than(extra_variables, kMaxVariablesDepth)) {
+    return absl::InvalidArgumentError(absl::StrCat("chat template variables nest deeper than ", kMaxVariablesDepth, " levels"));
   }
   nlohmann::json context = special_tokens_;
   nlohmann::json list = nlohmann::json::array();

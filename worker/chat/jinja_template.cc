@@ -354,9 +354,12 @@ absl::StatusOr<Template> Template::parse(std::string_view source) {
 absl::StatusOr<std::string> Template::render(const Value& context) const {
   if (!context.is_mapping()) return absl::InvalidArgumentError("a template renders with a dict of variables");
   auto globals = std::make_shared<Scope>(nullptr);
+  auto scope = std::make_shared<Scope>(globals);
+  // Declared after the scopes: it empties what the render made before the scopes let go of it, so
+  // nothing is left to free deeply or to leak in a cycle.
+  const CycleBreaker breaker;
   const Dict functions = global_functions();
   for (const auto& [k, v] : functions.items()) globals->set(k, v);
-  auto scope = std::make_shared<Scope>(globals);
   for (const auto& [k, v] : context.dict->items()) scope->set(k, v);
   try {
     Renderer renderer;

@@ -55,11 +55,13 @@ Value Value::of(std::string s) {
 Value Value::of(List items) {
   Value v{Kind::kList};
   v.list = std::make_shared<List>(std::move(items));
+  CycleBreaker::note(v);
   return v;
 }
 Value Value::of(Dict entries) {
   Value v{Kind::kDict};
   v.dict = std::make_shared<Dict>(std::move(entries));
+  CycleBreaker::note(v);
   return v;
 }
 Value Value::namespace_of(Dict entries) {
@@ -70,7 +72,38 @@ Value Value::namespace_of(Dict entries) {
 Value Value::callable(Function fn) {
   Value v{Kind::kFunction};
   v.function = std::make_shared<Function>(std::move(fn));
+  CycleBreaker::note(v);
   return v;
+}
+
+namespace {
+thread_local CycleBreaker* active_breaker = nullptr;
+}  // namespace
+
+CycleBreaker::CycleBreaker() : outer_(active_breaker) { active_breaker = this; }
+
+CycleBreaker::~CycleBreaker() {
+  active_breaker = outer_;
+  // Hold every container still alive first, so emptying one frees nothing; each is freed afterwards,
+  // already empty.
+  struct Held {
+    std::shared_ptr<List> list;
+    std::shared_ptr<Dict> dict;
+    std::shared_ptr<Function> function;
+  };
+  std::vector<Held> held;
+  held.reserve(made_.size());
+  for (const Made& m : made_) held.push_back(Held{m.list.lock(), m.dict.lock(), m.function.lock()});
+  for (Held& h : held) {
+    if (h.list) h.list->clear();
+    if (h.dict) h.dict->clear();
+    if (h.function) *h.function = nullptr;
+  }
+}
+
+void CycleBreaker::note(const Value& v) {
+  if (active_breaker == nullptr || (!v.list && !v.dict && !v.function)) return;
+  active_breaker->made_.push_back(Made{v.list, v.dict, v.function});
 }
 
 Value Value::from_json(const nlohmann::json& j) {
