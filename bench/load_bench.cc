@@ -23,7 +23,7 @@
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_split.h"
-#include "bench/percentile.h"
+#include "bench/client_timing.h"
 #include "common/flag_util.h"
 #include "common/grpc_util.h"
 #include "freekv/v1/generation.grpc.pb.h"
@@ -54,10 +54,8 @@ struct Outcome {
   int prompt_tokens = 0;
   grpc::StatusCode code = grpc::StatusCode::OK;
   double sent = 0;                 // seconds after the rate's start
-  double ttft = -1;                // sent → first token (s); -1: none
   double finished = 0;             // sent → the call's end (s)
-  std::vector<double> gaps;        // between consecutive tokens received (s)
-  int64_t tokens = 0;
+  TokenTiming timing;
 };
 
 // Resident memory of a process in bytes (VmRSS), 0 when unreadable.
@@ -81,19 +79,7 @@ Outcome call(v1::Generation::Stub* stub, const std::vector<int32_t>& prompt, int
   const auto sent = Clock::now();
   o.sent = seconds_between(start, sent);
   auto reader = stub->Generate(&ctx, req);
-  v1::GenerateResponse msg;
-  Clock::time_point last;
-  while (reader->Read(&msg)) {
-    if (!msg.has_chunk()) continue;
-    const auto now = Clock::now();
-    for (int i = 0; i < msg.chunk().token_ids_size(); ++i) {
-      if (o.tokens == 0) o.ttft = seconds_between(sent, now);
-      else o.gaps.push_back(i == 0 ? seconds_between(last, now) : 0.0);
-      ++o.tokens;
-    }
-    last = now;
-  }
-  o.code = reader->Finish().error_code();
+  o.code = read_timed(reader.get(), sent, &o.timing).error_code();
   o.finished = seconds_between(sent, Clock::now());
   return o;
 }
@@ -107,9 +93,9 @@ nlohmann::json summarize(double rate, double window, const std::vector<Outcome>&
     last_end = std::max(last_end, o.sent + o.finished);
     if (o.code == grpc::StatusCode::OK) {
       ++served;
-      tokens += o.tokens;
-      ttft.push_back(o.ttft);
-      itl.insert(itl.end(), o.gaps.begin(), o.gaps.end());
+      tokens += o.timing.tokens;
+      ttft.push_back(o.timing.ttft);
+      itl.insert(itl.end(), o.timing.gaps.begin(), o.timing.gaps.end());
     } else if (o.code == grpc::StatusCode::RESOURCE_EXHAUSTED) {
       ++refused;
       refusal.push_back(o.finished);

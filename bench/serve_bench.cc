@@ -22,7 +22,7 @@
 #include <thread>
 
 #include "absl/flags/flag.h"
-#include "bench/percentile.h"
+#include "bench/client_timing.h"
 #include "common/flag_util.h"
 #include "common/grpc_util.h"
 #include "common/units.h"
@@ -65,17 +65,11 @@ std::vector<int32_t> prompt_of(int client, int request, int n, int vocab) {
   return ids;
 }
 
-struct RequestTiming {
-  double ttft = 0;                // request sent → first token received
-  std::vector<double> gaps;       // between consecutive received tokens
-  int64_t tokens = 0;
-};
-
 struct RunResult {
   std::string kind;
   double wall_seconds = 0;
   int64_t tokens = 0;
-  std::vector<RequestTiming> requests;
+  std::vector<TokenTiming> requests;
   int failures = 0;
 
   double tokens_per_second() const { return double(tokens) / wall_seconds; }
@@ -111,7 +105,7 @@ RunResult run_clients(const std::string& kind, Call&& call) {
   for (int c = 0; c < clients; ++c) {
     threads.emplace_back([&, c] {
       for (int q = 0; q < requests; ++q) {
-        RequestTiming t;
+        TokenTiming t;
         const bool ok = call(c, q, &t);
         std::lock_guard<std::mutex> lock(mu);
         r.requests.push_back(t);
@@ -127,7 +121,7 @@ RunResult run_clients(const std::string& kind, Call&& call) {
 
 RunResult run_in_process(Scheduler& scheduler, int vocab) {
   const int prompt = absl::GetFlag(FLAGS_prompt_tokens), max_tokens = absl::GetFlag(FLAGS_max_tokens);
-  return run_clients("in_process", [&](int c, int q, RequestTiming* t) {
+  return run_clients("in_process", [&](int c, int q, TokenTiming* t) {
     GenerateRequest req;
     req.prompt = prompt_of(c, q, prompt, vocab);
     req.max_tokens = max_tokens;
@@ -159,7 +153,7 @@ RunResult run_services(const std::string& address, int vocab) {
   const int prompt = absl::GetFlag(FLAGS_prompt_tokens), max_tokens = absl::GetFlag(FLAGS_max_tokens);
   std::vector<std::unique_ptr<v1::Generation::Stub>> stubs;
   for (int c = 0; c < absl::GetFlag(FLAGS_clients); ++c) stubs.push_back(v1::Generation::NewStub(make_channel(address)));
-  return run_clients("services", [&](int c, int q, RequestTiming* t) {
+  return run_clients("services", [&](int c, int q, TokenTiming* t) {
     v1::GenerateRequest req;
     const auto ids = prompt_of(c, q, prompt, vocab);
     req.mutable_prompt_ids()->mutable_ids()->Add(ids.begin(), ids.end());
@@ -168,19 +162,7 @@ RunResult run_services(const std::string& address, int vocab) {
     grpc::ClientContext ctx;
     const auto sent = Clock::now();
     auto reader = stubs[size_t(c)]->Generate(&ctx, req);
-    v1::GenerateResponse msg;
-    Clock::time_point last;
-    while (reader->Read(&msg)) {
-      if (!msg.has_chunk()) continue;
-      const auto now = Clock::now();
-      for (int i = 0; i < msg.chunk().token_ids_size(); ++i) {
-        if (t->tokens == 0) t->ttft = seconds(now - sent);
-        else t->gaps.push_back(i == 0 ? seconds(now - last) : 0.0);
-        ++t->tokens;
-      }
-      last = now;
-    }
-    grpc::Status s = reader->Finish();
+    grpc::Status s = read_timed(reader.get(), sent, t);
     if (!s.ok()) std::fprintf(stderr, "serve_bench: request failed: %s\n", s.error_message().c_str());
     return s.ok();
   });
