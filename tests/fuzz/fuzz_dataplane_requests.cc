@@ -93,7 +93,15 @@ Kvstore& kvstore() {
     if (!s.ok()) fail("cannot open the good session");
     out->good_ref = s->ref;
     write_session(out->good.get(), s->ref, 40);
-    std::atexit([] { freekv::SharedMemory::unlink(kvstore().server->pool()->name()).IgnoreError(); });
+    // At exit: detach the good worker and stop the kvstore (which removes every channel segment), then
+    // remove the pool, so a run leaves nothing in /dev/shm.
+    std::atexit([] {
+      Kvstore& k = kvstore();
+      const std::string pool = k.server->pool()->name();
+      k.good.reset();
+      k.server.reset();
+      freekv::SharedMemory::unlink(pool).IgnoreError();
+    });
     return out;
   }();
   return *k;
