@@ -409,14 +409,18 @@ absl::StatusOr<const dp::SessionEntry*> Pool::resolve_locked(SessionRef ref) con
   return e;
 }
 
+// OK when `writer_epoch` is still the session's epoch; FAILED_PRECONDITION naming both otherwise.
+static absl::Status check_writer(const dp::SessionEntry& e, uint64_t writer_epoch) {
+  const uint64_t epoch = e.epoch.load(std::memory_order_acquire);
+  if (writer_epoch == epoch) return absl::OkStatus();
+  return absl::FailedPreconditionError(absl::StrCat(
+      "session '", std::string(e.id, e.id_len), "' was opened again since this writer opened it (epoch ", writer_epoch,
+      ", now ", epoch, "): another worker owns it, and this one's writes are refused"));
+}
+
 absl::StatusOr<dp::SessionEntry*> Pool::resolve_writer(SessionRef ref) const {
   FREEKV_ASSIGN_OR_RETURN(const dp::SessionEntry* e, resolve_locked(ref));
-  const uint64_t epoch = e->epoch.load(std::memory_order_acquire);
-  if (ref.epoch != epoch) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "session '", std::string(e->id, e->id_len), "' was opened again since this writer opened it (epoch ", ref.epoch,
-        ", now ", epoch, "): another worker owns it, and this one's writes are refused"));
-  }
+  FREEKV_RETURN_IF_ERROR(check_writer(*e, ref.epoch));
   return const_cast<dp::SessionEntry*>(e);
 }
 
@@ -501,11 +505,7 @@ absl::StatusOr<uint64_t> Pool::close_session(const std::string& id, uint64_t wri
   std::unique_lock lock(mu_);
   auto it = by_id_.find(id);
   if (it == by_id_.end()) return absl::NotFoundError(absl::StrCat("session '", id, "' does not exist"));
-  const uint64_t epoch = entry(it->second)->epoch.load(std::memory_order_acquire);
-  if (writer_epoch != 0 && writer_epoch != epoch) {
-    return absl::FailedPreconditionError(absl::StrCat("session '", id, "' was opened again since this writer opened it (epoch ",
-                                                      writer_epoch, ", now ", epoch, "); it is not closed"));
-  }
+  if (writer_epoch != 0) FREEKV_RETURN_IF_ERROR(check_writer(*entry(it->second), writer_epoch));
   return close_slot(it->second);
 }
 

@@ -71,7 +71,7 @@ int cmd_up(int argc, char** argv) {
   o.http_listen = http_listen;
   o.tls_cert_file = tls_cert_file;
   o.tls_key_file = tls_key_file;
-  o.tls_ca_file = tls_ca_file.empty() ? tls_cert_file : tls_ca_file;
+  o.tls_ca_file = tls_ca_file;  // ServiceStack defaults it to the certificate
   // HTTP clients name the model: its directory's name.
   const std::string model_name = std::filesystem::path(model).lexically_normal().filename().string();
   o.coordinator_flags = {"--served_model_name=" + (model_name.empty() ? std::string("freekv") : model_name)};
@@ -104,7 +104,8 @@ int cmd_up(int argc, char** argv) {
   std::fprintf(stderr, "freekv up: starting kvstore, coordinator and worker (logs in %s) ...\n", o.run_dir.c_str());
   auto stack = ServiceStack::start(o);
   if (!stack.ok()) return report_error("up", stack.status());
-  const std::string tls_hint = o.tls_ca_file.empty() ? "" : " --tls-ca-file " + o.tls_ca_file;
+  const std::string& ca_file = (*stack)->options().tls_ca_file;
+  const std::string tls_hint = ca_file.empty() ? "" : " --tls-ca-file " + ca_file;
   std::printf("freekv up: ready\n"
               "  coordinator  %s   (Generation + Admin APIs, health, reflection%s)\n%s"
               "  worker       %s   (policy %s, model %s)\n"
