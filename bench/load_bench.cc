@@ -58,16 +58,6 @@ struct Outcome {
   TokenTiming timing;
 };
 
-// Resident memory of a process in bytes (VmRSS), 0 when unreadable.
-int64_t resident_bytes(pid_t pid) {
-  std::ifstream f("/proc/" + std::to_string(pid) + "/status");
-  std::string line;
-  while (std::getline(f, line)) {
-    if (line.rfind("VmRSS:", 0) == 0) return std::stoll(line.substr(6)) * 1024;
-  }
-  return 0;
-}
-
 Outcome call(v1::Generation::Stub* stub, const std::vector<int32_t>& prompt, int max_tokens, Clock::time_point start) {
   Outcome o;
   o.prompt_tokens = int(prompt.size());

@@ -26,6 +26,10 @@ absl::Status check_generate_request(const v1::GenerateRequest& r, const Coordina
       return absl::InvalidArgumentError("chat.messages is empty; give at least one message");
     }
   }
+  if (r.prompt_is_context() && !r.has_prompt_ids()) {
+    return absl::InvalidArgumentError("prompt_is_context applies to prompt_ids only; send the context as token ids (a chat "
+                                      "conversation is always the whole context)");
+  }
   const bool empty = r.has_chat() ? false : r.has_prompt_ids() ? r.prompt_ids().ids_size() == 0 : r.prompt().empty();
   if (empty && r.session_id().empty()) {
     return absl::InvalidArgumentError("the prompt is empty; give prompt text, prompt_ids or chat messages");

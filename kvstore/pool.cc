@@ -603,6 +603,21 @@ absl::StatusOr<SessionSummary> Pool::get_session(const std::string& id) const {
   return summarize(it->second, true);
 }
 
+absl::StatusOr<std::vector<int32_t>> Pool::token_ids(const std::string& id) const {
+  FREEKV_RETURN_IF_ERROR(check_session_id(id));
+  std::shared_lock lock(mu_);
+  auto it = by_id_.find(id);
+  if (it == by_id_.end()) return absl::NotFoundError(absl::StrCat("session '", id, "' does not exist"));
+  const dp::SessionEntry& e = *entry(it->second);
+  const uint64_t tpb = dp::tokens_per_block(hdr_->block_bytes);
+  std::vector<int32_t> out(e.n_tokens.load());
+  for (uint64_t t = 0; t < out.size(); t += tpb) {
+    const auto* src = reinterpret_cast<const int32_t*>(block(e.token_blocks[t / tpb].load() - 1));
+    std::memcpy(out.data() + t, src, std::min<uint64_t>(tpb, out.size() - t) * sizeof(int32_t));
+  }
+  return out;
+}
+
 PoolCounters Pool::counters() const {
   std::shared_lock lock(mu_);
   PoolCounters c;

@@ -102,6 +102,9 @@ class Pool {
   absl::StatusOr<uint64_t> close_session(const std::string& id, uint64_t writer_epoch = 0);
   std::vector<SessionSummary> list_sessions() const;
   absl::StatusOr<SessionSummary> get_session(const std::string& id) const;
+  // Every token id the session stores, in order (what a client of the session was answered, for
+  // operators and the chaos run's checks).
+  absl::StatusOr<std::vector<int32_t>> token_ids(const std::string& id) const;
   PoolCounters counters() const;
 
   // ---- data path ----

@@ -171,6 +171,11 @@ class KvstoreServer::Service final : public v1::KvStore::Service {
     auto r = s_->pool_->get_session(req->session_id());
     if (!r.ok()) return to_grpc(r.status());
     fill_info(*r, resp->mutable_session());
+    if (req->include_token_ids()) {
+      auto ids = s_->pool_->token_ids(req->session_id());
+      if (!ids.ok()) return to_grpc(ids.status());
+      resp->mutable_session()->mutable_token_ids()->Add(ids->begin(), ids->end());
+    }
     return grpc::Status::OK;
   }
 

@@ -161,12 +161,7 @@ absl::StatusOr<std::unique_ptr<ServiceStack>> ServiceStack::start(const StackOpt
   }
 
   s->kvstore_socket_ = o.run_dir + "/kvstore.sock";
-  FREEKV_ASSIGN_OR_RETURN(s->kvstore_, ChildProcess::start({o.bin_dir + "/freekv-kvstore", "--listen=unix:" + s->kvstore_socket_,
-                                                            "--pool_name=" + o.pool_name, "--pool_size=" + o.pool_size,
-                                                            "--block_size=" + o.block_size, "--mlock=false",
-                                                            "--max_worker_staging=1GiB", metrics_flag(o, 1)},
-                                                           o.run_dir + "/kvstore.log"));
-  FREEKV_RETURN_IF_ERROR(wait_for_serving("unix:" + s->kvstore_socket_, s->kvstore_.get(), o.start_timeout));
+  FREEKV_RETURN_IF_ERROR(s->start_kvstore());
 
   const std::string coord_file = o.run_dir + "/coordinator.address";
   std::filesystem::remove(coord_file, ec);
@@ -197,6 +192,22 @@ absl::StatusOr<std::unique_ptr<ServiceStack>> ServiceStack::start(const StackOpt
       wait_for_serving(s->coordinator_address_, s->coordinator_.get(), o.start_timeout, s->coordinator_credentials_));
   FREEKV_RETURN_IF_ERROR(s->add_worker().status());
   return s;
+}
+
+absl::Status ServiceStack::start_kvstore() {
+  const StackOptions& o = options_;
+  FREEKV_ASSIGN_OR_RETURN(kvstore_, ChildProcess::start({o.bin_dir + "/freekv-kvstore", "--listen=unix:" + kvstore_socket_,
+                                                         "--pool_name=" + o.pool_name, "--pool_size=" + o.pool_size,
+                                                         "--block_size=" + o.block_size, "--mlock=false",
+                                                         "--max_worker_staging=1GiB", metrics_flag(o, 1)},
+                                                        o.run_dir + "/kvstore.log"));
+  return wait_for_serving("unix:" + kvstore_socket_, kvstore_.get(), o.start_timeout);
+}
+
+absl::Status ServiceStack::restart_kvstore(int sig) {
+  kvstore_->signal(sig);
+  kvstore_->stop(std::chrono::seconds(10));
+  return start_kvstore();
 }
 
 absl::StatusOr<size_t> ServiceStack::add_worker(const std::vector<std::string>& extra_flags) {

@@ -5,6 +5,8 @@
 //
 // Children run in their own process group, so a terminal's Ctrl-C reaches only the parent, which then
 // stops them in order; and they get SIGTERM if the parent dies (PR_SET_PDEATHSIG), so none outlives it.
+// Linux sends that signal when the *thread* that started the child ends: start children from a thread
+// that lives as long as they should.
 #pragma once
 
 #include <sys/types.h>
@@ -80,6 +82,9 @@ class ServiceStack {
 
   // Starts another worker on the same kvstore; returns its index in workers(). Waits until it serves.
   absl::StatusOr<size_t> add_worker(const std::vector<std::string>& extra_flags = {});
+  // Sends `sig` to the kvstore, reaps it and starts it again on the same pool and socket (the pool is
+  // reattached: sessions and committed pages survive). Returns when it serves.
+  absl::Status restart_kvstore(int sig);
   // Waits until the coordinator lists `n` workers in state "ready".
   absl::Status wait_for_ready_workers(int n, std::chrono::milliseconds timeout);
 
@@ -103,6 +108,7 @@ class ServiceStack {
 
  private:
   ServiceStack() = default;
+  absl::Status start_kvstore();
   StackOptions options_;
   std::string kvstore_socket_, coordinator_address_, http_address_;
   std::shared_ptr<grpc::ChannelCredentials> coordinator_credentials_;

@@ -1,12 +1,7 @@
 // Helpers of the services tests: a kvstore + coordinator + worker stack of real processes on loopback
 // with unique names (run directory, pool, ports), gRPC clients, and an in-process reference engine on
-// the same kvstore that says what greedy generation alone must produce.
-//
-// Greedy outputs are compared exactly. Where a batch mixed a request's rows with others', or a resumed
-// session recomputed its partial page, matrix products may take another path (SIMD vs BLAS), so logits
-// can differ in the last bits; a difference is accepted only when, at the first differing position,
-// the reference itself finds the two tokens tied within a small fraction of the logits' spread
-// (checked by teacher forcing) — and nothing after it is compared.
+// the same kvstore that says what greedy generation alone must produce (compared as
+// greedy_reference.h says).
 #pragma once
 
 #include <gtest/gtest.h>
@@ -24,6 +19,7 @@
 #include "common/grpc_util.h"
 #include "freekv/v1/admin.grpc.pb.h"
 #include "freekv/v1/generation.grpc.pb.h"
+#include "tests/integration/greedy_reference.h"
 #include "tools/service_stack.h"
 #include "worker/engine/generate.h"
 
@@ -216,49 +212,19 @@ inline std::unique_ptr<Engine> reference_engine(const ServiceStack& s, const Ret
 
 // Greedy continuation of `context` by the reference engine alone.
 inline std::vector<int32_t> reference_tokens(Engine& e, const std::vector<int32_t>& context, int max_tokens) {
-  GenerateRequest r;
-  r.prompt = context;
-  r.max_tokens = max_tokens;
-  r.ignore_eos = true;
-  auto res = e.generate(r, nullptr);
-  EXPECT_TRUE(res.ok()) << res.status();
-  return res.ok() ? res->tokens : std::vector<int32_t>{};
+  auto tokens = greedy_tokens(e, context, max_tokens);
+  EXPECT_TRUE(tokens.ok()) << tokens.status();
+  return tokens.ok() ? *tokens : std::vector<int32_t>{};
 }
 
 // True when `got` equals `expected`, or first differs from it at a position where the reference finds
-// both tokens tied (see the file comment). Explains a real difference through ADD_FAILURE.
+// both tokens tied (greedy_reference.h). Explains a real difference through ADD_FAILURE.
 inline bool same_greedy(Engine& e, const std::vector<int32_t>& context, const std::vector<int32_t>& expected,
                         const std::vector<int32_t>& got, const std::string& what) {
-  size_t i = 0;
-  while (i < expected.size() && i < got.size() && expected[i] == got[i]) ++i;
-  if (i == expected.size() && i == got.size()) return true;
-  if (i == expected.size() || i == got.size()) {
-    ADD_FAILURE() << what << ": " << got.size() << " tokens, expected " << expected.size();
-    return false;
-  }
-  GenerateRequest r;
-  r.prompt = context;
-  r.forced_tokens.assign(expected.begin(), expected.begin() + long(i) + 1);
-  r.max_tokens = int64_t(i) + 1;
-  r.ignore_eos = true;
-  r.keep_logits = true;
-  auto res = e.generate(r, nullptr);
-  if (!res.ok()) {
-    ADD_FAILURE() << res.status();
-    return false;
-  }
-  const int64_t vocab = e.weights().config.vocab;
-  const float* row = res->logits.data() + (int64_t(res->logits.size()) / vocab - 1) * vocab;
-  const auto [lo, hi] = std::minmax_element(row, row + vocab);
-  const float gap = std::fabs(row[expected[i]] - row[got[i]]), spread = *hi - *lo;
-  if (gap <= 2e-3f * spread) {
-    std::printf("%s: differs from the reference at token %zu of %zu, where the reference's logits tie (gap %.3g, spread %.3g)\n",
-                what.c_str(), i, expected.size(), double(gap), double(spread));
-    return true;
-  }
-  ADD_FAILURE() << what << ": token " << i << " is " << got[i] << ", expected " << expected[i] << " (logit gap " << gap
-                << " of spread " << spread << ": not a tie)";
-  return false;
+  const GreedyComparison c = compare_greedy(e, context, expected, got);
+  if (!c.same) ADD_FAILURE() << what << ": " << c.detail;
+  else if (!c.detail.empty()) std::printf("%s: %s\n", what.c_str(), c.detail.c_str());
+  return c.same;
 }
 
 }  // namespace freekv::testing

@@ -100,6 +100,14 @@ TEST_F(PoolTest, CreatesReattachesAndKeepsEverything) {
   EXPECT_FALSE(again->created);
   EXPECT_EQ(again->session.ref.generation, ra.generation);
   EXPECT_EQ(again->session.n_tokens, 5000u);
+  // The ids read back after the restart, across the token-block boundary, in order.
+  auto stored = pool->token_ids("a");
+  ASSERT_TRUE(stored.ok()) << stored.status();
+  std::vector<int32_t> expected(5000);
+  for (size_t i = 0; i < expected.size(); ++i) expected[i] = int32_t(i * 7);
+  EXPECT_EQ(*stored, expected);
+  EXPECT_EQ(pool->token_ids("b")->size(), 0u);
+  EXPECT_EQ(pool->token_ids("missing").status().code(), absl::StatusCode::kNotFound);
   auto s = pool->get_session("a");
   ASSERT_TRUE(s.ok());
   ASSERT_EQ(s->layers.size(), 2u);

@@ -5,8 +5,18 @@
 #include <filesystem>
 #include <random>
 
-
 namespace freekv {
+namespace {
+
+KvstoreClient::Options kvstore_client_options(const EngineOptions& options) {
+  KvstoreClient::Options ko;
+  ko.worker_name = "freekv-engine";
+  // Recalls in flight share this bounded pool of staging pairs, whatever the depth and the batch.
+  ko.staging_pairs = uint32_t(options.recall_staging_pairs);
+  return ko;
+}
+
+}  // namespace
 
 std::string StopStringFilter::push(std::string_view text) {
   if (stopped_) return {};
@@ -81,11 +91,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::load(const std::string& model_di
     if (options.recall_staging_pairs < 1) {
       return absl::InvalidArgumentError(absl::StrCat("--recall-staging-pairs must be >= 1, got ", options.recall_staging_pairs));
     }
-    KvstoreClient::Options ko;
-    ko.worker_name = "freekv-engine";
-    // Recalls in flight share this bounded pool of staging pairs, whatever the depth and the batch.
-    ko.staging_pairs = uint32_t(options.recall_staging_pairs);
-    auto client = KvstoreClient::connect(options.kvstore_socket, ko);
+    auto client = KvstoreClient::connect(options.kvstore_socket, kvstore_client_options(options));
     if (!client.ok()) {
       return absl::Status(client.status().code(), absl::StrCat("attaching to the kvstore with --recall-staging-pairs ",
                                                                options.recall_staging_pairs, ": ",
@@ -112,6 +118,23 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::load(const std::string& model_di
     FREEKV_ASSIGN_OR_RETURN(e->device_backend_, options.make_device_backend(*e->weights_, options));
   }
   return e;
+}
+
+absl::Status Engine::reattach_kvstore_if_gone() {
+  if (kvstore_ == nullptr || !kvstore_->gone()) return absl::OkStatus();
+  if (started_requests_ > 0) {
+    return absl::UnavailableError("the kvstore went away; this worker attaches to it again once its running requests have "
+                                  "ended (in moments); retry");
+  }
+  auto client = KvstoreClient::connect(options_.kvstore_socket, kvstore_client_options(options_));
+  if (!client.ok()) {
+    return absl::UnavailableError(absl::StrCat("the kvstore went away and does not answer yet (", client.status().message(),
+                                               "); retry once it is back: sessions keep their KV in its pool"));
+  }
+  recalls_.reset();
+  kvstore_ = std::move(*client);
+  recalls_ = std::make_unique<RecallQueue>(kvstore_.get());
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::unique_ptr<Sequence>> Engine::new_sequence(const std::string& session_id, bool ephemeral,
@@ -199,6 +222,7 @@ absl::Status Engine::validate(const GenerateRequest& r) const {
 absl::StatusOr<std::unique_ptr<ActiveRequest>> Engine::start_request(const GenerateRequest& r,
                                                                     std::function<void(std::string_view)> on_text) {
   FREEKV_RETURN_IF_ERROR(validate(r));
+  FREEKV_RETURN_IF_ERROR(reattach_kvstore_if_gone());
   const bool keep = !r.session_id.empty();
   GenerateRequest full = r;
   if (!keep) full.session_id = absl::StrCat(private_prefix_, ++private_sessions_);
@@ -234,10 +258,12 @@ absl::StatusOr<std::unique_ptr<ActiveRequest>> Engine::start_request(const Gener
   active->set_session_tokens_before(stored_before);
   active->result().stats.reused_tokens = reused;
   active->result().stats.prompt_tokens = int64_t(r.prompt.size()) - context_kept;
+  ++started_requests_;
   return active;
 }
 
 Engine::Finished Engine::finish_request(std::unique_ptr<ActiveRequest> active, absl::Status failure) {
+  --started_requests_;
   const bool keep = !active->private_session;
   const std::string session = active->request().session_id;
   Sequence& seq = active->sequence();

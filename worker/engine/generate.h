@@ -78,6 +78,12 @@ class Engine {
                                                           const RetrievalConfig* retrieval = nullptr);
   absl::Status close_sequence_session(const std::string& session_id);
   KvstoreClient* kvstore() { return kvstore_.get(); }
+  // A kvstore that restarted (killed, upgraded) keeps its sessions and committed pages, but this
+  // engine's attachment ended with the old process. Attaches again once no started request holds the
+  // old attachment (those fail with UNAVAILABLE on their next kvstore call), so a worker outlives its
+  // kvstore's restarts. UNAVAILABLE, saying to retry, while that is not possible yet. start_request()
+  // calls it first.
+  absl::Status reattach_kvstore_if_gone();
 
   // on_text receives text as it becomes final (complete UTF-8, never part of a stop string).
   absl::StatusOr<GenerateResult> generate(const GenerateRequest& request,
@@ -132,6 +138,7 @@ class Engine {
   std::unique_ptr<StepBackend> device_backend_;  // null on the CPU
   std::unique_ptr<KvstoreClient> kvstore_;
   std::unique_ptr<RecallQueue> recalls_;
+  int64_t started_requests_ = 0;  // start_request()ed and not yet finish_request()ed
   uint64_t private_sessions_ = 0;
   std::string private_prefix_;  // "private-<random 64-bit hex>-": unique whatever the host or PID namespace
 };

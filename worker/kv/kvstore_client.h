@@ -187,6 +187,8 @@ class KvstoreClient {
   // committed (or the session is closed). Valid until the page is replaced or the session closed.
   const uint8_t* committed_page(SessionRef s, int layer, int64_t page) const;
 
+  // True once the kvstore went away (its process ended): every call fails from then on.
+  bool gone() const { return kvstore_gone_.load(); }
   uint32_t staging_pairs() const { return n_pairs_; }
   bool recalls_to_device() const { return device_staging_ != nullptr; }
   uint64_t staging_buffer_bytes() const { return buffer_bytes_; }

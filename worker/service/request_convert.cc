@@ -47,6 +47,11 @@ absl::StatusOr<GenerateRequest> to_engine_request(const v1::GenerateRequest& in,
     if (chat.end_of_turn_id >= 0) r.stop_ids.push_back(chat.end_of_turn_id);
   } else if (in.has_prompt_ids()) {
     r.prompt.assign(in.prompt_ids().ids().begin(), in.prompt_ids().ids().end());
+    if (in.prompt_is_context()) {
+      // The ids are the whole context: what the session holds is reused, not added to.
+      r.prompt_is_context = true;
+      session_tokens = 0;
+    }
   } else {
     if (int64_t(in.prompt().size()) > limits.max_prompt_bytes) {
       return absl::ResourceExhaustedError(absl::StrCat("the prompt is ", in.prompt().size(), " bytes; at most ",

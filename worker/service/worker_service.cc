@@ -136,7 +136,9 @@ grpc::Status WorkerService::CreateSession(grpc::ServerContext* ctx, const v1::Wo
   // Through the engine's kvstore client, so the session gets exactly the geometry its sequences use.
   absl::StatusOr<KvSessionInfo> info = absl::UnavailableError("the worker is shutting down; create the session elsewhere");
   scheduler_->run_on_engine([&](Engine& e) {
-    info = e.kvstore()->create_session(req->session_id(), session_geometry(e.kv_pool().geometry()));
+    absl::Status attached = e.reattach_kvstore_if_gone();
+    info = attached.ok() ? e.kvstore()->create_session(req->session_id(), session_geometry(e.kv_pool().geometry()))
+                         : absl::StatusOr<KvSessionInfo>(attached);
   });
   if (!info.ok()) return to_grpc(info.status());
   const int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
