@@ -46,6 +46,10 @@ TEST(ServicesBadInput, RightCodesAndMessagesWhileOthersAreServed) {
   r = ok;
   r.set_prompt("");
   expect_status(gen(r), grpc::StatusCode::INVALID_ARGUMENT, "prompt is empty", "empty prompt text");
+  r = ok;
+  r.set_prompt("the whole context as text");
+  r.set_prompt_is_context(true);
+  expect_status(gen(r), grpc::StatusCode::INVALID_ARGUMENT, "prompt_ids only", "prompt_is_context with text");
 
   r = ok;
   r.set_prompt(std::string(5 << 20, 'a'));  // beyond the coordinator's 4 MiB

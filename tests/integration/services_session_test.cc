@@ -1,7 +1,8 @@
 // Sessions through the services: a second turn reuses the first's KV instead of prefilling it again;
 // the admin API's occupancy is what the kvstore reports; a worker killed mid-stream ends its stream
 // with UNAVAILABLE and another worker on the same kvstore continues the session exactly where an
-// uninterrupted run would be.
+// uninterrupted run would be; token ids sent as the session's whole context settle it on them; a
+// worker outlives its kvstore's restart.
 #include <signal.h>
 
 #include <thread>
@@ -34,6 +35,7 @@ v1::SessionInfo kvstore_session(const ServiceStack& s, const std::string& id) {
   grpc::ClientContext ctx;
   v1::GetSessionRequest req;
   req.set_session_id(id);
+  req.set_include_token_ids(true);
   v1::GetSessionResponse resp;
   grpc::Status st = kv->GetSession(&ctx, req, &resp);
   EXPECT_TRUE(st.ok()) << st.error_message();
@@ -276,6 +278,84 @@ TEST(ServicesSession, KilledWorkerSessionContinuesOnAnotherWorker) {
   EXPECT_EQ(dead, 1);
   EXPECT_EQ(ready, 1);
   engine.reset();
+  finish_stack(std::move(stack));
+}
+
+std::vector<int32_t> stored_ids(const ServiceStack& s, const std::string& id) {
+  const v1::SessionInfo info = kvstore_session(s, id);
+  return std::vector<int32_t>(info.token_ids().begin(), info.token_ids().end());
+}
+
+std::vector<int32_t> joined(std::vector<int32_t> a, const std::vector<int32_t>& b) {
+  a.insert(a.end(), b.begin(), b.end());
+  return a;
+}
+
+TEST(ServicesSession, PromptIdsAsContextKeepTheCommonPrefixAndDropTheRest) {
+  auto stack = start_stack("sess-context", whole_context_flags());
+  ASSERT_NE(stack, nullptr);
+  auto stub = generation_stub(*stack);
+  ASSERT_TRUE(create_session(*stub, "ctx").ok());
+  const auto prompt = prompt_ids(150, 3);
+  Outcome first = generate(*stub, greedy_ids(prompt, 40, "ctx"));
+  ASSERT_TRUE(first.status.ok()) << first.status.error_message();
+  ASSERT_EQ(stored_ids(*stack, "ctx"), joined(prompt, first.tokens));
+
+  // The client holds only the first 10 generated tokens (say the rest never reached it) and adds its
+  // own: the session keeps the prompt and those 10, drops the other 30 and prefills the new ones.
+  const std::vector<int32_t> added = prompt_ids(12, 4);
+  const std::vector<int32_t> context =
+      joined(joined(prompt, std::vector<int32_t>(first.tokens.begin(), first.tokens.begin() + 10)), added);
+  v1::GenerateRequest req = greedy_ids(context, 16, "ctx");
+  req.set_prompt_is_context(true);
+  Outcome second = generate(*stub, req);
+  ASSERT_TRUE(second.status.ok()) << second.status.error_message();
+  EXPECT_EQ(stored_ids(*stack, "ctx"), joined(context, second.tokens));
+  EXPECT_EQ(second.done.usage().prompt_tokens(), int64_t(added.size()));
+  EXPECT_GE(second.done.usage().reused_tokens() + second.done.usage().replayed_tokens(), int64_t(prompt.size()) + 10 - 32)
+      << "the kept prefix's whole pages are reused";
+
+  // Sending exactly what the session holds adds nothing before the new tokens.
+  const std::vector<int32_t> all = joined(context, second.tokens);
+  req = greedy_ids(all, 8, "ctx");
+  req.set_prompt_is_context(true);
+  Outcome third = generate(*stub, req);
+  ASSERT_TRUE(third.status.ok()) << third.status.error_message();
+  EXPECT_EQ(third.done.usage().prompt_tokens(), 0);
+  EXPECT_EQ(stored_ids(*stack, "ctx"), joined(all, third.tokens));
+
+  auto engine = reference_engine(*stack, whole_context_config());
+  ASSERT_NE(engine, nullptr);
+  EXPECT_TRUE(same_greedy(*engine, context, reference_tokens(*engine, context, 16), second.tokens, "context turn"));
+  engine.reset();
+  finish_stack(std::move(stack));
+}
+
+TEST(ServicesSession, AWorkerOutlivesItsKvstoresRestart) {
+  auto stack = start_stack("sess-kvstore-restart", whole_context_flags());
+  ASSERT_NE(stack, nullptr);
+  auto stub = generation_stub(*stack);
+  ASSERT_TRUE(create_session(*stub, "kept").ok());
+  const auto prompt = prompt_ids(130, 5);
+  Outcome first = generate(*stub, greedy_ids(prompt, 20, "kept"));
+  ASSERT_TRUE(first.status.ok()) << first.status.error_message();
+
+  ASSERT_TRUE(stack->restart_kvstore(SIGKILL).ok());
+  // The worker sees its attachment end and attaches again at its next request; until then a request
+  // may be answered UNAVAILABLE (saying to retry), never anything else.
+  Outcome second;
+  for (int i = 0; i < 50; ++i) {
+    second = generate(*stub, greedy_ids(prompt_ids(6, 6), 10, "kept"));
+    if (second.status.error_code() != grpc::StatusCode::UNAVAILABLE) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_TRUE(second.status.ok()) << second.status.error_message();
+  EXPECT_EQ(second.done.worker_id(), first.done.worker_id()) << "the same worker serves on";
+  EXPECT_TRUE(stack->workers()[0]->running());
+  EXPECT_GE(second.done.usage().reused_tokens(), 128) << "the session's pages survived in the pool";
+  // One-off requests need the new attachment too (their private sessions live in the kvstore).
+  Outcome one_off = generate(*stub, greedy_ids(prompt_ids(40, 7), 5));
+  EXPECT_TRUE(one_off.status.ok()) << one_off.status.error_message();
   finish_stack(std::move(stack));
 }
 
