@@ -49,6 +49,10 @@ struct PagedKv {
   int64_t n_kv_heads = 0;
   int64_t n_tokens = 0;
   DType dtype = DType::kBF16;
+  // > 0: a windowed layer's KV, contiguous from kv index 0 (kv index = position − a constant): query i
+  // sees only kv indices > causal_base + i − sliding_window, besides the causal limit (causal_base must
+  // be >= 0). 0: no lower limit.
+  int64_t sliding_window = 0;
 };
 
 // Softmax attention of n_q query tokens over paged KV.

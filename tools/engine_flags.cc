@@ -30,7 +30,8 @@ void EngineFlags::add_to(ArgParser& p) {
   p.add_int("recall-staging-pairs", &recall_staging_pairs,
             "recalls from the kvstore in flight at once, shared by every sequence and layer");
   p.add_bool("attend-beyond-window", &attend_beyond_window,
-             "serve a sliding-window model past its window, attending the whole context there (departs from the model)");
+             "attend the whole context in a sliding-window model's windowed layers instead of their windows "
+             "(departs from the model past the window; the GPU always does, so there requests stop at the window unless this is given)");
   p.add_string("device", &device, "where steps run: cpu, or cuda:N (the GPU runs the full policy, without a kvstore)");
   p.add_int("gpu-sequences", &gpu_sequences, "sequences the GPU holds KV for at once");
   p.add_int("gpu-tokens", &gpu_tokens, "tokens of KV the GPU holds per sequence (0 = the model's positions, at most 32768)");

@@ -35,11 +35,21 @@ size_t chunk_half_bytes(const PagedKv& kv) {
   return size_t(kv.page_tokens * kv.head_dim) * dtype_size(kv.dtype);
 }
 
-// Number of kv tokens of `slot` that query `i` may see.
+// Number of kv tokens of `slot` that query `i` may see (the end of what it sees in the slot).
 int64_t visible_tokens(const PagedKv& kv, int64_t slot, int64_t causal_base, int64_t i) {
   int64_t n = std::min(kv.page_tokens, kv.n_tokens - slot * kv.page_tokens);
   if (causal_base >= 0) n = std::min(n, causal_base + i - slot * kv.page_tokens + 1);
   return std::max<int64_t>(n, 0);
+}
+
+// The lowest kv index query `i` may see: 0, or the start of its sliding window.
+int64_t first_visible(const PagedKv& kv, int64_t causal_base, int64_t i) {
+  return kv.sliding_window > 0 ? std::max<int64_t>(0, causal_base + i - kv.sliding_window + 1) : 0;
+}
+
+// Where what query `i` sees begins in `slot` (a token index of the slot).
+int64_t first_visible_in_slot(const PagedKv& kv, int64_t slot, int64_t causal_base, int64_t i) {
+  return std::clamp<int64_t>(first_visible(kv, causal_base, i) - slot * kv.page_tokens, 0, kv.page_tokens);
 }
 
 struct Partial {  // online-softmax state of one (query, query head)
@@ -78,11 +88,13 @@ void attend_prefill_block(const float* q, int64_t n_heads, const PagedKv& kv, fl
     for (int64_t pages = 0; s < s1 && pages < kPageGroup; ++s) {
       const uint8_t* chunk = chunk_k(kv, h, s);
       const int64_t most = chunk == nullptr ? 0 : visible_tokens(kv, s, causal_base, i1 - 1);
-      if (most <= 0) continue;  // an empty slot of this head, or beyond what the block sees
-      prim.to_f32(chunk, kv.dtype, keys.data() + tokens * d, most * d);
-      prim.to_f32(chunk + half, kv.dtype, values.data() + tokens * d, most * d);
-      for (int64_t j = 0; j < most; ++j) position[size_t(tokens + j)] = s * kv.page_tokens + j;
-      tokens += most;
+      const int64_t from = first_visible_in_slot(kv, s, causal_base, i0);
+      if (most <= from) continue;  // an empty slot of this head, or outside what the block sees
+      const size_t skip = size_t(from * d) * dtype_size(kv.dtype);
+      prim.to_f32(chunk + skip, kv.dtype, keys.data() + tokens * d, (most - from) * d);
+      prim.to_f32(chunk + half + skip, kv.dtype, values.data() + tokens * d, (most - from) * d);
+      for (int64_t j = from; j < most; ++j) position[size_t(tokens + j - from)] = s * kv.page_tokens + j;
+      tokens += most - from;
       ++pages;
     }
     if (tokens == 0) continue;
@@ -91,17 +103,22 @@ void attend_prefill_block(const float* q, int64_t n_heads, const PagedKv& kv, fl
     for (int64_t r = 0; r < rows; ++r) {
       float* row = scores.data() + r * tokens;
       const int64_t i = i0 + r / group;
-      // Tokens are in kv order, so what query i may see is a prefix.
+      // Tokens are in kv order, so what query i may see is a run [begin, seen): a prefix without a
+      // sliding window.
       const int64_t seen = causal_base < 0 ? tokens
                                            : std::upper_bound(position.begin(), position.begin() + tokens,
                                                               causal_base + i) - position.begin();
+      const int64_t begin = kv.sliding_window > 0 ? std::lower_bound(position.begin(), position.begin() + seen,
+                                                                     first_visible(kv, causal_base, i)) - position.begin()
+                                                  : 0;
       Partial& st = state[size_t(r)];
-      const float m_new = seen > 0 ? std::max(st.m, *std::max_element(row, row + seen)) : st.m;
-      if (seen == 0 || m_new == -std::numeric_limits<float>::infinity()) {
+      const float m_new = seen > begin ? std::max(st.m, *std::max_element(row + begin, row + seen)) : st.m;
+      if (seen <= begin || m_new == -std::numeric_limits<float>::infinity()) {
         std::fill(row, row + tokens, 0.f);  // nothing of this group for the row
         continue;
       }
-      const float sum = prim.exp_shifted(row, seen, m_new);
+      const float sum = prim.exp_shifted(row + begin, seen - begin, m_new);
+      std::fill(row, row + begin, 0.f);
       std::fill(row + seen, row + tokens, 0.f);
       const float decay = std::exp(st.m - m_new);  // exp(-inf) = 0 on the row's first tokens
       st.l = st.l * decay + sum;
@@ -153,8 +170,10 @@ void attend(const float* q, int64_t n_q, int64_t n_heads, const PagedKv& kv, flo
         for (int64_t s = s0; s < s1; ++s) {
           const uint8_t* chunk = chunk_k(kv, h, s);
           if (chunk == nullptr) continue;  // an empty slot of this head
-          const int64_t most = visible_tokens(kv, s, causal_base, i0);
+          const int64_t from = first_visible_in_slot(kv, s, causal_base, i0);
+          const int64_t most = visible_tokens(kv, s, causal_base, i0) - from;
           if (most <= 0) continue;
+          chunk += size_t(from * d) * dtype_size(kv.dtype);  // the keys (and, half a chunk on, the values) it sees
           prim.scores_group(qg, group, chunk, kv.dtype, most, d, scale, scores.data());
           for (int64_t g = 0; g < group; ++g) {
             float* sg = scores.data() + g * most;
@@ -262,8 +281,9 @@ void attention_paged_reference(const float* q, int64_t n_q, int64_t n_heads, con
       const int64_t h = hq / group;
       const float* qv = q + (i * n_heads + hq) * d;
       const int64_t n_vis = causal_base >= 0 ? std::min(kv.n_tokens, causal_base + i + 1) : kv.n_tokens;
+      const int64_t t0 = kv.sliding_window > 0 ? std::max<int64_t>(0, causal_base + i - kv.sliding_window + 1) : 0;
       double mx = -std::numeric_limits<double>::infinity();
-      for (int64_t t = 0; t < n_vis; ++t) {
+      for (int64_t t = t0; t < n_vis; ++t) {
         const uint8_t* chunk = chunk_k(kv, h, t / pt);
         if (chunk == nullptr) {  // an empty slot: its tokens take no weight
           scores[size_t(t)] = -std::numeric_limits<double>::infinity();
@@ -276,12 +296,12 @@ void attention_paged_reference(const float* q, int64_t n_q, int64_t n_heads, con
       }
       double sum = 0;
       if (mx > -std::numeric_limits<double>::infinity()) {
-        for (int64_t t = 0; t < n_vis; ++t) sum += (scores[size_t(t)] = std::exp(scores[size_t(t)] - mx));
+        for (int64_t t = t0; t < n_vis; ++t) sum += (scores[size_t(t)] = std::exp(scores[size_t(t)] - mx));
       }
       float* o = out + (i * n_heads + hq) * d;
       for (int64_t c = 0; c < d; ++c) {
         double v = 0;
-        for (int64_t t = 0; t < n_vis; ++t) {
+        for (int64_t t = t0; t < n_vis; ++t) {
           if (chunk_k(kv, h, t / pt) == nullptr) continue;
           const uint8_t* chunk = chunk_k(kv, h, t / pt) + half;
           v += scores[size_t(t)] * load_as_f32(chunk, kv.dtype, size_t((t % pt) * d + c));

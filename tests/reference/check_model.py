@@ -103,6 +103,17 @@ VARIANTS = {
         mk=dict(arch="llama", layers=2, hidden=256, heads=8, kv_heads=2, head_dim=32, intermediate=512,
                 vocab=448, seed=17, dtype="bf16"),
         run=dict(kv_dtype="bf16", page_tokens=8, prefill_chunk=16, threads=2), prompt=4),
+    # Sliding windows reached well before the end: every layer (Mistral), and the second layer only
+    # (Qwen2's max_window_layers), with pages and prefill chunks that cut through the windows.
+    "mistral-sliding-window": dict(
+        mk=dict(arch="mistral", layers=2, hidden=256, heads=8, kv_heads=2, head_dim=32, intermediate=512,
+                vocab=384, seed=19, dtype="bf16"),
+        patch={"sliding_window": 7}, run=dict(kv_dtype="bf16", page_tokens=4, prefill_chunk=6), prompt=4),
+    "qwen2-window-last-layer": dict(
+        mk=dict(arch="qwen2", layers=2, hidden=256, heads=4, kv_heads=2, head_dim=64, intermediate=512,
+                vocab=352, seed=20, dtype="bf16", rope_theta=1000000.0),
+        patch={"use_sliding_window": True, "sliding_window": 11, "max_window_layers": 1},
+        run=dict(kv_dtype="bf16", page_tokens=4, prefill_chunk=9), prompt=0),
     "llama-attention-bias": dict(
         mk=dict(arch="llama", layers=2, hidden=256, heads=4, kv_heads=4, head_dim=64, intermediate=512,
                 vocab=320, seed=18, dtype="bf16"),
@@ -122,6 +133,8 @@ SELF_TEST = [
     ("qwen3-qknorm-hd128", "no_qk_norm"),
     ("qwen3-qknorm-hd128", "gqa_modulo"),
     ("mistral-sharded-gqa4", "rope_interleaved"),
+    ("mistral-sliding-window", "no_sliding_window"),
+    ("qwen2-window-last-layer", "no_sliding_window"),
 ]
 
 

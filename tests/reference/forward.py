@@ -37,7 +37,7 @@ import sys
 import numpy as np
 
 PERTURBATIONS = ("rope_interleaved", "gqa_modulo", "no_qk_norm", "no_rope_scaling",
-                 "rope_q_offset", "no_qkv_bias", "no_kv_round")
+                 "rope_q_offset", "no_qkv_bias", "no_kv_round", "no_sliding_window")
 
 # ----------------------------------------------------------------------------------------------------
 # dtype helpers
@@ -228,10 +228,21 @@ class Config:
             ab = bool(cfg.get("attention_bias", False))
             self.qkv_bias, self.o_bias = ab, ab
         self.qk_norm = self.arch == "Qwen3ForCausalLM"
-        self.sliding_window = None
+        # The window of each layer (None: the whole context), as transformers decides it: layer_types
+        # when given; Mistral: every layer; Qwen2/Qwen3 with use_sliding_window: the layers from
+        # max_window_layers (default 28) on.
         sw = cfg.get("sliding_window")
-        if sw and (self.arch == "MistralForCausalLM" or cfg.get("use_sliding_window", False)):
-            self.sliding_window = int(sw)
+        types = cfg.get("layer_types")
+        if types is not None:
+            windowed = [t == "sliding_attention" for t in types]
+        elif self.arch == "MistralForCausalLM":
+            windowed = [bool(sw)] * self.n_layers
+        elif self.arch != "LlamaForCausalLM" and cfg.get("use_sliding_window", False) and sw:
+            first = int(cfg.get("max_window_layers", 28))
+            windowed = [i >= first for i in range(self.n_layers)]
+        else:
+            windowed = [False] * self.n_layers
+        self.layer_windows = [int(sw) if w else None for w in windowed]
         if self.n_heads % self.n_kv_heads:
             raise ValueError("num_attention_heads must be a multiple of num_key_value_heads")
 
@@ -387,8 +398,9 @@ class Model:
             scores = q @ Kh.transpose(0, 2, 1) / math.sqrt(hd)   # [H, T, S]
             kpos = np.arange(S)
             allowed = kpos[None, :] <= positions[:, None]
-            if c.sliding_window is not None:
-                allowed &= kpos[None, :] > positions[:, None] - c.sliding_window
+            window = c.layer_windows[i]
+            if window is not None and "no_sliding_window" not in perturb:
+                allowed &= kpos[None, :] > positions[:, None] - window
             scores = np.where(allowed[None], scores, -np.inf)
             scores = scores - scores.max(axis=-1, keepdims=True)
             pr = np.exp(scores)

@@ -29,7 +29,7 @@ ARCHS = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM", "qwen3": "Qwe
 
 def make_model(out, arch="llama", layers=2, hidden=64, heads=4, kv_heads=2, head_dim=16,
                inter=96, vocab=64, seed=0, dtype="BF16", rope_scaling=None, tie=False, shards=1,
-               attention_bias=False, theta=10000.0, weights=None):
+               attention_bias=False, theta=10000.0, weights=None, config_extra=None):
     """Writes a random HF directory; returns the float32 weights written (before dtype rounding)."""
     rng = np.random.default_rng(seed)
     os.makedirs(out, exist_ok=True)
@@ -42,6 +42,7 @@ def make_model(out, arch="llama", layers=2, hidden=64, heads=4, kv_heads=2, head
         cfg["rope_scaling"] = rope_scaling
     if attention_bias:
         cfg["attention_bias"] = True
+    cfg.update(config_extra or {})
     with open(os.path.join(out, "config.json"), "w") as f:
         json.dump(cfg, f)
     if weights is None:
@@ -147,6 +148,9 @@ def main():
         ("mistral", dict(arch="mistral", dtype="F32", shards=3)),
         ("llama-bias", dict(arch="llama", attention_bias=True)),
         ("tied", dict(arch="llama", tie=True, heads=7, kv_heads=1, head_dim=8, hidden=56)),
+        ("mistral-window", dict(arch="mistral", config_extra={"sliding_window": 6})),
+        ("qwen2-window", dict(arch="qwen2", config_extra={"use_sliding_window": True, "sliding_window": 4,
+                                                         "max_window_layers": 1})),
     ]
     for name, kw in configs:
         d = os.path.join(work, name)
@@ -174,11 +178,27 @@ def main():
         for pt in fw.PERTURBATIONS:
             applicable = {"no_qk_norm": m.cfg.qk_norm, "no_qkv_bias": m.cfg.qkv_bias,
                           "no_rope_scaling": m.cfg.rope_type != "none",
-                          "gqa_modulo": 1 < m.cfg.n_kv_heads < m.cfg.n_heads}.get(pt, True)
+                          "gqa_modulo": 1 < m.cfg.n_kv_heads < m.cfg.n_heads,
+                          "no_sliding_window": any(w is not None for w in m.cfg.layer_windows)}.get(pt, True)
             if not applicable:
                 continue
             dpt = maxdiff(m.forward(ids, kv_dtype="bf16", perturb=[pt]), kvr)
             F.check(dpt > 0, "%s perturbation %s changes logits (%.2e)" % (name, pt, dpt))
+
+    # Which layers have a window, as transformers decides it.
+    for name, arch, extra, want in [
+            ("mistral", "mistral", {"sliding_window": 6}, [6, 6]),
+            ("mistral null", "mistral", {"sliding_window": None}, [None, None]),
+            ("qwen2 unused", "qwen2", {"sliding_window": 6}, [None, None]),
+            ("qwen2 from layer 1", "qwen2", {"use_sliding_window": True, "sliding_window": 6, "max_window_layers": 1},
+             [None, 6]),
+            ("qwen2 default 28", "qwen2", {"use_sliding_window": True, "sliding_window": 6}, [None, None]),
+            ("layer_types", "llama", {"sliding_window": 6, "layer_types": ["sliding_attention", "full_attention"]},
+             [6, None])]:
+        d = os.path.join(work, "windows-" + name.replace(" ", "-"))
+        make_model(d, arch=arch, config_extra=extra)
+        got = fw.Model(d).cfg.layer_windows
+        F.check(got == want, "windows of %s: %s" % (name, got))
 
     # Sharded == single file.
     w = make_model(os.path.join(work, "single"), arch="mistral", seed=5)

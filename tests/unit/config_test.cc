@@ -157,7 +157,7 @@ TEST(Config, Mistral) {
 TEST(Config, SlidingWindows) {
   ModelConfig c = parse_ok(corpus("mistral_7b_v0_1.json"));  // every layer, 4096 of 32768 positions
   EXPECT_EQ(c.sliding_window, 4096);
-  EXPECT_EQ(c.windowed_layers, 32);
+  EXPECT_EQ(c.windowed_layers(), 32);
   EXPECT_EQ(c.context_limit(), 4096);
   EXPECT_TRUE(Contains(c.context_limit_source(), "sliding_window 4096: 32 of its 32 layers"));
   EXPECT_TRUE(Contains(c.context_limit_source(), "--attend-beyond-window"));
@@ -171,10 +171,13 @@ TEST(Config, SlidingWindows) {
   // Qwen2 with use_sliding_window: the layers from max_window_layers on (default 28).
   c = parse_ok(tiny(R"("use_sliding_window": true, "sliding_window": 512, "max_window_layers": 1, "num_key_value_heads": 2)",
                     "Qwen2ForCausalLM"));
-  EXPECT_EQ(c.windowed_layers, 1);
+  EXPECT_EQ(c.windowed_layers(), 1);
+  EXPECT_EQ(c.windowed, (std::vector<bool>{false, true}));
   EXPECT_EQ(c.context_limit(), 512);
+  c.windows_attended = true;  // an engine that attends the windows serves the model's whole positions
+  EXPECT_EQ(c.context_limit(), c.max_positions);
   c = parse_ok(tiny(R"("use_sliding_window": true, "sliding_window": 512, "num_key_value_heads": 2)", "Qwen2ForCausalLM"));
-  EXPECT_EQ(c.windowed_layers, 0);  // 2 layers, all below the default 28
+  EXPECT_EQ(c.windowed_layers(), 0);  // 2 layers, all below the default 28
   EXPECT_EQ(c.context_limit(), c.max_positions);
   // A window wider than the positions does not limit anything.
   c = parse_ok(tiny(R"("sliding_window": 4096, "num_key_value_heads": 2, "max_position_embeddings": 2048)",
@@ -184,7 +187,8 @@ TEST(Config, SlidingWindows) {
   // layer_types decides when given, for any architecture.
   c = parse_ok(tiny(R"("sliding_window": 128, "layer_types": ["sliding_attention", "full_attention"], "num_key_value_heads": 2)",
                     "Qwen3ForCausalLM"));
-  EXPECT_EQ(c.windowed_layers, 1);
+  EXPECT_EQ(c.windowed_layers(), 1);
+  EXPECT_EQ(c.windowed, (std::vector<bool>{true, false}));
   EXPECT_EQ(c.context_limit(), 128);
   EXPECT_TRUE(Contains(parse_error(tiny(R"("layer_types": ["sliding_attention", "full_attention"], "num_key_value_heads": 2)",
                                         "Qwen3ForCausalLM")),
@@ -377,6 +381,8 @@ TEST(Config, WriterRoundTrips) {
   made.rope_scaling.kind = RopeScalingKind::kLlama3;
   made.rope_scaling.factor = 2.5;
   made.eos_token_ids = {5};
+  made.sliding_window = 64;  // on the first layer only: written as layer_types
+  made.windowed = {true, false};
   std::string written = model_config_to_json(made);
   EXPECT_TRUE(Contains(written, "\"model_type\": \"qwen3\""));
   EXPECT_TRUE(Contains(written, "\"architectures\": [\n    \"Qwen3ForCausalLM\"\n  ]"));

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstring>
 #include <cmath>
 #include <cstdlib>
 #include <tuple>
@@ -232,6 +233,67 @@ TEST(Attention, CausalMaskHidesLaterTokens) {
   bool changed = false;
   for (int64_t i = 48 * 64; i < 64 * 64; ++i) changed |= a[size_t(i)] != b[size_t(i)];
   EXPECT_TRUE(changed);
+}
+
+// A windowed layer (Mistral, Qwen2's sliding_window): query i sees kv indices (causal_base + i − W,
+// causal_base + i]. Fast path against the reference for windows inside one page, across pages and
+// wider than the context, for decode (with page splits) and prefill blocks; then the rule itself:
+// changing what lies before every query's window changes nothing, changing the window's first token
+// changes the output.
+TEST(Attention, SlidingWindowMatchesReferenceAndHidesOlderTokens) {
+  ThreadPool pool(2);
+  std::mt19937 rng(8);
+  struct Case { int64_t n_heads, n_kv_heads, d, pt, n_tokens, n_q, window; };
+  const Case cases[] = {
+      {8, 2, 64, 16, 300, 1, 5},      // decode, window inside the last page
+      {8, 2, 64, 16, 300, 1, 37},     // decode, window across three pages
+      {2, 1, 64, 32, 3000, 1, 700},   // decode, one KV head: page splits merge
+      {4, 4, 64, 8, 40, 40, 100},     // prefill from 0, window wider than the context
+      {8, 2, 128, 16, 400, 150, 37},  // prefill chunk of three query blocks after 250 tokens
+      {7, 1, 64, 16, 90, 70, 1},      // a window of one token: each query sees itself
+  };
+  for (const Case& c : cases) {
+    for (DType t : {DType::kBF16, DType::kF16}) {
+      TestKv kv = make_kv(c.n_kv_heads, c.n_tokens, c.pt, c.d, t, rng);
+      kv.kv.sliding_window = c.window;
+      auto q = random_vec(size_t(c.n_q * c.n_heads * c.d), rng);
+      std::vector<float> got(q.size()), want(q.size());
+      const int64_t base = c.n_tokens - c.n_q;
+      attention_paged(q.data(), c.n_q, c.n_heads, kv.kv, 0.125f, base, got.data(), pool);
+      attention_paged_reference(q.data(), c.n_q, c.n_heads, kv.kv, 0.125f, base, want.data());
+      const std::string what = "window " + std::to_string(c.window) + " tokens=" + std::to_string(c.n_tokens) +
+                               " q=" + std::to_string(c.n_q);
+      expect_close(got, want, 1e-5f, what.c_str());
+      AttentionState st;
+      st.reset(c.n_q, c.n_heads, c.d);
+      attention_paged_accumulate(q.data(), kv.kv, 0.125f, base, &st, pool);
+      std::vector<float> pieced(q.size());
+      attention_finish(st, pieced.data());
+      expect_close(pieced, want, 1e-5f, (what + " accumulated").c_str());
+    }
+  }
+  // The rule: one KV head, 4-token pages, 40 tokens, the last 10 as queries, a window of 6.
+  TestKv kv = make_kv(1, 40, 4, 64, DType::kBF16, rng);
+  kv.kv.sliding_window = 6;
+  auto q = random_vec(size_t(10 * 64), rng);
+  std::vector<float> before(q.size()), after(q.size());
+  attention_paged(q.data(), 10, 1, kv.kv, 0.125f, 30, before.data(), pool);
+  // Tokens 0..24 lie before every query's window (query 0 at 30 sees 25..30): pages 0..5 and token 24.
+  for (int s = 0; s < 6; ++s) {
+    kv.chunks[size_t(s)] = to_dtype_bytes(random_vec(size_t(2 * 4 * 64), rng), DType::kBF16);
+    kv.ptrs[size_t(s)] = kv.chunks[size_t(s)].data();
+  }
+  attention_paged(q.data(), 10, 1, kv.kv, 0.125f, 30, after.data(), pool);
+  EXPECT_EQ(before, after) << "tokens before the window changed the output";
+  // Token 25 (page 6, its second token) is in query 0's window only.
+  std::string& page6 = kv.chunks[6];
+  const std::string fresh = to_dtype_bytes(random_vec(size_t(2 * 4 * 64), rng), DType::kBF16);
+  std::memcpy(page6.data() + 64 * 2, fresh.data() + 64 * 2, 64 * 2);  // key of token 25 (bf16: 2 bytes)
+  attention_paged(q.data(), 10, 1, kv.kv, 0.125f, 30, after.data(), pool);
+  EXPECT_NE(std::vector<float>(before.begin(), before.begin() + 64), std::vector<float>(after.begin(), after.begin() + 64))
+      << "query 0 does not see token 25";
+  EXPECT_EQ(std::vector<float>(before.begin() + 64, before.end()), std::vector<float>(after.begin() + 64, after.end()))
+      << "queries 1..9 saw token 25, outside their windows";
 }
 
 TEST(Attention, EmptySlotsAreSkippedPerHead) {

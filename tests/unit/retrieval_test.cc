@@ -64,7 +64,8 @@ class PolicyTest : public ::testing::Test {
     kvstore_ = nullptr;
   }
 
-  static std::unique_ptr<Engine> engine(PolicyKind policy, int64_t budget, double tau = 0.9) {
+  static std::unique_ptr<Engine> engine(PolicyKind policy, int64_t budget, double tau = 0.9, const TinyModel& model = kModel,
+                                        bool attend_beyond_window = false) {
     EngineOptions o;
     o.threads = 2;
     o.page_tokens = 8;
@@ -76,7 +77,8 @@ class PolicyTest : public ::testing::Test {
     o.retrieval.recent = 32;
     o.retrieval.correction_threshold = tau;
     o.kvstore_socket = kvstore_->socket_path();
-    auto e = Engine::load(tiny_model_dir(kModel), o);
+    o.attend_beyond_window = attend_beyond_window;
+    auto e = Engine::load(tiny_model_dir(model), o);
     EXPECT_TRUE(e.ok()) << e.status();
     return std::move(*e);
   }
@@ -122,6 +124,39 @@ TEST_F(PolicyTest, EveryPolicyEqualsFullWhenTheBudgetCoversTheContext) {
     if (p != PolicyKind::kStreaming) {
       EXPECT_GT(got.stats.retrieval.selection_steps, 0) << policy_name(p) << " never used its budget path";
     }
+  }
+}
+
+// A windowed layer attends the model's window whatever the policy (worker/retrieval/policy.h): on a
+// model whose every layer has a 40-token window, each policy with a budget far below the context
+// generates what full does, selecting nothing; on one whose second layer only has the window, the
+// selecting policies select in the first layer only (half the selection steps of the unwindowed model),
+// so some layers follow the policy and some the window in the same step. Attending the whole context
+// instead (attend_beyond_window) changes the logits: the window is really applied.
+TEST_F(PolicyTest, WindowedLayersAttendTheirWindowUnderEveryPolicy) {
+  constexpr TinyModel kAllWindowed = {"retrieval-window40", ModelArch::kMistral, 2, 128, 8, 2, 64, 256, false, 40};
+  constexpr TinyModel kLastWindowed = {"retrieval-window40-last", ModelArch::kMistral, 2, 128, 8, 2, 64, 256, false, 40, 1};
+  constexpr TinyModel kUnwindowed = {"retrieval-mistral", ModelArch::kMistral, 2, 128, 8, 2, 64, 256};
+  auto full = engine(PolicyKind::kFull, 64, 0.9, kAllWindowed);
+  EXPECT_EQ(full->weights().config.context_limit(), full->weights().config.max_positions) << "the CPU attends the windows";
+  GenerateResult ref = generate(*full, 100, 40);
+  for (PolicyKind p : {PolicyKind::kStreaming, PolicyKind::kQuest, PolicyKind::kArkvale, PolicyKind::kFreekv}) {
+    GenerateResult got = generate(*engine(p, 64, 0.9, kAllWindowed), 100, 40, ref.tokens);
+    const double d = max_diff(got.logits, ref.logits);
+    std::printf("%s vs full, every layer windowed: max abs logit diff %.3g\n", policy_name(p), d);
+    EXPECT_LT(d, 1e-3) << policy_name(p);
+    EXPECT_EQ(got.tokens, ref.tokens) << policy_name(p);
+    EXPECT_EQ(got.stats.retrieval.selection_steps, 0) << policy_name(p) << " selected in a windowed layer";
+  }
+  GenerateResult whole = generate(*engine(PolicyKind::kFull, 64, 0.9, kAllWindowed, /*attend_beyond_window=*/true), 100, 40,
+                                  ref.tokens);
+  EXPECT_GT(max_diff(whole.logits, ref.logits), 1e-2) << "attending the whole context changed nothing: no window applied";
+
+  for (PolicyKind p : {PolicyKind::kQuest, PolicyKind::kArkvale, PolicyKind::kFreekv}) {
+    const GenerateResult mixed = generate(*engine(p, 64, 0.9, kLastWindowed), 100, 40);
+    const GenerateResult plain = generate(*engine(p, 64, 0.9, kUnwindowed), 100, 40);
+    EXPECT_GT(mixed.stats.retrieval.selection_steps, 0) << policy_name(p);
+    EXPECT_EQ(2 * mixed.stats.retrieval.selection_steps, plain.stats.retrieval.selection_steps) << policy_name(p);
   }
 }
 

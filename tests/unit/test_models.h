@@ -16,7 +16,8 @@ struct TinyModel {
   ModelArch arch;
   int layers, hidden, heads, kv_heads, head_dim, intermediate;
   bool tie = false;
-  int sliding_window = 0;  // > 0: every layer attends only that many recent tokens (as Mistral's config says)
+  int sliding_window = 0;  // > 0: layers from first_windowed_layer on attend only that many recent tokens
+  int first_windowed_layer = 0;  // 0: every layer (as Mistral's config says)
 };
 
 // Returns the directory of the model, writing it on first use.
@@ -26,7 +27,9 @@ inline std::string tiny_model_dir(const TinyModel& m) {
   RandomModelSpec spec;
   spec.config = small_model_config(m.arch, m.layers, m.hidden, m.heads, m.kv_heads, m.head_dim, m.intermediate, m.tie);
   spec.config.sliding_window = m.sliding_window;
-  spec.config.windowed_layers = m.sliding_window > 0 ? m.layers : 0;
+  if (m.sliding_window > 0) {
+    for (int l = 0; l < m.layers; ++l) spec.config.windowed.push_back(l >= m.first_windowed_layer);
+  }
   auto tok = make_bpe_tokenizer_json(400);
   EXPECT_TRUE(tok.ok()) << tok.status();
   spec.tokenizer_json = *tok;

@@ -67,7 +67,15 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::load(const std::string& model_di
   FREEKV_ASSIGN_OR_RETURN(e->weights_, load_model_weights(model_dir));
   // The operator accepts whole-context attention past the model's sliding window (--attend-beyond-window):
   // requests may then use every position.
-  if (options.attend_beyond_window) e->weights_->config.sliding_window = 0;
+  ModelConfig& config = e->weights_->config;
+  if (options.attend_beyond_window) {
+    config.sliding_window = 0;
+    config.windowed.clear();
+  }
+  // The CPU forward pass attends each windowed layer's window; a device backend attends the whole
+  // context, so there requests stop at the window (ModelConfig::context_limit).
+  config.windows_attended = options.device.name == "cpu";
+  for (bool w : config.windowed) e->layer_windows_.push_back(w && config.windows_attended ? config.sliding_window : 0);
   FREEKV_ASSIGN_OR_RETURN(e->tokenizer_, Tokenizer::load((std::filesystem::path(model_dir) / "tokenizer.json").string()));
   FREEKV_ASSIGN_OR_RETURN(e->chat_template_, ChatTemplate::load(model_dir));
   e->threads_ = std::make_unique<ThreadPool>(options.threads);
@@ -146,7 +154,7 @@ absl::StatusOr<std::unique_ptr<Sequence>> Engine::new_sequence(const std::string
     binding = {recalls_.get(), info.ref};
   }
   return std::make_unique<Sequence>(kv_pool_.get(), binding, retrieval != nullptr ? *retrieval : options_.retrieval,
-                                    weights_->config.n_heads, threads_.get());
+                                    weights_->config.n_heads, threads_.get(), layer_windows_);
 }
 
 absl::StatusOr<std::unique_ptr<Sequence>> Engine::open_sequence(const std::string& session_id,
@@ -162,7 +170,7 @@ absl::StatusOr<std::unique_ptr<Sequence>> Engine::open_sequence(const std::strin
   FREEKV_ASSIGN_OR_RETURN(KvSessionInfo info, kvstore_->open_session(session_id, session_geometry(g), /*create_if_missing=*/true));
   auto seq = std::make_unique<Sequence>(kv_pool_.get(), KvStoreBinding{recalls_.get(), info.ref},
                                         retrieval != nullptr ? *retrieval : options_.retrieval, weights_->config.n_heads,
-                                        threads_.get());
+                                        threads_.get(), layer_windows_);
   if (info.created) return seq;
   FREEKV_ASSIGN_OR_RETURN(std::vector<int32_t> ids, kvstore_->tokens(info.ref));
   if (context != nullptr) {

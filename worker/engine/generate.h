@@ -139,6 +139,7 @@ class Engine {
   std::unique_ptr<KvstoreClient> kvstore_;
   std::unique_ptr<RecallQueue> recalls_;
   int64_t started_requests_ = 0;  // start_request()ed and not yet finish_request()ed
+  std::vector<int64_t> layer_windows_;  // [n_layers] window each layer's sequences attend (0: whole context)
   uint64_t private_sessions_ = 0;
   std::string private_prefix_;  // "private-<random 64-bit hex>-": unique whatever the host or PID namespace
 };

@@ -3,11 +3,12 @@
 namespace freekv {
 
 Sequence::Sequence(KvBlockPool* pool, KvStoreBinding store, const RetrievalConfig& config, int64_t n_heads,
-                   ThreadPool* threads)
+                   ThreadPool* threads, std::vector<int64_t> layer_windows)
     : kv_(pool, store, selected_slots(config, pool->geometry().page_tokens), config.digest, config.selects()),
       policy_(make_policy(config, n_heads, &kv_, threads)),
       stats_(size_t(pool->geometry().n_layers)),
-      n_heads_(n_heads) {}
+      n_heads_(n_heads),
+      layer_windows_(std::move(layer_windows)) {}
 
 RetrievalStats Sequence::total_stats() const {
   RetrievalStats t;
@@ -18,7 +19,10 @@ RetrievalStats Sequence::total_stats() const {
 absl::StatusOr<LayerPlan> Sequence::attend(int64_t layer, const float* q, int64_t n_q, float scale, float* out,
                                            ThreadPool& pool) {
   RetrievalStats& stats = stats_[size_t(layer)];
-  FREEKV_ASSIGN_OR_RETURN(LayerPlan plan, policy_->plan(layer, q, n_q));
+  const int64_t window = size_t(layer) < layer_windows_.size() ? layer_windows_[size_t(layer)] : 0;
+  absl::StatusOr<LayerPlan> planned = window > 0 ? sliding_window_plan(kv_, layer, n_q, window) : policy_->plan(layer, q, n_q);
+  if (!planned.ok()) return planned.status();
+  LayerPlan plan = std::move(*planned);
   stats.selection_steps += plan.selection_step ? 1 : 0;
   stats.correction_checks += plan.correction_checks;
   stats.correction_triggers += plan.correction_triggers;

@@ -15,7 +15,11 @@ namespace freekv {
 class Sequence {
  public:
   // threads score pages for selection; pool, store's recall queue and threads must outlive the sequence.
-  Sequence(KvBlockPool* pool, KvStoreBinding store, const RetrievalConfig& config, int64_t n_heads, ThreadPool* threads);
+  // layer_windows: [n_layers] the model's sliding window of each layer in tokens (0: the layer attends
+  // the whole context; empty: no layer has a window); a windowed layer attends its window whatever the
+  // policy (sliding_window_plan).
+  Sequence(KvBlockPool* pool, KvStoreBinding store, const RetrievalConfig& config, int64_t n_heads, ThreadPool* threads,
+           std::vector<int64_t> layer_windows = {});
 
   TieredKv& kv() { return kv_; }
   int64_t n_tokens() const { return kv_.n_tokens(); }
@@ -23,7 +27,7 @@ class Sequence {
   // One layer's attention for the step's n_q new tokens, whose K/V are written (not committed):
   // q[n_q, n_heads, head_dim] post-RoPE queries, out[n_q, n_heads, head_dim]. The policy decides, the KV
   // carries the plan out, attention runs over what it chose, and the next step's background recall
-  // starts. Returns the plan it followed.
+  // starts; a windowed layer follows sliding_window_plan instead. Returns the plan it followed.
   absl::StatusOr<LayerPlan> attend(int64_t layer, const float* q, int64_t n_q, float scale, float* out,
                                    ThreadPool& pool);
 
@@ -39,6 +43,7 @@ class Sequence {
   std::unique_ptr<RetrievalPolicy> policy_;
   std::vector<RetrievalStats> stats_;
   int64_t n_heads_;
+  std::vector<int64_t> layer_windows_;
   std::vector<const void*> chunk_ptrs_;
   AttentionState dense_state_;
 };

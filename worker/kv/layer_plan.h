@@ -38,6 +38,9 @@ struct LayerPlan {
   // attention); pages not resident are streamed from the kvstore in groups. Otherwise the budget:
   // sinks, heads[h].middle, window.
   bool dense = true;
+  // > 0 (dense plans only): a windowed layer; each new token at position p sees positions
+  // (p − sliding_window, p] and pages before window_first are not attended.
+  int64_t sliding_window = 0;
   bool middle_from_slots = false;   // middle pages are read from selected slots (else resident pages)
   std::vector<HeadPlan> heads;      // [n_kv_heads]; empty for dense plans that move nothing
   std::vector<int32_t> release;     // resident pages to free before attention (the kvstore keeps them)

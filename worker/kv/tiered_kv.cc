@@ -363,11 +363,19 @@ absl::Status TieredKv::attend_dense(const LayerPlan& plan, const AttendPiece& at
   const int64_t layer = plan.layer, pt = g.page_tokens, pages = (plan.tokens + pt - 1) / pt;
   const int64_t past = plan.tokens - plan.new_tokens;
   const size_t chunk = g.chunk_bytes();
+  // A windowed layer attends from the page its first query's window starts in.
+  const int64_t first_page = plan.sliding_window > 0 ? plan.window_first : 0;
   std::vector<int32_t> released, kept;
-  for (int64_t p = 0; p < pages; ++p) (local_.resident(layer, p) ? kept : released).push_back(int32_t(p));
+  for (int64_t p = first_page; p < pages; ++p) (local_.resident(layer, p) ? kept : released).push_back(int32_t(p));
+  if (plan.sliding_window > 0 && !released.empty()) {
+    // The window's pages are kept resident (prepare), so the resident pages are contiguous, as the
+    // window's lower limit in the kernel needs.
+    return absl::InternalError(absl::StrCat("layer ", layer, ": page ", released.front(), " of the sliding window is not resident"));
+  }
   std::vector<const void*> ptrs;
   auto piece = [&](const std::vector<const void*>& chunks, int64_t n_slots, int64_t n_tokens) {
     PagedKv kv;
+    kv.sliding_window = plan.sliding_window;
     kv.chunks = chunks.data();
     kv.n_slots = n_slots;
     kv.page_tokens = pt;
@@ -423,7 +431,7 @@ absl::Status TieredKv::attend_dense(const LayerPlan& plan, const AttendPiece& at
   for (int64_t i = 0; i < n; ++i)
     for (int64_t h = 0; h < g.n_kv_heads; ++h) ptrs[size_t(h * n + i)] = local_.block(layer, kept[size_t(i)]) + size_t(h) * chunk;
   const int64_t last_tokens = plan.tokens - (pages - 1) * pt;
-  attend(piece(ptrs, n, (n - 1) * pt + last_tokens), past - int64_t(released.size()) * pt);
+  attend(piece(ptrs, n, (n - 1) * pt + last_tokens), past - (first_page + int64_t(released.size())) * pt);
   return absl::OkStatus();
 }
 

@@ -356,8 +356,7 @@ absl::StatusOr<ModelConfig> parse_object(const Reader& r, const json& root) {
                    "quantized checkpoints are not supported (need bf16, f16 or f32 weights)");
   // Sliding windows, as Hugging Face decides which layers have one: layer_types when given; Mistral:
   // every layer once sliding_window is set; Qwen2/Qwen3: with use_sliding_window, the layers from
-  // max_window_layers (default 28) on. freekv attends the whole context in every layer, which equals
-  // windowed attention while a sequence fits the window: ModelConfig::context_limit() stops there.
+  // max_window_layers (default 28) on.
   int window = 0;
   if (const json* sw = find_non_null(root, "sliding_window")) {
     FREEKV_ASSIGN_OR_RETURN(window, r.int_in("sliding_window", *sw, 1, INT_MAX, "a positive integer"));
@@ -367,24 +366,27 @@ absl::StatusOr<ModelConfig> parse_object(const Reader& r, const json& root) {
     if (!types->is_array() || int(types->size()) != c.n_layers) {
       return r.error("layer_types", absl::StrCat("expected a list of ", c.n_layers, " layer types"));
     }
+    c.windowed.assign(size_t(c.n_layers), false);
     for (size_t i = 0; i < types->size(); ++i) {
       const json& t = (*types)[i];
-      if (t == "sliding_attention") ++c.windowed_layers;
+      if (t == "sliding_attention") c.windowed[i] = true;
       else if (t != "full_attention") {
         return r.error(absl::StrCat("layer_types[", i, "]"),
                        absl::StrCat("expected \"full_attention\" or \"sliding_attention\", got ", describe_json(t)));
       }
     }
-    if (c.windowed_layers > 0 && window == 0) {
+    if (c.windowed_layers() > 0 && window == 0) {
       return r.error("sliding_window", "layer_types names sliding_attention layers, but the window size is missing");
     }
   } else if (c.arch == ModelArch::kMistral) {
-    c.windowed_layers = window > 0 ? c.n_layers : 0;
+    c.windowed.assign(size_t(c.n_layers), window > 0);
   } else if (c.arch != ModelArch::kLlama && use_window && window > 0) {
     FREEKV_ASSIGN_OR_RETURN(int first, r.optional_size(root, "max_window_layers", 1 << 20, 28));
-    c.windowed_layers = std::max(0, c.n_layers - first);
+    c.windowed.assign(size_t(c.n_layers), false);
+    for (int i = first; i < c.n_layers; ++i) c.windowed[size_t(i)] = true;
   }
-  c.sliding_window = c.windowed_layers > 0 ? window : 0;
+  if (c.windowed_layers() == 0) c.windowed.clear();
+  c.sliding_window = c.windowed.empty() ? 0 : window;
 
   FREEKV_ASSIGN_OR_RETURN(c.dtype, read_dtype(r, root));
 
@@ -411,10 +413,11 @@ absl::StatusOr<ModelConfig> parse_object(const Reader& r, const json& root) {
 }  // namespace
 
 std::string ModelConfig::context_limit_source() const {
-  if (sliding_window > 0 && sliding_window < max_positions) {
-    return absl::StrCat("sliding_window ", sliding_window, ": ", windowed_layers, " of its ", n_layers,
-                        " layers attend only that many recent tokens, and freekv attends the whole context, so beyond "
-                        "it the output would leave the model's (--attend-beyond-window accepts that)");
+  if (sliding_window > 0 && !windows_attended && sliding_window < max_positions) {
+    return absl::StrCat("sliding_window ", sliding_window, ": ", windowed_layers(), " of its ", n_layers,
+                        " layers attend only that many recent tokens, and this engine attends the whole context, so "
+                        "beyond it the output would leave the model's (the CPU engine attends the windows; "
+                        "--attend-beyond-window accepts the difference)");
   }
   return absl::StrCat("max_position_embeddings ", max_positions);
 }
@@ -451,11 +454,12 @@ std::string model_config_to_json(const ModelConfig& c) {
   j["intermediate_size"] = c.intermediate;
   j["vocab_size"] = c.vocab;
   j["max_position_embeddings"] = c.max_positions;
-  if (c.sliding_window > 0) {  // as Hugging Face writes it: Mistral windows every layer, Qwen the last ones
+  if (c.sliding_window > 0) {  // Mistral windows every layer; otherwise layer_types says which
     j["sliding_window"] = c.sliding_window;
-    if (c.arch != ModelArch::kMistral) {
+    if (c.arch != ModelArch::kMistral || c.windowed_layers() < c.n_layers) {
       j["use_sliding_window"] = true;
-      j["max_window_layers"] = c.n_layers - c.windowed_layers;
+      j["layer_types"] = json::array();
+      for (bool w : c.windowed) j["layer_types"].push_back(w ? "sliding_attention" : "full_attention");
     }
   }
   j["hidden_act"] = "silu";

@@ -56,12 +56,18 @@ struct ModelConfig {
   std::vector<int> eos_token_ids; // eos_token_id (int or list); may be empty
   int bos_token_id = -1;          // -1 when absent
   int sliding_window = 0;         // tokens a windowed layer attends; 0: no layer has a window
-  int windowed_layers = 0;        // layers with that window (Mistral: all; Qwen2/3: from max_window_layers)
+  std::vector<bool> windowed;     // [n_layers] which layers have that window (Mistral: all; Qwen2/3: from
+                                  // max_window_layers on; layer_types); empty when none has
+  // Set by an engine that attends the windows (the CPU engine). Without it every layer attends the whole
+  // context, which equals the model's windowed attention only while a sequence fits the window.
+  bool windows_attended = false;
 
+  int windowed_layers() const { return int(std::count(windowed.begin(), windowed.end(), true)); }
   // Positions a request may use, generated tokens included: max_positions, or the sliding window when
-  // it is smaller (freekv attends the whole context in every layer, which equals the model's windowed
-  // attention only while a sequence fits the window).
-  int context_limit() const { return sliding_window > 0 ? std::min(max_positions, sliding_window) : max_positions; }
+  // it is smaller and the windows are not attended.
+  int context_limit() const {
+    return sliding_window > 0 && !windows_attended ? std::min(max_positions, sliding_window) : max_positions;
+  }
   // What sets context_limit(), for messages: "max_position_embeddings N" or the window and what to do.
   std::string context_limit_source() const;
 

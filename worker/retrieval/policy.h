@@ -17,6 +17,10 @@
 // Every policy attends densely (every page, causally) in prefill chunks, in --dense-layers, and while
 // the context has no page between the sinks and the window; the offloading ones (streaming with a
 // kvstore, arkvale, freekv) then release what the kvstore holds, so dense attention streams it back.
+//
+// A windowed layer (the model's sliding_window: Mistral, Qwen2's use_sliding_window) is not the
+// policy's: every policy attends exactly the model's window there (sliding_window_plan), since that
+// layer's attention is already bounded; the budget and the selection apply to full-attention layers.
 #pragma once
 
 #include <cstdint>
@@ -48,5 +52,12 @@ int64_t selected_pages(const RetrievalConfig& config, int64_t page_tokens);
 // Selected slots per layer and KV head a sequence under `config` needs (0 where the middle pages are
 // read in place).
 int64_t selected_slots(const RetrievalConfig& config, int64_t page_tokens);
+
+// The plan of a windowed layer whose window is `window` tokens: the step's queries each see the
+// `window` latest positions up to their own (LayerPlan::sliding_window), over the pages the window
+// reaches, which stay resident (brought back from the kvstore once, for a resumed session). Pages
+// before the window leave this worker's memory (once the kvstore holds them, or at once without one):
+// the layer never reads them again.
+LayerPlan sliding_window_plan(const TieredKv& kv, int64_t layer, int64_t n_q, int64_t window);
 
 }  // namespace freekv

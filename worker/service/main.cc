@@ -89,9 +89,10 @@ ABSL_FLAG(double, stream_interval_ms, 2,
           "one (steps slower than this stream every token at once; 0 = a message per step). Saves CPU when steps "
           "take well under a millisecond.");
 ABSL_FLAG(bool, attend_beyond_window, false,
-          "Serve a model with sliding-window layers (Mistral's sliding_window, Qwen2's use_sliding_window) past its "
-          "window, attending the whole context there: output then departs from the model's. Default: requests stop at "
-          "the window.");
+          "In a model with sliding-window layers (Mistral's sliding_window, Qwen2's use_sliding_window), attend the "
+          "whole context in those layers instead of their windows: output then departs from the model's past the "
+          "window. Default: the CPU engine attends the windows; on a GPU (which attends the whole context) requests "
+          "stop at the window.");
 ABSL_FLAG(bool, check_config, false,
           "Do not serve: validate the flags, the model directory's config.json, tokenizer.json and safetensors files "
           "(without mapping the weights), the token file and --kv-memory against available memory; print what the "
