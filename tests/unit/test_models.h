@@ -1,6 +1,8 @@
 // Tiny deterministic random models for engine tests, written once per test binary into the build tree.
 #pragma once
 
+#include <unistd.h>
+
 #include <filesystem>
 #include <string>
 
@@ -34,8 +36,15 @@ inline std::string tiny_model_dir(const TinyModel& m) {
   EXPECT_TRUE(tok.ok()) << tok.status();
   spec.tokenizer_json = *tok;
   spec.seed = 7;
-  absl::Status s = write_random_model(spec, dir);
+  // Written aside and renamed into place: ctest runs each test in its own process, several at once, and
+  // two of them may make the same model; the directory appears whole, and the second rename fails.
+  const std::string aside = dir + ".writing-" + std::to_string(getpid());
+  absl::Status s = write_random_model(spec, aside);
   EXPECT_TRUE(s.ok()) << s;
+  std::error_code ec;
+  std::filesystem::rename(aside, dir, ec);
+  if (ec) std::filesystem::remove_all(aside, ec);  // another process made it first
+  EXPECT_TRUE(std::filesystem::exists(dir + "/config.json")) << dir;
   return dir;
 }
 
