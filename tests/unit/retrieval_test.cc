@@ -160,6 +160,47 @@ TEST_F(PolicyTest, WindowedLayersAttendTheirWindowUnderEveryPolicy) {
   }
 }
 
+// A windowed layer's pages before its window leave the worker once offloaded; a session resumed on
+// another engine brings the window's pages back from the kvstore and continues as one uninterrupted
+// generation does (teacher-forced logits over the same tokens).
+TEST_F(PolicyTest, AWindowedSessionResumesFromTheKvstore) {
+  constexpr TinyModel kAllWindowed = {"retrieval-window40", ModelArch::kMistral, 2, 128, 8, 2, 64, 256, false, 40};
+  GenerateRequest first;
+  for (int i = 0; i < 90; ++i) first.prompt.push_back(int32_t((i * 131 + 7) % 397));
+  first.max_tokens = 30;
+  first.ignore_eos = true;
+  first.session_id = "windowed-resume";
+  auto a = engine(PolicyKind::kFreekv, 64, 0.9, kAllWindowed)->generate(first, nullptr);
+  ASSERT_TRUE(a.ok()) << a.status();
+  GenerateRequest second;
+  second.prompt = {11, 12, 13};
+  second.max_tokens = 25;
+  second.ignore_eos = true;
+  second.keep_logits = true;
+  second.session_id = "windowed-resume";
+  auto b = engine(PolicyKind::kFreekv, 64, 0.9, kAllWindowed)->generate(second, nullptr);
+  ASSERT_TRUE(b.ok()) << b.status();
+  EXPECT_GT(b->stats.reused_tokens, 100) << "the session's pages were not reused";
+
+  GenerateRequest whole;
+  whole.prompt = first.prompt;
+  whole.prompt.insert(whole.prompt.end(), a->tokens.begin(), a->tokens.end());
+  whole.prompt.insert(whole.prompt.end(), second.prompt.begin(), second.prompt.end());
+  whole.max_tokens = 25;
+  whole.ignore_eos = true;
+  whole.keep_logits = true;
+  whole.forced_tokens = b->tokens;
+  auto ref = engine(PolicyKind::kFull, 64, 0.9, kAllWindowed)->generate(whole, nullptr);
+  ASSERT_TRUE(ref.ok()) << ref.status();
+  // Logits come for every token fed: the resumed turn's are the last rows of the whole run's.
+  ASSERT_LT(b->logits.size(), ref->logits.size());
+  const std::vector<float> tail(ref->logits.end() - long(b->logits.size()), ref->logits.end());
+  EXPECT_LT(max_diff(b->logits, tail), 1e-3);
+  auto client = KvstoreClient::connect(kvstore_->socket_path());
+  ASSERT_TRUE(client.ok()) << client.status();
+  EXPECT_TRUE((*client)->close_session("windowed-resume").ok());
+}
+
 TEST_F(PolicyTest, FreekvAlwaysCorrectingEqualsArkvale) {
   // A 64-token budget over 140 tokens: two selected pages per head out of up to 11 candidates.
   GenerateResult ark = generate(*engine(PolicyKind::kArkvale, 64), 100, 40);
