@@ -65,8 +65,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::load(const std::string& model_di
   std::unique_ptr<Engine> e(new Engine());
   e->options_ = options;
   FREEKV_ASSIGN_OR_RETURN(e->weights_, load_model_weights(model_dir));
-  // The operator accepts whole-context attention past the model's sliding window (--attend-beyond-window):
-  // requests may then use every position.
+  // --attend-beyond-window: the operator chooses whole-context attention in the windowed layers too.
   ModelConfig& config = e->weights_->config;
   if (options.attend_beyond_window) {
     config.sliding_window = 0;
