@@ -1,8 +1,10 @@
 // The CPU's matrix-product ceiling at a model's prefill shapes (run by bench/run_gemm_bench.sh, never by
 // ctest): for one prefill chunk of n tokens, every projection of a Llama layer (qkv, o, gate, up, down)
 // and the LM head, through every path this build has, in one run:
-//   engine_matmul   kernels/ops.h matmul as prefill runs it today (bf16 weights widened to fp32 per
-//                   block of rows, OpenBLAS sgemm single-threaded per block, our thread pool);
+//   engine_matmul   kernels/ops.h matmul as prefill runs it, in the process's arithmetic
+//                   ("matmul_arithmetic" in the JSON; FREEKV_MATMUL=fp32 holds fp32): bf16 is oneDNN's
+//                   bf16 matmul on the stored weights; fp32 widens bf16 weights per block of rows for
+//                   OpenBLAS sgemm, single-threaded per block, on our thread pool;
 //   openblas_f32    OpenBLAS sgemm on weights already in fp32 (widened once, outside the timing),
 //                   OpenBLAS's own threads: the fp32 ceiling, at twice the weights' memory;
 //   onednn_bf16     oneDNN's bf16 matmul on the stored bf16 weights, activations rounded to bf16,
@@ -163,9 +165,10 @@ int run(int argc, char** argv) {
     implied += row;
   }
   std::printf("{\"bench\": \"gemm\", \"machine\": \"%s\", \"commit\": \"%s\", \"threads\": %d, \"chunk\": %lld, "
-              "\"layers\": %lld,\n \"rows\": [\n  %s],\n \"prefill_tokens_per_s_projections_only\": {%s}}\n",
+              "\"layers\": %lld, \"matmul_arithmetic\": \"%s\",\n \"rows\": [\n  %s],\n"
+              " \"prefill_tokens_per_s_projections_only\": {%s}}\n",
               machine_description().c_str(), git_commit().c_str(), threads, (long long)n, (long long)a["--layers"],
-              rows.c_str(), implied.c_str());
+              matmul_arithmetic_name(matmul_arithmetic()), rows.c_str(), implied.c_str());
   return 0;
 }
 

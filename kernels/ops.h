@@ -11,9 +11,20 @@
 
 namespace freekv {
 
-// y[n, m] = x[n, k] · w[m, k]ᵀ (+ bias[m] when non-null).
-// Small n (decode) streams w once through SIMD dot products; large n (prefill) converts blocks of w
-// to fp32 and uses BLAS. x, y: fp32. w: w_dtype. bias: fp32 or null.
+// How matmul() multiplies bf16 weights. kF32: the activations stay fp32 and every weight is widened
+// (exact products). kBF16: the activations are rounded to bf16 (8 significant bits; oneDNN and llama.cpp
+// do the same on such CPUs) and the CPU's bf16 dot products multiply them, twice the products per
+// instruction, which is what prefill and batched decode are bound by. Both sum in fp32. The default is
+// kBF16 where the CPU has AVX512_BF16 and oneDNN may use it, kF32 elsewhere; FREEKV_MATMUL=fp32 in the
+// environment holds kF32 (any other value leaves the default). f32 and f16 weights take fp32 arithmetic.
+enum class MatmulArithmetic : uint8_t { kF32, kBF16 };
+MatmulArithmetic matmul_arithmetic();  // chosen once per process
+const char* matmul_arithmetic_name(MatmulArithmetic arithmetic);  // "fp32", "bf16"
+
+// y[n, m] = x[n, k] · w[m, k]ᵀ (+ bias[m] when non-null), in matmul_arithmetic() for bf16 weights.
+// Small n (decode) streams w once through SIMD dot products; large n (prefill) runs oneDNN's bf16 matmul
+// (bf16 arithmetic) or converts blocks of w to fp32 for BLAS (fp32). x, y: fp32. w: w_dtype. bias:
+// fp32 or null.
 void matmul(const float* x, const void* w, DType w_dtype, const float* bias, float* y, int64_t n,
             int64_t k, int64_t m, ThreadPool& pool);
 

@@ -29,6 +29,7 @@
 #include "absl/strings/str_split.h"
 #include "common/file_util.h"
 #include "kernels/cpu/primitives.h"
+#include "kernels/ops.h"
 #include "nlohmann/json.hpp"
 #include "tools/cli_args.h"
 #include "tools/commands.h"
@@ -325,6 +326,7 @@ int cmd_bench(int argc, char** argv) {
   j["machine"] = machine_description();
   j["commit"] = git_commit();
   j["simd"] = cpu_primitives().name;
+  j["matmul_arithmetic"] = matmul_arithmetic_name(matmul_arithmetic());
   j["model"] = model;
   j["method"] = "decode: median of timed steps after one untimed step, the policies' steps interleaved; "
                 "bytes_per_step = weights + K/V attended; "

@@ -5,6 +5,7 @@
 
 #include "common/file_util.h"
 #include "common/npy.h"
+#include "kernels/ops.h"
 #include "nlohmann/json.hpp"
 #include "tools/cli_args.h"
 #include "tools/commands.h"
@@ -98,6 +99,8 @@ int cmd_run(int argc, char** argv) {
     j["tokens"] = result->tokens;
     j["text"] = result->text;
     j["finish_reason"] = result->finish_reason;
+    // How the CPU multiplied bf16 weights (kernels/ops.h): what a comparison of these logits must allow for.
+    if (options->device.name == "cpu") j["matmul_arithmetic"] = matmul_arithmetic_name(matmul_arithmetic());
     j["timing"] = {{"prefill_seconds", st.prefill_seconds},
                    {"decode_seconds", st.decode_seconds},
                    {"time_to_first_token_seconds", st.prefill_seconds},

@@ -1,12 +1,13 @@
 // y = x · wᵀ. Decode-sized batches (n ≤ 8) are bound by reading w once: SIMD dot products over the
-// stored dtype, rows split across threads. Prefill-sized batches are bound by arithmetic: each thread
-// widens a block of w rows to fp32 (the block fits in L2) and hands it to BLAS sgemm, so the widening
-// is paid once per block and amortised over all n rows of x; or, opted into with
-// FREEKV_MATMUL=onednn-bf16 for bf16 weights on a CPU with native bf16 arithmetic, oneDNN's bf16 matmul
-// (matmul_onednn.h: 2.4× faster at a 512-token chunk, activations rounded to bf16).
+// stored dtype, rows split across threads. Prefill-sized batches are bound by arithmetic: in bf16
+// arithmetic (ops.h) oneDNN's bf16 matmul (matmul_onednn.h: 2.4× the fp32 path at a 512-token chunk);
+// in fp32 each thread widens a block of w rows to fp32 (the block fits in L2) and hands it to BLAS
+// sgemm, so the widening is paid once per block and amortised over all n rows of x.
 #include <cblas.h>
 
 #include <algorithm>
+#include <cstdlib>
+#include <cstring>
 #include <vector>
 
 #include "kernels/cpu/blas.h"
@@ -27,8 +28,39 @@ void add_bias(const float* bias, float* y, int64_t n, int64_t m) {
 
 }  // namespace
 
-void matmul(const float* x, const void* w, DType w_dtype, const float* bias, float* y, int64_t n,
-            int64_t k, int64_t m, ThreadPool& pool) {
+MatmulArithmetic matmul_arithmetic() {
+  static const MatmulArithmetic chosen = [] {
+    const char* asked = std::getenv("FREEKV_MATMUL");
+    if (asked != nullptr && std::strcmp(asked, "fp32") == 0) return MatmulArithmetic::kF32;
+    const bool native = cpu_primitives().matvec_bf16_dot != nullptr && matmul_bf16_onednn_runs();
+    return native ? MatmulArithmetic::kBF16 : MatmulArithmetic::kF32;
+  }();
+  return chosen;
+}
+
+const char* matmul_arithmetic_name(MatmulArithmetic arithmetic) {
+  return arithmetic == MatmulArithmetic::kBF16 ? "bf16" : "fp32";
+}
+
+namespace {
+
+// The bf16-arithmetic products; false (nothing written) where oneDNN declined the shape.
+bool matmul_bf16_arithmetic(const float* x, const uint16_t* w, float* y, int64_t n, int64_t k, int64_t m,
+                            ThreadPool& pool) {
+  if (n > kMatvecMaxRows) return matmul_bf16_onednn(x, w, y, n, k, m, pool.size());
+  const CpuPrimitives& prim = cpu_primitives();
+  thread_local std::vector<uint16_t> x_bf16;  // [n, k], rounded once for every thread's rows
+  x_bf16.resize(size_t(n * k));
+  prim.from_f32(x, DType::kBF16, x_bf16.data(), n * k);
+  const uint16_t* xb = x_bf16.data();
+  pool.parallel_for(m, [&](int64_t b, int64_t e, int) {
+    prim.matvec_bf16_dot(xb, n, w + b * k, k, e - b, y + b, m);
+  }, 16);
+  return true;
+}
+
+void matmul_fp32_arithmetic(const float* x, const void* w, DType w_dtype, float* y, int64_t n, int64_t k,
+                            int64_t m, ThreadPool& pool) {
   const CpuPrimitives& prim = cpu_primitives();
   const size_t row_bytes = size_t(k) * dtype_size(w_dtype);
   const auto* wb = static_cast<const uint8_t*>(w);
@@ -36,21 +68,29 @@ void matmul(const float* x, const void* w, DType w_dtype, const float* bias, flo
     pool.parallel_for(m, [&](int64_t b, int64_t e, int) {
       prim.matvec(x, n, wb + size_t(b) * row_bytes, w_dtype, k, e - b, y + b, m);
     }, 16);
-  } else if (w_dtype != DType::kBF16 || !matmul_prefill_uses_onednn() ||
-             !matmul_bf16_onednn(x, static_cast<const uint16_t*>(w), y, n, k, m, pool.size())) {
-    use_single_threaded_blas();
-    const int64_t n_blocks = (m + kGemmBlockRows - 1) / kGemmBlockRows;
-    pool.parallel_for(n_blocks, [&](int64_t b, int64_t e, int) {
-      thread_local std::vector<float> wf;
-      wf.resize(size_t(kGemmBlockRows * k));
-      for (int64_t blk = b; blk < e; ++blk) {
-        int64_t r0 = blk * kGemmBlockRows, rows = std::min(kGemmBlockRows, m - r0);
-        prim.to_f32(wb + size_t(r0) * row_bytes, w_dtype, wf.data(), rows * k);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(n), int(rows), int(k), 1.f, x, int(k),
-                    wf.data(), int(k), 0.f, y + r0, int(m));
-      }
-    });
+    return;
   }
+  use_single_threaded_blas();
+  const int64_t n_blocks = (m + kGemmBlockRows - 1) / kGemmBlockRows;
+  pool.parallel_for(n_blocks, [&](int64_t b, int64_t e, int) {
+    thread_local std::vector<float> wf;
+    wf.resize(size_t(kGemmBlockRows * k));
+    for (int64_t blk = b; blk < e; ++blk) {
+      int64_t r0 = blk * kGemmBlockRows, rows = std::min(kGemmBlockRows, m - r0);
+      prim.to_f32(wb + size_t(r0) * row_bytes, w_dtype, wf.data(), rows * k);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(n), int(rows), int(k), 1.f, x, int(k),
+                  wf.data(), int(k), 0.f, y + r0, int(m));
+    }
+  });
+}
+
+}  // namespace
+
+void matmul(const float* x, const void* w, DType w_dtype, const float* bias, float* y, int64_t n,
+            int64_t k, int64_t m, ThreadPool& pool) {
+  const bool bf16_done = w_dtype == DType::kBF16 && matmul_arithmetic() == MatmulArithmetic::kBF16 &&
+                         matmul_bf16_arithmetic(x, static_cast<const uint16_t*>(w), y, n, k, m, pool);
+  if (!bf16_done) matmul_fp32_arithmetic(x, w, w_dtype, y, n, k, m, pool);
   if (bias != nullptr) add_bias(bias, y, n, m);
 }
 

@@ -4,8 +4,6 @@
 
 #include <omp.h>
 
-#include <cstdlib>
-#include <cstring>
 #include <map>
 #include <mutex>
 #include <tuple>
@@ -66,14 +64,6 @@ const Primitives* primitives_for(int64_t n, int64_t k, int64_t m) {
 }  // namespace
 
 bool matmul_bf16_onednn_runs() { return native_bf16() && primitives_for(16, 64, 64) != nullptr; }
-
-bool matmul_prefill_uses_onednn() {
-  static const bool on = [] {
-    const char* chosen = std::getenv("FREEKV_MATMUL");
-    return chosen != nullptr && std::strcmp(chosen, "onednn-bf16") == 0 && matmul_bf16_onednn_runs();
-  }();
-  return on;
-}
 
 bool matmul_bf16_onednn(const float* x, const uint16_t* w, float* y, int64_t n, int64_t k, int64_t m, int threads) {
   if (!native_bf16()) return false;

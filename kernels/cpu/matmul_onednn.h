@@ -1,7 +1,5 @@
-// Prefill-sized matrix products with bf16 weights through oneDNN's bf16 matmul. kernels/cpu/matmul.cc
-// takes it for n > 8 rows and bf16 weights when FREEKV_MATMUL=onednn-bf16 (opt-in: it rounds the
-// activations to bf16, and the engine's own comparisons — incremental decode against prefill, logits
-// against the NumPy reference — are stated for fp32 activations).
+// Prefill-sized matrix products with bf16 weights through oneDNN's bf16 matmul: kernels/cpu/matmul.cc
+// takes it for n > 8 rows and bf16 weights in bf16 arithmetic (ops.h matmul_arithmetic).
 #pragma once
 
 #include <cstdint>
@@ -18,8 +16,5 @@ bool matmul_bf16_onednn(const float* x, const uint16_t* w, float* y, int64_t n, 
 
 // Whether matmul_bf16_onednn runs on this machine (it answers for every shape alike).
 bool matmul_bf16_onednn_runs();
-
-// Whether matmul() sends prefill-sized bf16 products there: FREEKV_MATMUL=onednn-bf16 and it runs.
-bool matmul_prefill_uses_onednn();
 
 }  // namespace freekv

@@ -1,5 +1,5 @@
-// Inner loops of the CPU kernels, in a scalar and an AVX2 build of each, and an AVX-512 decode matvec
-// over bf16 weights. The algorithms (matmul.cc, attention.cc) are written once over these;
+// Inner loops of the CPU kernels, in a scalar and an AVX2 build of each, and AVX-512 decode matvecs
+// over bf16 weights (widening to fp32, and in bf16 arithmetic where the CPU has AVX512_BF16). The algorithms (matmul.cc, attention.cc) are written once over these;
 // cpu_primitives() picks the best set the CPU supports, once. FREEKV_SIMD=scalar or FREEKV_SIMD=avx2
 // in the environment holds it to that set (to compare them end to end, and to run the AVX2 set on a
 // CPU that has AVX-512).
@@ -17,6 +17,11 @@ struct CpuPrimitives {
   // w: [rows, k] in w_dtype. Streams w once.
   void (*matvec)(const float* x, int64_t n, const void* w, DType w_dtype, int64_t k, int64_t rows,
                  float* y, int64_t ldy);
+  // The matvec in bf16 arithmetic, for matmul()'s bf16 mode: y[j * ldy + r] = Σ_k x[j, k] · w[r, k];
+  // x: [n, k] bf16 (n ≤ 8, activations already rounded), w: [rows, k] bf16; the exact products of bf16
+  // pairs summed in fp32. Null in every set but the AVX-512 one on a CPU with AVX512_BF16.
+  void (*matvec_bf16_dot)(const uint16_t* x, int64_t n, const uint16_t* w, int64_t k, int64_t rows, float* y,
+                          int64_t ldy);
   // dst[n] = src[n] as fp32.
   void (*to_f32)(const void* src, DType dtype, float* dst, int64_t n);
   // dst[n] = src[n] rounded to dtype (round to nearest even).
@@ -45,7 +50,11 @@ void deinterleave_pairs(const float* x, int64_t n, int64_t k, int64_t block, flo
 const CpuPrimitives& cpu_primitives();
 const CpuPrimitives& scalar_primitives();
 const CpuPrimitives* avx2_primitives();  // nullptr when this CPU lacks AVX2, FMA or F16C
-// The AVX2 set with the bf16 matvec in AVX-512; nullptr when this CPU lacks AVX-512F (or the AVX2 set).
+// The AVX2 set with the bf16 matvecs in AVX-512; nullptr when this CPU lacks AVX-512F (or the AVX2 set).
 const CpuPrimitives* avx512_primitives();
+// The matvec_bf16_dot of the AVX-512 set (primitives_avx512_bf16.cc); call only where the CPU has
+// AVX512_BF16.
+void matvec_bf16_dot_avx512(const uint16_t* x, int64_t n, const uint16_t* w, int64_t k, int64_t rows, float* y,
+                            int64_t ldy);
 
 }  // namespace freekv

@@ -1,4 +1,5 @@
-// AVX-512 primitives: the decode matvec over bf16 weights, whose batched form (2–8 activation rows) is
+// AVX-512 primitives: the decode matvec over bf16 weights widened to fp32 (the bf16-arithmetic one is in
+// primitives_avx512_bf16.cc), whose batched form (2–8 activation rows) is
 // bound by arithmetic under AVX2 (about 64 GFLOP/s on two Zen 4 cores against 95–119 here, and 1.2×
 // faster at one row; the measurements are in bench/README.md). Everything else is the AVX2 set's. This
 // translation unit alone is compiled with -mavx512f; avx512_primitives() checks the CPU first.
@@ -96,6 +97,7 @@ const CpuPrimitives* avx512_primitives() {
     avx2_matvec = avx2->matvec;
     set.name = "avx512";
     set.matvec = matvec_avx512;
+    set.matvec_bf16_dot = __builtin_cpu_supports("avx512bf16") ? matvec_bf16_dot_avx512 : nullptr;
     return &set;
   }();
   return chosen;

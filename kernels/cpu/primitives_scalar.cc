@@ -66,7 +66,7 @@ float exp_shifted_scalar(float* x, int64_t n, float shift) {
   return sum;
 }
 
-const CpuPrimitives kScalar = {"scalar", matvec_scalar, to_f32_scalar, from_f32_scalar, scores_group_scalar,
+const CpuPrimitives kScalar = {"scalar", matvec_scalar, nullptr, to_f32_scalar, from_f32_scalar, scores_group_scalar,
                                accumulate_group_scalar, exp_shifted_scalar, bound_scores_scalar};
 
 }  // namespace

@@ -18,6 +18,9 @@ import tempfile
 import numpy as np
 
 TOLERANCE = 5e-2  # logits are O(10); bf16 weights in both, K/V in f16 here and f32 there
+# In the engine's bf16 arithmetic (activations rounded to bf16 before each product; the goldens keep
+# fp32 activations) the largest error seen over the goldens was 5.4e-2 (2026-12-07, AVX512_BF16).
+TOLERANCE_BF16 = 1.5e-1
 
 
 def main():
@@ -27,7 +30,7 @@ def main():
     p.add_argument("--golden", required=True)
     args = p.parse_args()
     golden = json.load(open(args.golden))
-    problems, worst = [], 0.0
+    problems, worst, tolerance = [], 0.0, TOLERANCE
     with tempfile.TemporaryDirectory() as work:
         for n, case in enumerate(golden["cases"]):
             dump = os.path.join(work, f"{n}.npy")
@@ -41,6 +44,8 @@ def main():
             if result["prompt_tokens"] != case["prompt_tokens"]:
                 problems.append(f"prompt {n}: tokens {result['prompt_tokens']} != golden {case['prompt_tokens']}")
                 continue
+            if result["matmul_arithmetic"] == "bf16":
+                tolerance = TOLERANCE_BF16
             logits = np.load(dump).astype(np.float64)
             if logits.shape[0] != len(case["rows"]):
                 problems.append(f"prompt {n}: {logits.shape[0]} rows dumped, golden has {len(case['rows'])}")
@@ -49,16 +54,16 @@ def main():
                 err = max(np.abs(row[want["top_ids"]] - np.array(want["top_logits"])).max(),
                           abs(float(np.log(np.exp(row - row.max()).sum()) + row.max()) - want["logsumexp"]))
                 worst = max(worst, err)
-                if err > TOLERANCE:
-                    problems.append(f"prompt {n} row {r}: error {err:.3e} > {TOLERANCE}")
+                if err > tolerance:
+                    problems.append(f"prompt {n} row {r}: error {err:.3e} > {tolerance}")
             P = len(case["prompt_tokens"])
             for j, (got, want) in enumerate(zip(result["tokens"], case["tokens"])):
                 top = case["rows"][P + j]["top_logits"]
-                if got != want and top[0] - top[1] > TOLERANCE:
+                if got != want and top[0] - top[1] > tolerance:
                     problems.append(f"prompt {n} step {j}: engine token {got}, golden {want} (margin {top[0] - top[1]:.3f})")
             print(f"prompt {n}: {P} prompt tokens, generated {result['tokens']} (golden {case['tokens']}): "
                   f"{result['text']!r}")
-    print(f"largest logit error {worst:.3e} (tolerance {TOLERANCE})")
+    print(f"largest logit error {worst:.3e} (tolerance {tolerance})")
     for line in problems:
         print("FAIL: " + line)
     return 1 if problems else 0

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <numeric>
 
+#include "kernels/ops.h"
 #include "test_models.h"
 #include "worker/engine/generate.h"
 
@@ -69,9 +70,10 @@ TEST(Engine, PagingDoesNotChangeLogits) {
 }
 
 TEST(Engine, ChunkedPrefillMatchesWholePrefill) {
-  // 7-token chunks take the streaming SIMD matmul, one 45-token chunk the blocked BLAS one: the sums
-  // are ordered differently, and a K/V element that lands near a bf16 rounding midpoint can round the
-  // other way, so the bound is relative to the logits' spread (as in tests/reference).
+  // 7-token chunks take the streaming SIMD matmul, one 45-token chunk the prefill one: the sums are
+  // ordered differently, and a K/V element (or, in bf16 arithmetic, a product's input) that lands near a
+  // bf16 rounding midpoint can round the other way, so the bound is relative to the logits' spread, with
+  // tests/reference/check_model.py's two tolerances (TOL_REL, TOL_REL_BF16: measured there).
   auto whole = load(kGqa, 32, 4096);
   auto chunked = load(kGqa, 32, 7);
   const auto prompt = test_prompt(45, whole->weights().config.vocab);
@@ -79,7 +81,7 @@ TEST(Engine, ChunkedPrefillMatchesWholePrefill) {
   EXPECT_EQ(a.tokens, b.tokens);
   const double diff = max_abs_diff(a.logits, b.logits), std = logits_std(a.logits);
   std::printf("7-token chunks vs one chunk: max abs logit diff %.3g (%.3g of the logits' std)\n", diff, diff / std);
-  EXPECT_LT(diff, 5e-3 * std);
+  EXPECT_LT(diff, (matmul_arithmetic() == MatmulArithmetic::kBF16 ? 2.5e-2 : 5e-3) * std);
 }
 
 TEST(Engine, IncrementalDecodeEqualsPrefillOfTheWholeSequence) {

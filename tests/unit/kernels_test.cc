@@ -125,10 +125,33 @@ TEST(Primitives, Avx512MatvecMatchesScalar) {
   }
 }
 
+// The AVX512_BF16 matvec against the reference product of the same bf16-rounded activations, for every
+// activation-row count, with k tails (not a multiple of its 32-element step) and row tails.
+TEST(Primitives, Avx512Bf16DotMatvecMatchesReference) {
+  const CpuPrimitives* avx512 = avx512_primitives();
+  if (avx512 == nullptr || avx512->matvec_bf16_dot == nullptr) GTEST_SKIP() << "this CPU has no AVX512_BF16";
+  std::mt19937 rng(6);
+  for (int64_t n = 1; n <= 8; ++n) {
+    for (auto [k, rows] : {std::pair<int64_t, int64_t>{64, 24}, {131, 77}, {1030, 13}}) {
+      std::string x = to_dtype_bytes(random_vec(size_t(n * k), rng), DType::kBF16);
+      std::string w = to_dtype_bytes(random_vec(size_t(rows * k), rng, 0.1f), DType::kBF16);
+      std::vector<float> x_rounded(size_t(n * k)), got(size_t(n * rows)), want(size_t(n * rows));
+      scalar_primitives().to_f32(x.data(), DType::kBF16, x_rounded.data(), n * k);
+      avx512->matvec_bf16_dot(reinterpret_cast<const uint16_t*>(x.data()), n,
+                              reinterpret_cast<const uint16_t*>(w.data()), k, rows, got.data(), rows);
+      matmul_reference(x_rounded.data(), w.data(), DType::kBF16, nullptr, want.data(), n, k, rows);
+      expect_close(got, want, 1e-5f, ("bf16 dot matvec n=" + std::to_string(n) + " k=" + std::to_string(k)).c_str());
+    }
+  }
+}
+
+// matmul() against its plain twin on every path: the streaming matvec (n ≤ 8) and the prefill path, in
+// the arithmetic this process chose. In bf16 arithmetic (bf16 weights) the twin is given the same
+// bf16-rounded activations, so both paths are held to fp32 summation error, not to the rounding.
 TEST(Matmul, FastPathsMatchReference) {
   ThreadPool pool(2);
   std::mt19937 rng(3);
-  // n = 1..8 take the streaming SIMD path, larger n the blocked BLAS path; odd k and m cover tails.
+  const bool bf16_arithmetic = matmul_arithmetic() == MatmulArithmetic::kBF16;
   for (DType t : {DType::kF32, DType::kF16, DType::kBF16}) {
     for (int64_t n : {1, 2, 3, 4, 5, 6, 7, 8, 9, 33}) {
       const int64_t k = 131, m = 77;
@@ -137,27 +160,29 @@ TEST(Matmul, FastPathsMatchReference) {
       auto bias = random_vec(size_t(m), rng);
       std::vector<float> got(size_t(n * m)), want(size_t(n * m));
       matmul(x.data(), w.data(), t, bias.data(), got.data(), n, k, m, pool);
-      matmul_reference(x.data(), w.data(), t, bias.data(), want.data(), n, k, m);
-      // With FREEKV_MATMUL=onednn-bf16 (the kernels_test_onednn_prefill run), bf16 weights above 8 rows
-      // go to oneDNN, which rounds x to bf16 first (8 significant bits): the bound is that rounding's.
-      const bool rounded_x = t == DType::kBF16 && n > 8 && matmul_prefill_uses_onednn();
-      expect_close(got, want, rounded_x ? 5e-3f : 1e-5f,
-                   ("matmul " + std::string(dtype_name(t)) + " n=" + std::to_string(n)).c_str());
+      std::vector<float> x_seen = x;
+      if (bf16_arithmetic && t == DType::kBF16)
+        for (float& v : x_seen) v = bf16_to_f32(f32_to_bf16(v));
+      matmul_reference(x_seen.data(), w.data(), t, bias.data(), want.data(), n, k, m);
+      expect_close(got, want, 1e-5f, ("matmul " + std::string(dtype_name(t)) + " n=" + std::to_string(n)).c_str());
     }
   }
 }
 
-TEST(Matmul, OneDnnBf16PathRunsExactlyWhereTheCpuHasNativeBf16) {
-  // Where the CPU has avx512_bf16 and oneDNN may use it, the bf16 path runs and matches the reference
-  // to bf16 rounding of the activations; elsewhere (an older CPU, or DNNL_MAX_CPU_ISA=AVX2 as the
-  // kernels_test_avx2_isa run sets) it declines and writes nothing, and matmul() keeps the fp32 BLAS
-  // path even when FREEKV_MATMUL=onednn-bf16 asks for it (FastPathsMatchReference covers both).
+// Which arithmetic the process chose: bf16 exactly where the CPU has AVX512_BF16 in the chosen SIMD set
+// and oneDNN may use it, unless FREEKV_MATMUL=fp32 holds fp32. The ctest runs of this binary cover each
+// case this CPU allows: the default, FREEKV_MATMUL=fp32, DNNL_MAX_CPU_ISA=AVX2 (oneDNN as on a CPU
+// without AVX-512: it declines, writing nothing) and FREEKV_SIMD=avx2.
+TEST(Matmul, ArithmeticIsBf16ExactlyWhereTheCpuHasIt) {
   const char* isa = std::getenv("DNNL_MAX_CPU_ISA");
-  const bool limited = isa != nullptr && std::string(isa) == "AVX2";
-  const bool native = __builtin_cpu_supports("avx512bf16") != 0 && !limited;
+  const bool onednn_limited = isa != nullptr && std::string(isa) == "AVX2";
+  const bool native = __builtin_cpu_supports("avx512bf16") != 0 && !onednn_limited;
   EXPECT_EQ(matmul_bf16_onednn_runs(), native);
-  const char* chosen = std::getenv("FREEKV_MATMUL");
-  EXPECT_EQ(matmul_prefill_uses_onednn(), native && chosen != nullptr && std::string(chosen) == "onednn-bf16");
+  const char* asked = std::getenv("FREEKV_MATMUL");
+  const bool fp32_asked = asked != nullptr && std::string(asked) == "fp32";
+  const bool dot_in_set = cpu_primitives().matvec_bf16_dot != nullptr;
+  EXPECT_EQ(dot_in_set, __builtin_cpu_supports("avx512bf16") != 0 && std::string(cpu_primitives().name) == "avx512");
+  EXPECT_EQ(matmul_arithmetic() == MatmulArithmetic::kBF16, native && dot_in_set && !fp32_asked);
   std::mt19937 rng(4);
   for (auto [n, k, m] : {std::tuple<int64_t, int64_t, int64_t>{9, 131, 77}, {64, 2048, 384}, {300, 1000, 257}}) {
     auto x = random_vec(size_t(n * k), rng);
@@ -169,8 +194,9 @@ TEST(Matmul, OneDnnBf16PathRunsExactlyWhereTheCpuHasNativeBf16) {
       EXPECT_TRUE(std::all_of(got.begin(), got.end(), [](float v) { return v == -7.f; })) << "declined but wrote";
       continue;
     }
+    for (float& v : x) v = bf16_to_f32(f32_to_bf16(v));
     matmul_reference(x.data(), w.data(), DType::kBF16, nullptr, want.data(), n, k, m);
-    expect_close(got, want, 5e-3f, ("onednn bf16 n=" + std::to_string(n) + " k=" + std::to_string(k)).c_str());
+    expect_close(got, want, 1e-4f, ("onednn bf16 n=" + std::to_string(n) + " k=" + std::to_string(k)).c_str());
   }
 }
 
