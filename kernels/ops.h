@@ -11,12 +11,14 @@
 
 namespace freekv {
 
-// How matmul() multiplies bf16 weights. kF32: the activations stay fp32 and every weight is widened
-// (exact products). kBF16: the activations are rounded to bf16 (8 significant bits; oneDNN and llama.cpp
-// do the same on such CPUs) and the CPU's bf16 dot products multiply them, twice the products per
-// instruction, which is what prefill and batched decode are bound by. Both sum in fp32. The default is
-// kBF16 where the CPU has AVX512_BF16 and oneDNN may use it, kF32 elsewhere; FREEKV_MATMUL=fp32 in the
-// environment holds kF32 (any other value leaves the default). f32 and f16 weights take fp32 arithmetic.
+// How matmul() multiplies bf16 weights, and prefill attention bf16 K/V. kF32: the activations stay fp32
+// and every weight (or K/V element) is widened (exact products). kBF16: the activations, or attention's
+// scaled queries and probabilities, are rounded to bf16 (8 significant bits; oneDNN and llama.cpp do the
+// same on such CPUs) and the CPU's bf16 dot products multiply them, twice the products per instruction,
+// which is what prefill and batched decode are bound by. Both sum in fp32. The default is kBF16 where
+// the CPU has AVX512_BF16 and oneDNN may use it, kF32 elsewhere; FREEKV_MATMUL=fp32 in the environment
+// holds kF32 (any other value leaves the default). f32 and f16 weights, f16 K/V and decode attention
+// (bound by reading K/V) take fp32 arithmetic.
 enum class MatmulArithmetic : uint8_t { kF32, kBF16 };
 MatmulArithmetic matmul_arithmetic();  // chosen once per process
 const char* matmul_arithmetic_name(MatmulArithmetic arithmetic);  // "fp32", "bf16"

@@ -4,10 +4,11 @@
 // Work is cut into units of (KV head, query block, page split). Decode has one query, read against each
 // page in its stored dtype for the whole GQA group at once; with fewer KV heads than threads the pages
 // of a head are split too and the partial (m, l, acc) of the splits are merged at the end
-// (flash-decoding). Prefill blocks of queries take the pages a group at a time, widened to fp32 once
-// per unit, and both products are matrix products (BLAS sgemm): scores [rows, tokens] = queries · keysᵀ
-// and acc += probabilities · values, with the causal limit applied per row in between. A prefill chunk
-// at long context is mostly this arithmetic, so it has to run at the matrix-product rate.
+// (flash-decoding). Prefill blocks of queries take the pages a group at a time, and both products are
+// matrix products: scores [rows, tokens] = queries · keysᵀ and acc += probabilities · values, with the
+// causal limit applied per row in between, in the process's arithmetic (BLAS sgemm on K/V widened once
+// per unit, or the CPU's bf16 dot products on K/V as stored). A prefill chunk at long context is mostly
+// this arithmetic, so it has to run at the matrix-product rate.
 #include <cblas.h>
 
 #include <algorithm>
@@ -62,44 +63,90 @@ struct Partial {  // online-softmax state of one (query, query head)
 // units, so emitting needs no lock).
 using EmitRow = std::function<void(int64_t query, int64_t query_head, const Partial& state, const float* acc)>;
 
+// Whether prefill blocks multiply in bf16 arithmetic (ops.h MatmulArithmetic): queries and probabilities
+// rounded to bf16, against bf16 K/V as stored, through the CPU's bf16 dot products.
+bool prefill_products_in_bf16(const PagedKv& kv) {
+  return matmul_arithmetic() == MatmulArithmetic::kBF16 && cpu_primitives().gemm_bf16_pairs != nullptr &&
+         kv.dtype == DType::kBF16 && kv.head_dim % 2 == 0;
+}
+
+// One page's tokens a query block sees: [from, from + count) of slot `slot`'s chunk.
+struct VisibleRun {
+  const uint8_t* chunk;
+  int64_t slot, from, count;
+};
+
 // Prefill queries [i0, i1) of KV head h over slots [s0, s1): state and acc hold rows (i − i0)·group + g.
+// The pages come a group at a time; each group is two matrix products, scores = queries · keysᵀ and
+// acc += probabilities · values, with the causal (and window) limits and the online softmax applied per
+// row between them. In fp32 arithmetic K/V are widened and BLAS multiplies; in bf16 they are packed as
+// stored for gemm_bf16_pairs.
 void attend_prefill_block(const float* q, int64_t n_heads, const PagedKv& kv, float scale, int64_t causal_base,
                           int64_t h, int64_t i0, int64_t i1, int64_t s0, int64_t s1, std::vector<Partial>& state,
                           std::vector<float>& acc) {
   const CpuPrimitives& prim = cpu_primitives();
+  const bool bf16 = prefill_products_in_bf16(kv);
   const int64_t d = kv.head_dim, group = n_heads / kv.n_kv_heads, rows = (i1 - i0) * group;
-  const int64_t max_tokens = kPageGroup * kv.page_tokens;
-  const size_t half = chunk_half_bytes(kv);
+  const int64_t max_tokens = kPageGroup * kv.page_tokens, max_even = max_tokens + max_tokens % 2;
+  const size_t half = chunk_half_bytes(kv), elem = dtype_size(kv.dtype);
   thread_local std::vector<float> queries, keys, values, scores;
+  thread_local std::vector<uint16_t> queries_bf16, keys_packed, values_packed, probs_bf16;
   thread_local std::vector<int64_t> position;  // kv index of each gathered token, ascending
   queries.resize(size_t(rows * d));
-  keys.resize(size_t(max_tokens * d));
-  values.resize(size_t(max_tokens * d));
   scores.resize(size_t(rows * max_tokens));
   position.resize(size_t(max_tokens));
+  if (bf16) {
+    queries_bf16.resize(size_t(rows * d));
+    keys_packed.resize(size_t(d * packed_columns(max_tokens)));
+    values_packed.resize(size_t(max_even * packed_columns(d)));
+    probs_bf16.resize(size_t(rows * max_even));
+  } else {
+    keys.resize(size_t(max_tokens * d));
+    values.resize(size_t(max_tokens * d));
+  }
   // The block's queries as rows, scaled: query i's group heads are adjacent in q.
   for (int64_t i = i0; i < i1; ++i) {
     const float* src = q + (i * n_heads + h * group) * d;
     float* dst = queries.data() + (i - i0) * group * d;
     for (int64_t c = 0; c < group * d; ++c) dst[c] = src[c] * scale;
   }
+  if (bf16) prim.from_f32(queries.data(), DType::kBF16, queries_bf16.data(), rows * d);
+  VisibleRun runs[kPageGroup];
   for (int64_t s = s0; s < s1;) {
-    int64_t tokens = 0;
-    for (int64_t pages = 0; s < s1 && pages < kPageGroup; ++s) {
+    int64_t n_runs = 0, tokens = 0;
+    for (; s < s1 && n_runs < kPageGroup; ++s) {
       const uint8_t* chunk = chunk_k(kv, h, s);
       const int64_t most = chunk == nullptr ? 0 : visible_tokens(kv, s, causal_base, i1 - 1);
       const int64_t from = first_visible_in_slot(kv, s, causal_base, i0);
       if (most <= from) continue;  // an empty slot of this head, or outside what the block sees
-      const size_t skip = size_t(from * d) * dtype_size(kv.dtype);
-      prim.to_f32(chunk + skip, kv.dtype, keys.data() + tokens * d, (most - from) * d);
-      prim.to_f32(chunk + half + skip, kv.dtype, values.data() + tokens * d, (most - from) * d);
+      runs[n_runs++] = VisibleRun{chunk, s, from, most - from};
       for (int64_t j = from; j < most; ++j) position[size_t(tokens + j - from)] = s * kv.page_tokens + j;
       tokens += most - from;
-      ++pages;
     }
     if (tokens == 0) continue;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(rows), int(tokens), int(d), 1.f, queries.data(), int(d),
-                keys.data(), int(d), 0.f, scores.data(), int(tokens));
+    const int64_t tokens_even = tokens + tokens % 2, n_pad = packed_columns(tokens), d_pad = packed_columns(d);
+    for (int64_t r = 0, t0 = 0; r < n_runs; t0 += runs[r].count, ++r) {
+      const uint8_t* k_src = runs[r].chunk + size_t(runs[r].from * d) * elem;
+      if (bf16) {
+        const auto* k16 = reinterpret_cast<const uint16_t*>(k_src);
+        const auto* v16 = reinterpret_cast<const uint16_t*>(k_src + half);
+        pack_pairs_from_rows(k16, d, runs[r].count, d, t0, n_pad, keys_packed.data());
+        pack_pairs_from_columns(v16, d, runs[r].count, d, t0, d_pad, values_packed.data());
+      } else {
+        prim.to_f32(k_src, kv.dtype, keys.data() + t0 * d, runs[r].count * d);
+        prim.to_f32(k_src + half, kv.dtype, values.data() + t0 * d, runs[r].count * d);
+      }
+    }
+    if (bf16) {
+      if (tokens % 2 != 0) {  // the last pair's second row: zero, so the zero probability beside it adds 0
+        uint16_t* pad = values_packed.data() + (tokens / 2) * d_pad * 2 + 1;
+        for (int64_t j = 0; j < d_pad; ++j) pad[j * 2] = 0;
+      }
+      prim.gemm_bf16_pairs(queries_bf16.data(), d, keys_packed.data(), rows, tokens, d, scores.data(), tokens, false);
+    } else {
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(rows), int(tokens), int(d), 1.f, queries.data(), int(d),
+                  keys.data(), int(d), 0.f, scores.data(), int(tokens));
+    }
     for (int64_t r = 0; r < rows; ++r) {
       float* row = scores.data() + r * tokens;
       const int64_t i = i0 + r / group;
@@ -112,22 +159,32 @@ void attend_prefill_block(const float* q, int64_t n_heads, const PagedKv& kv, fl
                                                                      first_visible(kv, causal_base, i)) - position.begin()
                                                   : 0;
       Partial& st = state[size_t(r)];
-      const float m_new = seen > begin ? std::max(st.m, *std::max_element(row + begin, row + seen)) : st.m;
+      const float m_new = seen > begin ? std::max(st.m, prim.max_of(row + begin, seen - begin)) : st.m;
       if (seen <= begin || m_new == -std::numeric_limits<float>::infinity()) {
         std::fill(row, row + tokens, 0.f);  // nothing of this group for the row
-        continue;
+      } else {
+        const float sum = prim.exp_shifted(row + begin, seen - begin, m_new);
+        std::fill(row, row + begin, 0.f);
+        std::fill(row + seen, row + tokens, 0.f);
+        const float decay = std::exp(st.m - m_new);  // exp(-inf) = 0 on the row's first tokens
+        st.l = st.l * decay + sum;
+        st.m = m_new;
+        float* a = acc.data() + r * d;
+        for (int64_t c = 0; c < d; ++c) a[c] *= decay;
       }
-      const float sum = prim.exp_shifted(row + begin, seen - begin, m_new);
-      std::fill(row, row + begin, 0.f);
-      std::fill(row + seen, row + tokens, 0.f);
-      const float decay = std::exp(st.m - m_new);  // exp(-inf) = 0 on the row's first tokens
-      st.l = st.l * decay + sum;
-      st.m = m_new;
-      float* a = acc.data() + r * d;
-      for (int64_t c = 0; c < d; ++c) a[c] *= decay;
+      if (bf16) {
+        uint16_t* p = probs_bf16.data() + r * tokens_even;
+        prim.from_f32(row, DType::kBF16, p, tokens);
+        if (tokens % 2 != 0) p[tokens] = 0;
+      }
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(rows), int(d), int(tokens), 1.f, scores.data(),
-                int(tokens), values.data(), int(d), 1.f, acc.data(), int(d));
+    if (bf16) {
+      prim.gemm_bf16_pairs(probs_bf16.data(), tokens_even, values_packed.data(), rows, d, tokens_even, acc.data(), d,
+                           true);
+    } else {
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(rows), int(d), int(tokens), 1.f, scores.data(),
+                  int(tokens), values.data(), int(d), 1.f, acc.data(), int(d));
+    }
   }
 }
 
@@ -178,7 +235,7 @@ void attend(const float* q, int64_t n_q, int64_t n_heads, const PagedKv& kv, flo
           for (int64_t g = 0; g < group; ++g) {
             float* sg = scores.data() + g * most;
             Partial& st = state[size_t(g)];
-            const float m_new = std::max(st.m, *std::max_element(sg, sg + most));
+            const float m_new = std::max(st.m, prim.max_of(sg, most));
             const float sum = prim.exp_shifted(sg, most, m_new);
             decay[size_t(g)] = std::exp(st.m - m_new);  // exp(-inf) = 0 on the first page
             st.l = st.l * decay[size_t(g)] + sum;

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <vector>
 
 #include "kernels/cpu/primitives.h"
@@ -321,6 +322,22 @@ float exp_shifted_avx2(float* x, int64_t n, float shift) {
   return sum;
 }
 
+float max_of_avx2(const float* x, int64_t n) {
+  // Two independent chains, so the loop is bound by loads rather than by max's latency.
+  __m256 m0 = _mm256_set1_ps(-std::numeric_limits<float>::infinity()), m1 = m0;
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    m0 = _mm256_max_ps(m0, _mm256_loadu_ps(x + i));
+    m1 = _mm256_max_ps(m1, _mm256_loadu_ps(x + i + 8));
+  }
+  m0 = _mm256_max_ps(m0, m1);
+  alignas(32) float lanes[8];
+  _mm256_store_ps(lanes, m0);
+  float m = *std::max_element(lanes, lanes + 8);
+  for (; i < n; ++i) m = std::max(m, x[i]);
+  return m;
+}
+
 void bound_scores_avx2(const float* q, const float* digests, int64_t n_pages, int64_t d, float* out) {
   const int64_t d8 = d & ~int64_t(7);
   for (int64_t j = 0; j < n_pages; ++j) {
@@ -338,8 +355,8 @@ void bound_scores_avx2(const float* q, const float* digests, int64_t n_pages, in
   }
 }
 
-const CpuPrimitives kAvx2 = {"avx2", matvec_avx2, nullptr, to_f32_avx2, from_f32_avx2,
-                             scores_group_avx2, accumulate_group_avx2, exp_shifted_avx2, bound_scores_avx2};
+const CpuPrimitives kAvx2 = {"avx2", matvec_avx2, nullptr, nullptr, to_f32_avx2, from_f32_avx2,
+                             scores_group_avx2, accumulate_group_avx2, max_of_avx2, exp_shifted_avx2, bound_scores_avx2};
 
 }  // namespace
 

@@ -97,7 +97,9 @@ const CpuPrimitives* avx512_primitives() {
     avx2_matvec = avx2->matvec;
     set.name = "avx512";
     set.matvec = matvec_avx512;
-    set.matvec_bf16_dot = __builtin_cpu_supports("avx512bf16") ? matvec_bf16_dot_avx512 : nullptr;
+    const bool bf16 = __builtin_cpu_supports("avx512bf16");
+    set.matvec_bf16_dot = bf16 ? matvec_bf16_dot_avx512 : nullptr;
+    set.gemm_bf16_pairs = bf16 ? gemm_bf16_pairs_avx512 : nullptr;
     return &set;
   }();
   return chosen;

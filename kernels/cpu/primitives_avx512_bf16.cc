@@ -1,10 +1,13 @@
-// The decode matvec in bf16 arithmetic (AVX512_BF16's VDPBF16PS): activations already rounded to bf16,
-// weights as stored. One instruction multiplies 32 bf16 pairs and adds each pair's sum into an fp32
+// bf16 arithmetic with AVX512_BF16's VDPBF16PS: the decode matvec (activations already rounded to bf16,
+// weights as stored) and the small matrix products of prefill attention. One instruction multiplies 32 bf16 pairs and adds each pair's sum into an fp32
 // lane, where the widening matvec (primitives_avx512.cc) spends a shift or mask and two fp32 FMAs on
 // the same 32 weights: at 4–8 activation rows that arithmetic, not reading the weights, bounds the
 // widening form on two Zen 4 threads (bench/README.md). This translation unit alone is compiled with
 // -mavx512bf16; avx512_primitives() checks the CPU before pointing at it.
 #include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
 
 #include "kernels/cpu/primitives.h"
 
@@ -44,7 +47,73 @@ void dot_rows(const uint16_t* x, const uint16_t* w, int64_t k, int64_t rows, flo
   for (; r < rows; ++r) dot_tile<N, 1>(x, w, k, r, y, ldy);
 }
 
+// C[i0 + r, j0 + 16v + lane] for r < R, v < NV: a's R rows (a pair of k per broadcast 32-bit lane) against
+// NV vectors of 16 packed columns, over all k/2 pairs. Columns at or past n are neither read from C nor
+// written.
+template <int R, int NV>
+void gemm_tile(const uint16_t* a, int64_t lda, const uint16_t* b_packed, int64_t n_pad, int64_t k_pairs, int64_t i0,
+               int64_t j0, int64_t n, float* c, int64_t ldc, bool accumulate) {
+  __m512 acc[R][NV];
+  for (int r = 0; r < R; ++r)
+    for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_setzero_ps();
+  for (int64_t p = 0; p < k_pairs; ++p) {
+    __m512bh bv[NV];
+    for (int v = 0; v < NV; ++v) bv[v] = (__m512bh)_mm512_loadu_si512(b_packed + (p * n_pad + j0 + 16 * v) * 2);
+    for (int r = 0; r < R; ++r) {
+      int32_t pair;
+      std::memcpy(&pair, a + (i0 + r) * lda + 2 * p, sizeof pair);
+      const __m512bh av = (__m512bh)_mm512_set1_epi32(pair);
+      for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_dpbf16_ps(acc[r][v], av, bv[v]);
+    }
+  }
+  for (int v = 0; v < NV; ++v) {
+    const int64_t cols = std::min<int64_t>(16, n - j0 - 16 * v);
+    const __mmask16 mask = __mmask16((1u << cols) - 1u);
+    for (int r = 0; r < R; ++r) {
+      float* dst = c + (i0 + r) * ldc + j0 + 16 * v;
+      __m512 out = acc[r][v];
+      if (accumulate) out = _mm512_add_ps(out, _mm512_maskz_loadu_ps(mask, dst));
+      _mm512_mask_storeu_ps(dst, mask, out);
+    }
+  }
+}
+
+constexpr int kTileRows = 6;     // rows of A per tile: 6 × 4 accumulators, 4 B vectors and one A broadcast
+constexpr int kTileVectors = 4;  // 64 columns of C per tile
+
+using GemmTile = void (*)(const uint16_t*, int64_t, const uint16_t*, int64_t, int64_t, int64_t, int64_t, int64_t,
+                          float*, int64_t, bool);
+
+template <int R>
+constexpr GemmTile tile_for(int nv) {
+  return nv == 1 ? gemm_tile<R, 1> : nv == 2 ? gemm_tile<R, 2> : nv == 3 ? gemm_tile<R, 3> : gemm_tile<R, 4>;
+}
+
+GemmTile gemm_tile_for(int rows, int nv) {
+  switch (rows) {
+    case 1: return tile_for<1>(nv);
+    case 2: return tile_for<2>(nv);
+    case 3: return tile_for<3>(nv);
+    case 4: return tile_for<4>(nv);
+    case 5: return tile_for<5>(nv);
+    default: return tile_for<6>(nv);
+  }
+}
+
 }  // namespace
+
+void gemm_bf16_pairs_avx512(const uint16_t* a, int64_t lda, const uint16_t* b_packed, int64_t m, int64_t n, int64_t k,
+                            float* c, int64_t ldc, bool accumulate) {
+  const int64_t n_pad = packed_columns(n), k_pairs = k / 2;
+  // Column blocks outside, rows inside: one block's packed B (k/2 × 64 pairs) stays in L1 for all rows.
+  for (int64_t j0 = 0; j0 < n; j0 += 16 * kTileVectors) {
+    const int nv = int(std::min<int64_t>(kTileVectors, (n - j0 + 15) / 16));
+    for (int64_t i0 = 0; i0 < m; i0 += kTileRows) {
+      const int rows = int(std::min<int64_t>(kTileRows, m - i0));
+      gemm_tile_for(rows, nv)(a, lda, b_packed, n_pad, k_pairs, i0, j0, n, c, ldc, accumulate);
+    }
+  }
+}
 
 void matvec_bf16_dot_avx512(const uint16_t* x, int64_t n, const uint16_t* w, int64_t k, int64_t rows, float* y,
                             int64_t ldy) {

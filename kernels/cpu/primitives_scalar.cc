@@ -2,6 +2,7 @@
 // without AVX2.
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 #include "kernels/cpu/primitives.h"
 #include "kernels/shared_math.h"
@@ -60,14 +61,20 @@ void accumulate_group_scalar(const float* p, int64_t group, const void* values, 
   }
 }
 
+float max_of_scalar(const float* x, int64_t n) {
+  float m = -std::numeric_limits<float>::infinity();
+  for (int64_t i = 0; i < n; ++i) m = std::max(m, x[i]);
+  return m;
+}
+
 float exp_shifted_scalar(float* x, int64_t n, float shift) {
   float sum = 0.f;
   for (int64_t i = 0; i < n; ++i) sum += (x[i] = std::exp(x[i] - shift));
   return sum;
 }
 
-const CpuPrimitives kScalar = {"scalar", matvec_scalar, nullptr, to_f32_scalar, from_f32_scalar, scores_group_scalar,
-                               accumulate_group_scalar, exp_shifted_scalar, bound_scores_scalar};
+const CpuPrimitives kScalar = {"scalar", matvec_scalar, nullptr, nullptr, to_f32_scalar, from_f32_scalar, scores_group_scalar,
+                               accumulate_group_scalar, max_of_scalar, exp_shifted_scalar, bound_scores_scalar};
 
 }  // namespace
 

@@ -53,18 +53,19 @@ import forward as fw  # noqa: E402
 # Not rounding K/V at all moves logits by 3e-4..5e-3 of the std, so it is NOT reliably caught: the
 # engine's storage precision is checked only in as far as the rounded reference is the closer one.
 TOL_REL = 5e-3
-# In bf16 arithmetic (`matmul_arithmetic` "bf16" in the run's JSON: activations rounded to bf16 before
-# each product with bf16 weights) the reference rounds the same inputs, which takes out the bias of the
-# rounding but not its noise: once engine and reference differ by a little, their roundings part ways
-# (a one-ulp flip of an input element moves it by 2^-8 relative), so the difference settles at the
-# noise of bf16 inputs. Observed on 2026-12-07 over the 8 bf16 variants x 4 seeds/prompts (32 runs):
-# worst 1.07e-2 of std(ref), 90th percentile 8.5e-3 (against the fp32-input reference: worst 1.2e-2).
-# TOL_REL_BF16 = 2.5e-2 sits 2.3x above that and 5.6x below the smallest injected bug (0.14).
-TOL_REL_BF16 = 2.5e-2
+# In bf16 arithmetic (`matmul_arithmetic` "bf16" in the run's JSON: the inputs of every product with bf16
+# weights, and prefill attention's queries and probabilities, rounded to bf16) the reference keeps its
+# float64 arithmetic, and the difference is the noise of that rounding: emulating the rounding in the
+# reference does not shrink it, because once engine and reference differ a little their roundings part
+# ways (a one-ulp flip of an input element moves it by 2^-8 relative) and the difference settles there.
+# Observed on 2026-12-07 over the 8 bf16 variants x 4 seeds/prompts (32 runs): worst 1.21e-2 of
+# std(ref), 90th percentile 1.11e-2. TOL_REL_BF16 = 3e-2 sits 2.5x above that and 4.7x below the
+# smallest injected bug (0.14).
+TOL_REL_BF16 = 3e-2
 
 
-def tolerance(ref, acts="fp32"):
-    return (TOL_REL_BF16 if acts == "bf16" else TOL_REL) * float(np.std(ref)) + 1e-6
+def tolerance(ref, arith="fp32"):
+    return (TOL_REL_BF16 if arith == "bf16" else TOL_REL) * float(np.std(ref)) + 1e-6
 
 
 PROMPTS = [
@@ -228,12 +229,12 @@ def prepare(freekv, work, name, v):
     return model, res, logits, secs
 
 
-def activations(v, res):
-    """How the engine fed its matrix products: bf16-rounded where it ran bf16 arithmetic on bf16 weights."""
+def arithmetic(v, res):
+    """The engine's arithmetic for this model: bf16 where it reports bf16 arithmetic and the weights are bf16."""
     return "bf16" if res["matmul_arithmetic"] == "bf16" and v["mk"]["dtype"] == "bf16" else "fp32"
 
 
-def compare(model_dir, res, logits, kv_dtype, perturb=(), m=None, acts="fp32"):
+def compare(model_dir, res, logits, kv_dtype, perturb=(), m=None, arith="fp32"):
     """Returns (ok, summary dict, list of problems)."""
     problems = []
     prompt = [int(t) for t in res["prompt_tokens"]]
@@ -250,11 +251,11 @@ def compare(model_dir, res, logits, kv_dtype, perturb=(), m=None, acts="fp32"):
         return False, {"P": P, "G": Gn}, problems
     seq = prompt + gen[:-1]
     m.near_midpoint = 0
-    ref_pos = m.forward(seq, kv_dtype=kv_dtype, perturb=perturb, activations=acts)  # [P + G - 1, V]
+    ref_pos = m.forward(seq, kv_dtype=kv_dtype, perturb=perturb)           # [P + G - 1, V]
     ref = np.concatenate([ref_pos[:P], ref_pos[P - 1:]])                   # rows as dumped
     eng = logits.astype(np.float64)
     err = np.abs(eng - ref)
-    tol = tolerance(ref, acts)
+    tol = tolerance(ref, arith)
     max_abs = float(err.max())
     worst_row = int(np.unravel_index(err.argmax(), err.shape)[0])
     ref_std = float(ref.std())
@@ -298,7 +299,7 @@ def check_variant(freekv, work, name):
     v = VARIANTS[name]
     try:
         model, res, logits, secs = prepare(freekv, work, name, v)
-        ok, s, problems = compare(model, res, logits, v["run"]["kv_dtype"], acts=activations(v, res))
+        ok, s, problems = compare(model, res, logits, v["run"]["kv_dtype"], arith=arithmetic(v, res))
     except (CheckError, subprocess.TimeoutExpired, ValueError, OSError, KeyError) as e:
         print("%s: ERROR %s" % (name, e))
         return False
@@ -329,24 +330,20 @@ def self_test(freekv, work):
                 ok = False
                 continue
             m = fw.Model(model)
-            acts = activations(v, res)
-            good, s, _ = compare(model, res, logits, v["run"]["kv_dtype"], m=m, acts=acts)
+            arith = arithmetic(v, res)
+            good, s, _ = compare(model, res, logits, v["run"]["kv_dtype"], m=m, arith=arith)
             print("%-28s %-18s %s  (unperturbed reference: %s)" % (name, "none", fmt("", s)[2:],
                                                                   "passes" if good else "FAILS"))
-            _, s_nr, _ = compare(model, res, logits, v["run"]["kv_dtype"], ["no_kv_round"], m=m, acts=acts)
+            _, s_nr, _ = compare(model, res, logits, v["run"]["kv_dtype"], ["no_kv_round"], m=m, arith=arith)
             print("%-28s %-18s max_abs=%.1e (informational: size of the KV rounding effect)"
                   % (name, "no_kv_round", s_nr["max_abs"]))
-            if acts == "bf16":
-                _, s_fa, _ = compare(model, res, logits, v["run"]["kv_dtype"], m=m)
-                print("%-28s %-18s max_abs=%.1e (informational: size of the bf16 arithmetic's rounding)"
-                      % (name, "fp32_activations", s_fa["max_abs"]))
             cache[name] = (model, res, logits, m)
             if not good:
                 ok = False
         if name not in cache:
             continue
         model, res, logits, m = cache[name]
-        bad, s, _ = compare(model, res, logits, v["run"]["kv_dtype"], [pt], m=m, acts=activations(v, res))
+        bad, s, _ = compare(model, res, logits, v["run"]["kv_dtype"], [pt], m=m, arith=arithmetic(v, res))
         verdict = "caught" if not bad else "NOT CAUGHT"
         print("%-28s %-18s max_abs=%.1e = %.0fx tol -> %s"
               % (name, pt, s["max_abs"], s["max_abs"] / s["tol"], verdict))

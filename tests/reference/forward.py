@@ -344,14 +344,8 @@ class Model:
         a, b = x[..., :half], x[..., half:]
         return np.concatenate([a * cos - b * sin, b * cos + a * sin], axis=-1)
 
-    def forward(self, ids, start_pos=0, cache=None, kv_dtype="bf16", perturb=(), activations="fp32"):
-        """Logits [len(ids), vocab] for tokens at positions start_pos.. appended to cache.
-
-        activations="bf16" rounds every matrix product's input to bf16 first, as the engine's bf16
-        arithmetic does (the products and sums stay exact here)."""
-        if activations not in ("fp32", "bf16"):
-            raise ValueError("activations must be fp32 or bf16, not %r" % (activations,))
-        into = round_bf16 if activations == "bf16" else (lambda a: a)
+    def forward(self, ids, start_pos=0, cache=None, kv_dtype="bf16", perturb=()):
+        """Logits [len(ids), vocab] for tokens at positions start_pos.. appended to cache."""
         c = self.cfg
         perturb = frozenset(perturb)
         unknown = perturb - set(PERTURBATIONS)
@@ -372,7 +366,7 @@ class Model:
         for i in range(c.n_layers):
             p = "model.layers.%d." % i
             w = self.w
-            h = into(rms_norm(x, w[p + "input_layernorm.weight"], c.eps))
+            h = rms_norm(x, w[p + "input_layernorm.weight"], c.eps)
             q = h @ w[p + "self_attn.q_proj.weight"].T
             k = h @ w[p + "self_attn.k_proj.weight"].T
             v = h @ w[p + "self_attn.v_proj.weight"].T
@@ -412,15 +406,15 @@ class Model:
             pr = np.exp(scores)
             pr = pr / pr.sum(axis=-1, keepdims=True)
             att = (pr @ Vh).transpose(1, 0, 2).reshape(T, H * hd)
-            o = into(att) @ w[p + "self_attn.o_proj.weight"].T
+            o = att @ w[p + "self_attn.o_proj.weight"].T
             if c.o_bias:
                 o = o + w[p + "self_attn.o_proj.bias"]
             x = x + o
-            h = into(rms_norm(x, w[p + "post_attention_layernorm.weight"], c.eps))
+            h = rms_norm(x, w[p + "post_attention_layernorm.weight"], c.eps)
             g = h @ w[p + "mlp.gate_proj.weight"].T
             u = h @ w[p + "mlp.up_proj.weight"].T
-            x = x + into(silu(g) * u) @ w[p + "mlp.down_proj.weight"].T
-        x = into(rms_norm(x, self.w["model.norm.weight"], c.eps))
+            x = x + (silu(g) * u) @ w[p + "mlp.down_proj.weight"].T
+        x = rms_norm(x, self.w["model.norm.weight"], c.eps)
         return x @ self.lm_head.T
 
 
