@@ -20,7 +20,7 @@ import sys
 
 
 def tokens_of(freekv, model, text):
-    out = subprocess.run([freekv, "tokenize", "--model", model], input=text, capture_output=True, text=True,
+    out = subprocess.run([freekv, "tokenize", "--tokenizer", model, "--add-special"], input=text, capture_output=True, text=True,
                          check=True)
     return len(json.loads(out.stdout))
 
