@@ -73,7 +73,10 @@ absl::StatusOr<std::unique_ptr<MappedFile>> MappedFile::open(const std::string& 
   f->path_ = path;
   f->size_ = size_t(st.st_size);
   if (f->size_ > 0) {
-    void* p = mmap(nullptr, f->size_, PROT_READ, MAP_PRIVATE, fd, 0);
+    // MAP_POPULATE: the file is read whole at open (a model's weights, which every forward step reads
+    // in full), so the first request does not pay a page fault per 4 KiB of weights (about 1 s for
+    // 2.5 GB).
+    void* p = mmap(nullptr, f->size_, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
     if (p == MAP_FAILED) {
       auto s = errno_status("cannot map", path);
       ::close(fd);

@@ -1,16 +1,9 @@
-#include <cmath>
-
 #include "kernels/cpu/primitives.h"
 #include "kernels/ops.h"
-#include "kernels/shared_math.h"
 
 namespace freekv {
 
-void swiglu(const float* gate, const float* up, float* out, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) {
-    out[i] = swiglu_value(gate[i], up[i]);
-  }
-}
+void swiglu(const float* gate, const float* up, float* out, int64_t n) { cpu_primitives().swiglu(gate, up, out, n); }
 
 void embedding(const void* table, DType dtype, const int32_t* ids, int64_t n, int64_t d, float* out) {
   const auto* base = static_cast<const uint8_t*>(table);

@@ -1,11 +1,14 @@
 // y = x · wᵀ. Decode-sized batches (n ≤ 8) are bound by reading w once: SIMD dot products over the
-// stored dtype, rows split across threads. Prefill-sized batches are bound by arithmetic: in bf16
-// arithmetic (ops.h) oneDNN's bf16 matmul (matmul_onednn.h: 2.4× the fp32 path at a 512-token chunk);
-// in fp32 each thread widens a block of w rows to fp32 (the block fits in L2) and hands it to BLAS
-// sgemm, so the widening is paid once per block and amortised over all n rows of x.
+// stored dtype, rows of w split across threads. Prefill-sized batches are bound by arithmetic: in bf16
+// arithmetic (ops.h) each thread runs oneDNN's bf16 matmul on its range of w's rows (matmul_onednn.h;
+// about 3.5× the fp32 path at a 512-token chunk on Zen 5); in fp32 each thread widens a block of w rows
+// to fp32 (the block fits in L2) and hands it to BLAS sgemm, so the widening is paid once per block and
+// amortised over all n rows of x. Splitting x's rows instead would have both threads read all of w:
+// 1.7× slower.
 #include <cblas.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <vector>
@@ -44,19 +47,26 @@ const char* matmul_arithmetic_name(MatmulArithmetic arithmetic) {
 
 namespace {
 
-// The bf16-arithmetic products; false (nothing written) where oneDNN declined the shape.
+// The bf16-arithmetic products, each thread taking a contiguous range of w's rows; false where oneDNN
+// declined the shape (it declines every shape alike, so no thread wrote anything).
 bool matmul_bf16_arithmetic(const float* x, const uint16_t* w, float* y, int64_t n, int64_t k, int64_t m,
                             ThreadPool& pool) {
-  if (n > kMatvecMaxRows) return matmul_bf16_onednn(x, w, y, n, k, m, pool.size());
   const CpuPrimitives& prim = cpu_primitives();
   thread_local std::vector<uint16_t> x_bf16;  // [n, k], rounded once for every thread's rows
   x_bf16.resize(size_t(n * k));
   prim.from_f32(x, DType::kBF16, x_bf16.data(), n * k);
   const uint16_t* xb = x_bf16.data();
+  if (n <= kMatvecMaxRows) {
+    pool.parallel_for(m, [&](int64_t b, int64_t e, int) {
+      prim.matvec_bf16_dot(xb, n, w + b * k, k, e - b, y + b, m);
+    }, 16);
+    return true;
+  }
+  std::atomic<bool> declined{false};
   pool.parallel_for(m, [&](int64_t b, int64_t e, int) {
-    prim.matvec_bf16_dot(xb, n, w + b * k, k, e - b, y + b, m);
-  }, 16);
-  return true;
+    if (!matmul_bf16_onednn(xb, w + b * k, y + b, n, k, e - b, m)) declined = true;
+  }, kGemmBlockRows);
+  return !declined;
 }
 
 void matmul_fp32_arithmetic(const float* x, const void* w, DType w_dtype, float* y, int64_t n, int64_t k,

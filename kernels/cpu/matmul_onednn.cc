@@ -1,13 +1,13 @@
-// oneDNN's bf16 matmul for prefill (see matmul_onednn.h). Primitives are made once per (n, k, m) and
-// kept: making one costs about a millisecond (its JIT), and a prefill reuses a handful of shapes.
+// oneDNN's bf16 matmul for prefill (see matmul_onednn.h). Primitives are made once per shape and kept:
+// making one costs about a millisecond (its JIT), and a prefill reuses a handful of shapes.
 #include "kernels/cpu/matmul_onednn.h"
 
 #include <omp.h>
 
 #include <map>
+#include <memory>
 #include <mutex>
 #include <tuple>
-#include <vector>
 
 #include "oneapi/dnnl/dnnl.hpp"
 
@@ -17,8 +17,7 @@ namespace {
 using dnnl::memory;
 
 struct Primitives {
-  memory::desc src_f32, src_bf16, weights, dst;
-  dnnl::reorder round_src;  // x fp32 → bf16
+  memory::desc src, weights, dst;
   dnnl::matmul product;
 };
 
@@ -34,51 +33,48 @@ dnnl::engine& cpu_engine() {
   return eng;
 }
 
-// The shape's primitives, or null when oneDNN has none for it (its ISA limit). Thread-safe.
-const Primitives* primitives_for(int64_t n, int64_t k, int64_t m) {
+// The shape's primitive, or null when oneDNN has none for it (its ISA limit). Thread-safe; a caller
+// keeps its primitive alive while the cache forgets old shapes.
+std::shared_ptr<const Primitives> primitives_for(int64_t n, int64_t k, int64_t m, int64_t ldy) {
   static std::mutex mu;
-  static std::map<std::tuple<int64_t, int64_t, int64_t>, Primitives> cache;
+  static std::map<std::tuple<int64_t, int64_t, int64_t, int64_t>, std::shared_ptr<const Primitives>> cache;
   static bool unsupported = false;
   std::lock_guard lock(mu);
   if (unsupported) return nullptr;
-  auto it = cache.find({n, k, m});
-  if (it != cache.end()) return &it->second;
+  auto it = cache.find({n, k, m, ldy});
+  if (it != cache.end()) return it->second;
   if (cache.size() >= kMaxCachedShapes) cache.clear();
   using tag = memory::format_tag;
   using dt = memory::data_type;
-  Primitives p;
-  p.src_f32 = memory::desc({n, k}, dt::f32, tag::ab);
-  p.src_bf16 = memory::desc({n, k}, dt::bf16, tag::ab);
-  p.weights = memory::desc({k, m}, dt::bf16, tag::ba);  // our w[m][k] rows are the columns of [k, m]
-  p.dst = memory::desc({n, m}, dt::f32, tag::ab);
+  auto p = std::make_shared<Primitives>();
+  p->src = memory::desc({n, k}, dt::bf16, tag::ab);
+  p->weights = memory::desc({k, m}, dt::bf16, tag::ba);  // our w[m][k] rows are the columns of [k, m]
+  p->dst = memory::desc({n, m}, dt::f32, memory::dims{ldy, 1});
   try {
-    p.round_src = dnnl::reorder(dnnl::reorder::primitive_desc(cpu_engine(), p.src_f32, cpu_engine(), p.src_bf16));
-    p.product = dnnl::matmul(dnnl::matmul::primitive_desc(dnnl::matmul::desc(p.src_bf16, p.weights, p.dst), cpu_engine()));
+    p->product = dnnl::matmul(dnnl::matmul::primitive_desc(dnnl::matmul::desc(p->src, p->weights, p->dst), cpu_engine()));
   } catch (const dnnl::error&) {
     unsupported = true;  // no bf16 matmul under this ISA: every shape would fail alike
     return nullptr;
   }
-  return &cache.emplace(std::make_tuple(n, k, m), std::move(p)).first->second;
+  cache.emplace(std::make_tuple(n, k, m, ldy), p);
+  return p;
 }
 
 }  // namespace
 
-bool matmul_bf16_onednn_runs() { return native_bf16() && primitives_for(16, 64, 64) != nullptr; }
+bool matmul_bf16_onednn_runs() { return native_bf16() && primitives_for(16, 64, 64, 64) != nullptr; }
 
-bool matmul_bf16_onednn(const float* x, const uint16_t* w, float* y, int64_t n, int64_t k, int64_t m, int threads) {
+bool matmul_bf16_onednn(const uint16_t* x, const uint16_t* w, float* y, int64_t n, int64_t k, int64_t m, int64_t ldy) {
   if (!native_bf16()) return false;
-  const Primitives* p = primitives_for(n, k, m);
+  const std::shared_ptr<const Primitives> p = primitives_for(n, k, m, ldy);
   if (p == nullptr) return false;
-  thread_local std::vector<uint16_t> x_bf16;
-  x_bf16.resize(size_t(n * k));
-  omp_set_num_threads(threads);  // oneDNN runs on this thread's OpenMP team
+  // On this thread alone: no OpenMP team, whose threads would spin on the cores our pool needs next.
+  omp_set_num_threads(1);
   thread_local dnnl::stream s(cpu_engine());
-  memory src(p->src_f32, cpu_engine(), const_cast<float*>(x));
-  memory src_bf16(p->src_bf16, cpu_engine(), x_bf16.data());
+  memory src(p->src, cpu_engine(), const_cast<uint16_t*>(x));
   memory weights(p->weights, cpu_engine(), const_cast<uint16_t*>(w));
   memory dst(p->dst, cpu_engine(), y);
-  p->round_src.execute(s, src, src_bf16);
-  p->product.execute(s, {{DNNL_ARG_SRC, src_bf16}, {DNNL_ARG_WEIGHTS, weights}, {DNNL_ARG_DST, dst}});
+  p->product.execute(s, {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, weights}, {DNNL_ARG_DST, dst}});
   s.wait();
   return true;
 }

@@ -1,20 +1,25 @@
-// RMSNorm and rotary embeddings: cheap next to the matrix products, so plain loops.
+// RMSNorm and rotary embeddings: cheap next to the matrix products, so plain loops (a prefill chunk
+// spreads their rows over the pool: worker/engine/forward.cc).
 #include <cmath>
 #include <vector>
 
+#include "kernels/cpu/primitives.h"
 #include "kernels/ops.h"
 #include "kernels/shared_math.h"
 
 namespace freekv {
 
 void rmsnorm(const float* x, const void* w, DType w_dtype, float eps, float* y, int64_t n, int64_t d) {
+  thread_local std::vector<float> wf;  // w widened once per call, not once per row
+  wf.resize(size_t(d));
+  cpu_primitives().to_f32(w, w_dtype, wf.data(), d);
   for (int64_t j = 0; j < n; ++j) {
     const float* xr = x + j * d;
     double ss = 0;
     for (int64_t i = 0; i < d; ++i) ss += double(xr[i]) * xr[i];
     const float inv = float(1.0 / std::sqrt(ss / double(d) + eps));
     float* yr = y + j * d;
-    for (int64_t i = 0; i < d; ++i) yr[i] = xr[i] * inv * load_as_f32(w, w_dtype, size_t(i));
+    for (int64_t i = 0; i < d; ++i) yr[i] = xr[i] * inv * wf[size_t(i)];
   }
 }
 

@@ -46,6 +46,8 @@ struct CpuPrimitives {
   float (*max_of)(const float* x, int64_t n);
   // x[i] = exp(x[i] - shift) for i < n; returns Σ x[i] (the softmax numerator and its sum).
   float (*exp_shifted)(float* x, int64_t n, float shift);
+  // out[i] = silu(gate[i]) · up[i] for i < n (out may equal gate).
+  void (*swiglu)(const float* gate, const float* up, float* out, int64_t n);
   // out[j] = Σ_i max(q[i]·digests[j, 0, i], q[i]·digests[j, 1, i]) for j < n_pages.
   // digests: fp32 [n_pages, 2, d].
   void (*bound_scores)(const float* q, const float* digests, int64_t n_pages, int64_t d, float* out);

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "kernels/cpu/primitives.h"
+#include "kernels/shared_math.h"
 
 namespace freekv {
 namespace {
@@ -322,6 +323,21 @@ float exp_shifted_avx2(float* x, int64_t n, float shift) {
   return sum;
 }
 
+// out[i] = silu(gate[i]) · up[i], silu(g) = g · sigmoid(g), with e = exp(−|g|) so the exponential's
+// argument is never positive: sigmoid(g) = 1 / (1 + e) for g ≥ 0 and e / (1 + e) below.
+void swiglu_avx2(const float* gate, const float* up, float* out, int64_t n) {
+  const __m256 one = _mm256_set1_ps(1.f), sign = _mm256_set1_ps(-0.f);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 g = _mm256_loadu_ps(gate + i);
+    const __m256 e = exp_nonpositive(_mm256_or_ps(g, sign));  // exp(−|g|)
+    const __m256 numerator = _mm256_blendv_ps(one, e, g);     // g's sign bit picks e
+    const __m256 sigmoid = _mm256_div_ps(numerator, _mm256_add_ps(one, e));
+    _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_mul_ps(g, sigmoid), _mm256_loadu_ps(up + i)));
+  }
+  for (; i < n; ++i) out[i] = swiglu_value(gate[i], up[i]);
+}
+
 float max_of_avx2(const float* x, int64_t n) {
   // Two independent chains, so the loop is bound by loads rather than by max's latency.
   __m256 m0 = _mm256_set1_ps(-std::numeric_limits<float>::infinity()), m1 = m0;
@@ -356,7 +372,8 @@ void bound_scores_avx2(const float* q, const float* digests, int64_t n_pages, in
 }
 
 const CpuPrimitives kAvx2 = {"avx2", matvec_avx2, nullptr, nullptr, to_f32_avx2, from_f32_avx2,
-                             scores_group_avx2, accumulate_group_avx2, max_of_avx2, exp_shifted_avx2, bound_scores_avx2};
+                             scores_group_avx2, accumulate_group_avx2, max_of_avx2, exp_shifted_avx2, swiglu_avx2,
+                             bound_scores_avx2};
 
 }  // namespace
 

@@ -73,8 +73,13 @@ float exp_shifted_scalar(float* x, int64_t n, float shift) {
   return sum;
 }
 
+void swiglu_scalar(const float* gate, const float* up, float* out, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) out[i] = swiglu_value(gate[i], up[i]);
+}
+
 const CpuPrimitives kScalar = {"scalar", matvec_scalar, nullptr, nullptr, to_f32_scalar, from_f32_scalar, scores_group_scalar,
-                               accumulate_group_scalar, max_of_scalar, exp_shifted_scalar, bound_scores_scalar};
+                               accumulate_group_scalar, max_of_scalar, exp_shifted_scalar, swiglu_scalar,
+                               bound_scores_scalar};
 
 }  // namespace
 

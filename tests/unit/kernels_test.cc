@@ -90,6 +90,17 @@ TEST(Primitives, Avx2MatchesScalar) {
     EXPECT_NEAR(sa, sb, 1e-5 * sb);
   }
   {
+    // SwiGLU across both signs of the gate, out to where exp(−|g|) underflows, with a tail.
+    std::vector<float> gate(1003), up(1003), a(1003), b(1003);
+    for (size_t i = 0; i < gate.size(); ++i) {
+      gate[i] = -120.f + 0.24f * float(i) + 0.0137f * float(i % 7);
+      up[i] = 1.f + 0.01f * float(i % 13);
+    }
+    avx2->swiglu(gate.data(), up.data(), a.data(), int64_t(gate.size()));
+    sc.swiglu(gate.data(), up.data(), b.data(), int64_t(gate.size()));
+    for (size_t i = 0; i < gate.size(); ++i) EXPECT_NEAR(a[i], b[i], 2e-6f * std::max(1.f, std::fabs(b[i]))) << "gate " << gate[i];
+  }
+  {
     // Row maxima at every length past the vector tails, the maximum in every position, and none (n = 0).
     std::mt19937 rng(8);
     for (int64_t n = 0; n <= 40; ++n) {
@@ -242,19 +253,27 @@ TEST(Matmul, ArithmeticIsBf16ExactlyWhereTheCpuHasIt) {
   EXPECT_EQ(dot_in_set, __builtin_cpu_supports("avx512bf16") != 0 && std::string(cpu_primitives().name) == "avx512");
   EXPECT_EQ(matmul_arithmetic() == MatmulArithmetic::kBF16, native && dot_in_set && !fp32_asked);
   std::mt19937 rng(4);
-  for (auto [n, k, m] : {std::tuple<int64_t, int64_t, int64_t>{9, 131, 77}, {64, 2048, 384}, {300, 1000, 257}}) {
-    auto x = random_vec(size_t(n * k), rng);
+  // Written into every other column block of a wider output (ldy = m + 5), as matmul() splits w's rows.
+  for (auto [n, k, m] : {std::tuple<int64_t, int64_t, int64_t>{9, 132, 77}, {64, 2048, 384}, {300, 1000, 257}}) {
+    const std::string x = to_dtype_bytes(random_vec(size_t(n * k), rng), DType::kBF16);
     std::string w = to_dtype_bytes(random_vec(size_t(m * k), rng, 0.05f), DType::kBF16);
-    std::vector<float> got(size_t(n * m), -7.f), want(size_t(n * m));
-    const bool ran = matmul_bf16_onednn(x.data(), reinterpret_cast<const uint16_t*>(w.data()), got.data(), n, k, m, 2);
+    const int64_t ldy = m + 5;
+    std::vector<float> got(size_t(n * ldy), -7.f);
+    const bool ran = matmul_bf16_onednn(reinterpret_cast<const uint16_t*>(x.data()),
+                                        reinterpret_cast<const uint16_t*>(w.data()), got.data(), n, k, m, ldy);
     EXPECT_EQ(ran, native);
+    std::vector<float> got_rows(size_t(n * m)), want(size_t(n * m)), x_rounded(size_t(n * k));
+    for (int64_t j = 0; j < n; ++j) {
+      std::copy(got.begin() + j * ldy, got.begin() + j * ldy + m, got_rows.begin() + j * m);
+      for (int64_t c = m; c < ldy; ++c) EXPECT_EQ(got[size_t(j * ldy + c)], -7.f) << "wrote past its columns";
+    }
     if (!ran) {
       EXPECT_TRUE(std::all_of(got.begin(), got.end(), [](float v) { return v == -7.f; })) << "declined but wrote";
       continue;
     }
-    for (float& v : x) v = bf16_to_f32(f32_to_bf16(v));
-    matmul_reference(x.data(), w.data(), DType::kBF16, nullptr, want.data(), n, k, m);
-    expect_close(got, want, 1e-4f, ("onednn bf16 n=" + std::to_string(n) + " k=" + std::to_string(k)).c_str());
+    scalar_primitives().to_f32(x.data(), DType::kBF16, x_rounded.data(), n * k);
+    matmul_reference(x_rounded.data(), w.data(), DType::kBF16, nullptr, want.data(), n, k, m);
+    expect_close(got_rows, want, 1e-4f, ("onednn bf16 n=" + std::to_string(n) + " k=" + std::to_string(k)).c_str());
   }
 }
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <functional>
 
 #include "kernels/cpu/primitives.h"
 #include "kernels/ops.h"
@@ -26,6 +27,19 @@ class PhaseTimer {
   double* into_;
   std::chrono::steady_clock::time_point t0_;
 };
+
+// Runs fn(begin, end) over the rows of a step's elementwise work (norms, RoPE, SwiGLU, residual adds):
+// a prefill chunk's rows spread over the pool, as its matrix products are; decode's few rows stay on the
+// calling thread, where a hand-off would cost more than the work.
+constexpr int64_t kParallelRows = 32;
+
+void for_rows(ThreadPool& pool, int64_t rows, const std::function<void(int64_t, int64_t)>& fn) {
+  if (rows < kParallelRows) {
+    fn(0, rows);
+    return;
+  }
+  pool.parallel_for(rows, [&](int64_t b, int64_t e, int) { fn(b, e); }, kParallelRows / 2);
+}
 
 }  // namespace
 
@@ -71,7 +85,9 @@ absl::Status ForwardPass::step(const std::vector<StepInput>& inputs, std::vector
     const LayerWeights& L = w_.layers[size_t(l)];
     {
       PhaseTimer t(t_rest);
-      rmsnorm(x_.data(), L.attn_norm.data, L.attn_norm.dtype, eps, xn_.data(), rows, h);
+      for_rows(pool_, rows, [&](int64_t b, int64_t e) {
+        rmsnorm(x_.data() + b * h, L.attn_norm.data, L.attn_norm.dtype, eps, xn_.data() + b * h, e - b, h);
+      });
     }
     {
       PhaseTimer t(t_proj);
@@ -81,12 +97,16 @@ absl::Status ForwardPass::step(const std::vector<StepInput>& inputs, std::vector
     }
     {
       PhaseTimer t(t_rest);
-      if (c.qk_norm) {  // Qwen3: RMSNorm over each head's vector, before RoPE
-        rmsnorm(q_.data(), L.q_norm.data, L.q_norm.dtype, eps, q_.data(), rows * c.n_heads, hd);
-        rmsnorm(k_.data(), L.k_norm.data, L.k_norm.dtype, eps, k_.data(), rows * c.n_kv_heads, hd);
-      }
-      rope_apply(q_.data(), positions_.data(), w_.rope_inv_freq.data(), rows, c.n_heads, hd);
-      rope_apply(k_.data(), positions_.data(), w_.rope_inv_freq.data(), rows, c.n_kv_heads, hd);
+      for_rows(pool_, rows, [&](int64_t b, int64_t e) {
+        float* q = q_.data() + b * c.n_heads * hd;
+        float* k = k_.data() + b * c.n_kv_heads * hd;
+        if (c.qk_norm) {  // Qwen3: RMSNorm over each head's vector, before RoPE
+          rmsnorm(q, L.q_norm.data, L.q_norm.dtype, eps, q, (e - b) * c.n_heads, hd);
+          rmsnorm(k, L.k_norm.data, L.k_norm.dtype, eps, k, (e - b) * c.n_kv_heads, hd);
+        }
+        rope_apply(q, positions_.data() + b, w_.rope_inv_freq.data(), e - b, c.n_heads, hd);
+        rope_apply(k, positions_.data() + b, w_.rope_inv_freq.data(), e - b, c.n_kv_heads, hd);
+      });
     }
     {
       PhaseTimer t(t_attn);
@@ -98,8 +118,10 @@ absl::Status ForwardPass::step(const std::vector<StepInput>& inputs, std::vector
     }
     {
       PhaseTimer t(t_rest);
-      add_inplace(x_.data(), xn_.data(), rows * h);
-      rmsnorm(x_.data(), L.mlp_norm.data, L.mlp_norm.dtype, eps, xn_.data(), rows, h);
+      for_rows(pool_, rows, [&](int64_t b, int64_t e) {
+        add_inplace(x_.data() + b * h, xn_.data() + b * h, (e - b) * h);
+        rmsnorm(x_.data() + b * h, L.mlp_norm.data, L.mlp_norm.dtype, eps, xn_.data() + b * h, e - b, h);
+      });
     }
     {
       PhaseTimer t(t_proj);
@@ -108,14 +130,16 @@ absl::Status ForwardPass::step(const std::vector<StepInput>& inputs, std::vector
     }
     {
       PhaseTimer t(t_rest);
-      swiglu(gate_.data(), up_.data(), gate_.data(), rows * inter);
+      for_rows(pool_, rows, [&](int64_t b, int64_t e) {
+        swiglu(gate_.data() + b * inter, up_.data() + b * inter, gate_.data() + b * inter, (e - b) * inter);
+      });
     }
     {
       PhaseTimer t(t_proj);
       matmul(gate_.data(), L.w_down.data, L.w_down.dtype, nullptr, xn_.data(), rows, inter, h, pool_);
     }
     PhaseTimer t(t_rest);
-    add_inplace(x_.data(), xn_.data(), rows * h);
+    for_rows(pool_, rows, [&](int64_t b, int64_t e) { add_inplace(x_.data() + b * h, xn_.data() + b * h, (e - b) * h); });
   }
   for (size_t i = 0; i < inputs.size(); ++i) {
     if ((*failed)[i].ok()) (*failed)[i] = inputs[i].seq->kv().commit(inputs[i].tokens, inputs[i].n_tokens);
