@@ -15,6 +15,7 @@
 // Usage: gemm_bench [--hidden 2048] [--intermediate 8192] [--heads 32] [--kv-heads 8] [--head-dim 64]
 //                   [--vocab 128256] [--chunk 512] [--threads N]
 #include <cblas.h>
+#include <omp.h>
 
 #include <algorithm>
 #include <chrono>
@@ -60,7 +61,11 @@ double median_ms(int reps, const std::function<void()>& f) {
 
 // oneDNN's bf16 matmul for one shape: src [n, k] bf16, weights [k, m] (our [m, k] rows, "ba"), dst
 // [n, m] f32. Returns the time of one product, or −1 where this CPU has no bf16 matmul in oneDNN.
-double onednn_ms(int64_t n, int64_t k, int64_t m, const std::vector<uint16_t>& w_bf16, bool packed, int reps) {
+double onednn_ms(int64_t n, int64_t k, int64_t m, const std::vector<uint16_t>& w_bf16, bool packed, int reps,
+                 int threads) {
+  // On its own OpenMP team, as the library runs by default (the engine's path, timed before, leaves this
+  // thread at one OpenMP thread: it runs oneDNN per pool thread).
+  omp_set_num_threads(threads);
   using namespace dnnl;
   using tag = memory::format_tag;
   using dt = memory::data_type;
@@ -143,7 +148,7 @@ int run(int argc, char** argv) {
       if (openblas_set_num_threads != nullptr) openblas_set_num_threads(1);  // as the engine runs it
     }
     for (bool packed : {false, true}) {
-      const double t = onednn_ms(n, sh.k, sh.m, w, packed, int(reps));
+      const double t = onednn_ms(n, sh.k, sh.m, w, packed, int(reps), threads);
       if (t >= 0) ms[packed ? "onednn_bf16_packed" : "onednn_bf16_plain"] = t;
     }
     const double gflop = 2.0 * double(n) * double(sh.k) * double(sh.m) / 1e9;
