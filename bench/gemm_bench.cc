@@ -1,7 +1,9 @@
 // The CPU's matrix-product ceiling at a model's prefill shapes (run by bench/run_gemm_bench.sh, never by
-// ctest): for one prefill chunk of n tokens, every projection of a Llama layer (qkv, o, gate, up, down)
-// and the LM head, through every path this build has, in one run:
-//   engine_matmul   kernels/ops.h matmul as prefill runs it, in the process's arithmetic
+// ctest): for one prefill chunk of n tokens, every projection of a Llama layer (qkv, o, gate and up,
+// down) and the LM head, through every path this build has, in one run:
+//   engine_matmul   kernels/ops.h matmul_shared_input as prefill runs it (q, k and v as three products
+//                   of one input, gate and up as two; the other paths multiply each group as one
+//                   matrix of the summed rows), in the process's arithmetic
 //                   ("matmul_arithmetic" in the JSON; FREEKV_MATMUL=fp32 holds fp32): bf16 is oneDNN's
 //                   bf16 matmul on the stored weights; fp32 widens bf16 weights per block of rows for
 //                   OpenBLAS sgemm, single-threaded per block, on our thread pool;
@@ -43,12 +45,23 @@ namespace {
 
 struct Shape {
   std::string name;
-  int64_t k, m;  // y[n, m] = x[n, k] · w[m, k]ᵀ
+  int64_t k;
+  std::vector<int64_t> parts;  // the engine's products sharing x: y_i[n, m_i] = x[n, k] · w_i[m_i, k]ᵀ
   bool per_layer;
+  int64_t m() const {  // the libraries' paths multiply the parts as one [Σ m_i, k] matrix
+    int64_t total = 0;
+    for (int64_t p : parts) total += p;
+    return total;
+  }
 };
 
 double median_ms(int reps, const std::function<void()>& f) {
-  f();  // warm-up: page faults, oneDNN's JIT, BLAS buffers
+  // Warm-up for half a second: page faults, oneDNN's JIT, BLAS buffers, and on the VMs of
+  // bench/README.md freshly written memory, which runs at half rate for its first passes (up to ten
+  // calls of a 512-row product).
+  const auto warm_until = std::chrono::steady_clock::now() + std::chrono::milliseconds(500);
+  do f();
+  while (std::chrono::steady_clock::now() < warm_until);
   std::vector<double> ms;
   for (int r = 0; r < reps; ++r) {
     const auto t0 = std::chrono::steady_clock::now();
@@ -114,13 +127,13 @@ int run(int argc, char** argv) {
   const int threads = int(a["--threads"]);
   // oneDNN runs on OpenMP threads, which read OMP_NUM_THREADS when they first start.
   setenv("OMP_NUM_THREADS", std::to_string(threads).c_str(), /*overwrite=*/1);
+  const int64_t inter = a["--intermediate"];
   const std::vector<Shape> shapes = {
-      {"qkv", h, (a["--heads"] + 2 * a["--kv-heads"]) * hd, true},
-      {"o", a["--heads"] * hd, h, true},
-      {"gate", h, a["--intermediate"], true},
-      {"up", h, a["--intermediate"], true},
-      {"down", a["--intermediate"], h, true},
-      {"lm_head", h, a["--vocab"], false},
+      {"qkv", h, {a["--heads"] * hd, a["--kv-heads"] * hd, a["--kv-heads"] * hd}, true},
+      {"o", a["--heads"] * hd, {h}, true},
+      {"gate_up", h, {inter, inter}, true},
+      {"down", inter, {h}, true},
+      {"lm_head", h, {a["--vocab"]}, false},
   };
   ThreadPool pool(threads);
   std::mt19937 rng(1);
@@ -130,33 +143,38 @@ int run(int argc, char** argv) {
   std::string rows;
   std::map<std::string, double> layer_ms;  // path → ms of one layer's projections
   for (const Shape& sh : shapes) {
-    std::vector<uint16_t> w(size_t(sh.k * sh.m));
+    const int64_t m = sh.m();
+    std::vector<uint16_t> w(size_t(sh.k * m));
     for (auto& v : w) v = f32_to_bf16(nd(rng));
-    std::vector<float> y(size_t(n * sh.m));
+    std::vector<float> y(size_t(n * m));
+    std::vector<MatmulOutput> parts;  // the parts' weights one after another in w, their outputs in y
+    int64_t first = 0;                // the part's first row of w
+    for (int64_t p : sh.parts) {
+      parts.push_back({w.data() + first * sh.k, DType::kBF16, nullptr, y.data() + first * n, p});
+      first += p;
+    }
     std::map<std::string, double> ms;
-    ms["engine_matmul"] = median_ms(int(reps), [&] {
-      matmul(x.data(), w.data(), DType::kBF16, nullptr, y.data(), n, sh.k, sh.m, pool);
-    });
+    ms["engine_matmul"] = median_ms(int(reps), [&] { matmul_shared_input(x.data(), n, sh.k, parts, pool); });
     {
       std::vector<float> wf(w.size());
       for (size_t i = 0; i < w.size(); ++i) wf[i] = bf16_to_f32(w[i]);
       if (openblas_set_num_threads != nullptr) openblas_set_num_threads(threads);
       ms["openblas_f32"] = median_ms(int(reps), [&] {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(n), int(sh.m), int(sh.k), 1.f, x.data(), int(sh.k),
-                    wf.data(), int(sh.k), 0.f, y.data(), int(sh.m));
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(n), int(m), int(sh.k), 1.f, x.data(), int(sh.k),
+                    wf.data(), int(sh.k), 0.f, y.data(), int(m));
       });
       if (openblas_set_num_threads != nullptr) openblas_set_num_threads(1);  // as the engine runs it
     }
     for (bool packed : {false, true}) {
-      const double t = onednn_ms(n, sh.k, sh.m, w, packed, int(reps), threads);
+      const double t = onednn_ms(n, sh.k, m, w, packed, int(reps), threads);
       if (t >= 0) ms[packed ? "onednn_bf16_packed" : "onednn_bf16_plain"] = t;
     }
-    const double gflop = 2.0 * double(n) * double(sh.k) * double(sh.m) / 1e9;
+    const double gflop = 2.0 * double(n) * double(sh.k) * double(m) / 1e9;
     for (const auto& [path, t] : ms) {
       char row[256];
       std::snprintf(row, sizeof row, "%s{\"shape\": \"%s\", \"n\": %lld, \"k\": %lld, \"m\": %lld, \"path\": \"%s\", "
                     "\"ms\": %.3f, \"gflop_per_s\": %.1f}",
-                    rows.empty() ? "" : ",\n  ", sh.name.c_str(), (long long)n, (long long)sh.k, (long long)sh.m,
+                    rows.empty() ? "" : ",\n  ", sh.name.c_str(), (long long)n, (long long)sh.k, (long long)m,
                     path.c_str(), t, gflop / (t / 1e3));
       rows += row;
       if (sh.per_layer) layer_ms[path] += t;

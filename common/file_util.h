@@ -21,7 +21,8 @@ absl::Status write_file(const std::string& path, std::string_view contents);
 // NOT_FOUND / PERMISSION_DENIED naming `what` and path, and saying how to fix it.
 absl::Status check_secret_file_mode(const std::string& path, const std::string& what);
 
-// A read-only memory map of a whole file, read in at open (MAP_POPULATE); unmapped on destruction.
+// A read-only memory map of a whole file, read in and every page touched at open (MAP_POPULATE, then a
+// read per page: see file_util.cc); unmapped on destruction.
 class MappedFile {
  public:
   static absl::StatusOr<std::unique_ptr<MappedFile>> open(const std::string& path);

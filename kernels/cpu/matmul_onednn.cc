@@ -4,10 +4,12 @@
 
 #include <omp.h>
 
+#include <algorithm>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <tuple>
+#include <vector>
 
 #include "oneapi/dnnl/dnnl.hpp"
 
@@ -17,7 +19,7 @@ namespace {
 using dnnl::memory;
 
 struct Primitives {
-  memory::desc src, weights, dst;
+  memory::desc src, weights, dst, scratchpad;
   dnnl::matmul product;
 };
 
@@ -51,7 +53,14 @@ std::shared_ptr<const Primitives> primitives_for(int64_t n, int64_t k, int64_t m
   p->weights = memory::desc({k, m}, dt::bf16, tag::ba);  // our w[m][k] rows are the columns of [k, m]
   p->dst = memory::desc({n, m}, dt::f32, memory::dims{ldy, 1});
   try {
-    p->product = dnnl::matmul(dnnl::matmul::primitive_desc(dnnl::matmul::desc(p->src, p->weights, p->dst), cpu_engine()));
+    // The caller's scratchpad, not the library's: oneDNN would allocate one per call (weights repacked
+    // per block, megabytes), and fresh pages are slow on a VM that shadows page tables: a 512-row
+    // product ran at half rate for its first few calls of every new shape.
+    dnnl::primitive_attr attr;
+    attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+    const dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(p->src, p->weights, p->dst), attr, cpu_engine());
+    p->scratchpad = pd.scratchpad_desc();
+    p->product = dnnl::matmul(pd);
   } catch (const dnnl::error&) {
     unsupported = true;  // no bf16 matmul under this ISA: every shape would fail alike
     return nullptr;
@@ -71,10 +80,14 @@ bool matmul_bf16_onednn(const uint16_t* x, const uint16_t* w, float* y, int64_t 
   // On this thread alone: no OpenMP team, whose threads would spin on the cores our pool needs next.
   omp_set_num_threads(1);
   thread_local dnnl::stream s(cpu_engine());
+  thread_local std::vector<uint8_t> scratch;  // grows to the largest shape's need, then stays
+  scratch.resize(std::max(scratch.size(), p->scratchpad.get_size()));
   memory src(p->src, cpu_engine(), const_cast<uint16_t*>(x));
   memory weights(p->weights, cpu_engine(), const_cast<uint16_t*>(w));
   memory dst(p->dst, cpu_engine(), y);
-  p->product.execute(s, {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, weights}, {DNNL_ARG_DST, dst}});
+  memory scratchpad(p->scratchpad, cpu_engine(), scratch.data());
+  p->product.execute(s, {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, weights}, {DNNL_ARG_DST, dst},
+                         {DNNL_ARG_SCRATCHPAD, scratchpad}});
   s.wait();
   return true;
 }

@@ -238,6 +238,57 @@ TEST(Matmul, FastPathsMatchReference) {
   }
 }
 
+// matmul_shared_input against the plain twin per output: ragged widths whose pieces straddle the
+// threads' split, outputs with and without bias, a group of mixed dtypes (which takes fp32 arithmetic
+// for all), decode and prefill row counts, and one product wide enough that each thread's rows take
+// more than one oneDNN call (8 MiB of w per call: 1024 rows at k = 4096).
+TEST(Matmul, SharedInputMatchesEachProductAlone) {
+  ThreadPool pool(2);
+  std::mt19937 rng(5);
+  const bool bf16_arithmetic = matmul_arithmetic() == MatmulArithmetic::kBF16;
+  struct Case {
+    int64_t k;
+    std::vector<int64_t> widths;
+    std::vector<DType> dtypes;
+  };
+  const std::vector<Case> cases = {
+      {131, {77, 5, 130}, {DType::kBF16, DType::kBF16, DType::kBF16}},
+      {64, {64, 64}, {DType::kBF16, DType::kBF16}},
+      {96, {40, 33}, {DType::kF32, DType::kBF16}},
+      {4096, {2600}, {DType::kBF16}},
+  };
+  for (const Case& c : cases) {
+    const bool all_bf16 = std::all_of(c.dtypes.begin(), c.dtypes.end(), [](DType t) { return t == DType::kBF16; });
+    for (int64_t n : {1, 4, 9, 33}) {
+      if (c.k == 4096 && n != 9) continue;  // the wide case once, on the prefill path
+      const auto x = random_vec(size_t(n * c.k), rng);
+      std::vector<std::string> w;
+      std::vector<std::vector<float>> bias, got, want;
+      std::vector<MatmulOutput> outputs;
+      for (size_t i = 0; i < c.widths.size(); ++i) {
+        const int64_t m = c.widths[i];
+        w.push_back(to_dtype_bytes(random_vec(size_t(m * c.k), rng, 0.05f), c.dtypes[i]));
+        bias.push_back(i % 2 == 0 ? random_vec(size_t(m), rng) : std::vector<float>());
+        got.emplace_back(size_t(n * m), -7.f);
+        want.emplace_back(size_t(n * m));
+      }
+      for (size_t i = 0; i < c.widths.size(); ++i)
+        outputs.push_back({w[i].data(), c.dtypes[i], bias[i].empty() ? nullptr : bias[i].data(), got[i].data(),
+                           c.widths[i]});
+      matmul_shared_input(x.data(), n, c.k, outputs, pool);
+      std::vector<float> x_seen = x;
+      if (bf16_arithmetic && all_bf16)
+        for (float& v : x_seen) v = bf16_to_f32(f32_to_bf16(v));
+      for (size_t i = 0; i < c.widths.size(); ++i) {
+        matmul_reference(x_seen.data(), w[i].data(), c.dtypes[i], bias[i].empty() ? nullptr : bias[i].data(),
+                         want[i].data(), n, c.k, c.widths[i]);
+        expect_close(got[i], want[i], 1e-4f, ("shared input k=" + std::to_string(c.k) + " output " + std::to_string(i) +
+                                              " n=" + std::to_string(n)).c_str());
+      }
+    }
+  }
+}
+
 // Which arithmetic the process chose: bf16 exactly where the CPU has AVX512_BF16 in the chosen SIMD set
 // and oneDNN may use it, unless FREEKV_MATMUL=fp32 holds fp32. The ctest runs of this binary cover each
 // case this CPU allows: the default, FREEKV_MATMUL=fp32, DNNL_MAX_CPU_ISA=AVX2 (oneDNN as on a CPU

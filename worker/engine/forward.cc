@@ -91,9 +91,10 @@ absl::Status ForwardPass::step(const std::vector<StepInput>& inputs, std::vector
     }
     {
       PhaseTimer t(t_proj);
-      matmul(xn_.data(), L.wq.data, L.wq.dtype, L.bq.empty() ? nullptr : L.bq.data(), q_.data(), rows, h, q_dim, pool_);
-      matmul(xn_.data(), L.wk.data, L.wk.dtype, L.bk.empty() ? nullptr : L.bk.data(), k_.data(), rows, h, kv_dim, pool_);
-      matmul(xn_.data(), L.wv.data, L.wv.dtype, L.bv.empty() ? nullptr : L.bv.data(), v_.data(), rows, h, kv_dim, pool_);
+      const MatmulOutput qkv[] = {{L.wq.data, L.wq.dtype, L.bq.empty() ? nullptr : L.bq.data(), q_.data(), q_dim},
+                                  {L.wk.data, L.wk.dtype, L.bk.empty() ? nullptr : L.bk.data(), k_.data(), kv_dim},
+                                  {L.wv.data, L.wv.dtype, L.bv.empty() ? nullptr : L.bv.data(), v_.data(), kv_dim}};
+      matmul_shared_input(xn_.data(), rows, h, qkv, pool_);
     }
     {
       PhaseTimer t(t_rest);
@@ -125,8 +126,9 @@ absl::Status ForwardPass::step(const std::vector<StepInput>& inputs, std::vector
     }
     {
       PhaseTimer t(t_proj);
-      matmul(xn_.data(), L.w_gate.data, L.w_gate.dtype, nullptr, gate_.data(), rows, h, inter, pool_);
-      matmul(xn_.data(), L.w_up.data, L.w_up.dtype, nullptr, up_.data(), rows, h, inter, pool_);
+      const MatmulOutput gate_up[] = {{L.w_gate.data, L.w_gate.dtype, nullptr, gate_.data(), inter},
+                                      {L.w_up.data, L.w_up.dtype, nullptr, up_.data(), inter}};
+      matmul_shared_input(xn_.data(), rows, h, gate_up, pool_);
     }
     {
       PhaseTimer t(t_rest);
