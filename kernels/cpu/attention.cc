@@ -152,30 +152,35 @@ void attend_prefill_block(const float* q, int64_t n_heads, const PagedKv& kv, fl
       const int64_t i = i0 + r / group;
       // Tokens are in kv order, so what query i may see is a run [begin, seen): a prefix without a
       // sliding window.
-      const int64_t seen = causal_base < 0 ? tokens
-                                           : std::upper_bound(position.begin(), position.begin() + tokens,
-                                                              causal_base + i) - position.begin();
-      const int64_t begin = kv.sliding_window > 0 ? std::lower_bound(position.begin(), position.begin() + seen,
-                                                                     first_visible(kv, causal_base, i)) - position.begin()
-                                                  : 0;
+      int64_t seen = causal_base < 0 ? tokens
+                                     : std::upper_bound(position.begin(), position.begin() + tokens,
+                                                        causal_base + i) - position.begin();
+      int64_t begin = kv.sliding_window > 0 ? std::lower_bound(position.begin(), position.begin() + seen,
+                                                               first_visible(kv, causal_base, i)) - position.begin()
+                                            : 0;
       Partial& st = state[size_t(r)];
       const float m_new = seen > begin ? std::max(st.m, prim.max_of(row + begin, seen - begin)) : st.m;
-      if (seen <= begin || m_new == -std::numeric_limits<float>::infinity()) {
-        std::fill(row, row + tokens, 0.f);  // nothing of this group for the row
+      const bool nothing = seen <= begin || m_new == -std::numeric_limits<float>::infinity();
+      if (nothing) begin = seen = 0;  // nothing of this group for the row: all zero probabilities
+      // The probabilities: the row's numerators in place (fp32), or rounded into probs_bf16, zero
+      // outside [begin, seen) (and on the padding of an odd count).
+      float sum = 0;
+      if (bf16) {
+        uint16_t* p = probs_bf16.data() + r * tokens_even;
+        if (!nothing) sum = prim.exp_shifted_bf16(row + begin, seen - begin, m_new, p + begin);
+        std::fill(p, p + begin, uint16_t(0));
+        std::fill(p + seen, p + tokens_even, uint16_t(0));
       } else {
-        const float sum = prim.exp_shifted(row + begin, seen - begin, m_new);
+        if (!nothing) sum = prim.exp_shifted(row + begin, seen - begin, m_new);
         std::fill(row, row + begin, 0.f);
         std::fill(row + seen, row + tokens, 0.f);
+      }
+      if (!nothing) {
         const float decay = std::exp(st.m - m_new);  // exp(-inf) = 0 on the row's first tokens
         st.l = st.l * decay + sum;
         st.m = m_new;
         float* a = acc.data() + r * d;
         for (int64_t c = 0; c < d; ++c) a[c] *= decay;
-      }
-      if (bf16) {
-        uint16_t* p = probs_bf16.data() + r * tokens_even;
-        prim.from_f32(row, DType::kBF16, p, tokens);
-        if (tokens % 2 != 0) p[tokens] = 0;
       }
     }
     if (bf16) {

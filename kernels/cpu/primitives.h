@@ -46,6 +46,10 @@ struct CpuPrimitives {
   float (*max_of)(const float* x, int64_t n);
   // x[i] = exp(x[i] - shift) for i < n; returns Σ x[i] (the softmax numerator and its sum).
   float (*exp_shifted)(float* x, int64_t n, float shift);
+  // out[i] = exp(x[i] − shift) rounded to bf16 for i < n; returns the sum of the values before rounding:
+  // exp_shifted and the rounding of prefill attention's probabilities in one pass, out bf16 [n]. Null in
+  // every set but the AVX-512 one on a CPU with AVX512_BF16.
+  float (*exp_shifted_bf16)(const float* x, int64_t n, float shift, uint16_t* out);
   // out[i] = silu(gate[i]) · up[i] for i < n (out may equal gate).
   void (*swiglu)(const float* gate, const float* up, float* out, int64_t n);
   // out[j] = Σ_i max(q[i]·digests[j, 0, i], q[i]·digests[j, 1, i]) for j < n_pages.
@@ -83,5 +87,7 @@ void matvec_bf16_dot_avx512(const uint16_t* x, int64_t n, const uint16_t* w, int
 // The gemm_bf16_pairs of the AVX-512 set (primitives_avx512_bf16.cc), under the same condition.
 void gemm_bf16_pairs_avx512(const uint16_t* a, int64_t lda, const uint16_t* b_packed, int64_t m, int64_t n, int64_t k,
                             float* c, int64_t ldc, bool accumulate);
+// The exp_shifted_bf16 of the AVX-512 set (primitives_avx512_bf16.cc), under the same condition.
+float exp_shifted_bf16_avx512(const float* x, int64_t n, float shift, uint16_t* out);
 
 }  // namespace freekv

@@ -372,7 +372,7 @@ void bound_scores_avx2(const float* q, const float* digests, int64_t n_pages, in
 }
 
 const CpuPrimitives kAvx2 = {"avx2", matvec_avx2, nullptr, nullptr, to_f32_avx2, from_f32_avx2,
-                             scores_group_avx2, accumulate_group_avx2, max_of_avx2, exp_shifted_avx2, swiglu_avx2,
+                             scores_group_avx2, accumulate_group_avx2, max_of_avx2, exp_shifted_avx2, nullptr, swiglu_avx2,
                              bound_scores_avx2};
 
 }  // namespace

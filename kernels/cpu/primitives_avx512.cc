@@ -100,6 +100,7 @@ const CpuPrimitives* avx512_primitives() {
     const bool bf16 = __builtin_cpu_supports("avx512bf16");
     set.matvec_bf16_dot = bf16 ? matvec_bf16_dot_avx512 : nullptr;
     set.gemm_bf16_pairs = bf16 ? gemm_bf16_pairs_avx512 : nullptr;
+    set.exp_shifted_bf16 = bf16 ? exp_shifted_bf16_avx512 : nullptr;
     return &set;
   }();
   return chosen;

@@ -100,7 +100,46 @@ GemmTile gemm_tile_for(int rows, int nv) {
   }
 }
 
+// exp(x) for x ≤ 0, sixteen lanes: the algorithm and polynomial of exp_nonpositive in
+// primitives_avx2.cc (x = k·ln2 + r, exp(r) to degree 6, 2^k in the exponent bits, below -87 flushed to 0).
+__m512 exp_nonpositive16(__m512 x) {
+  x = _mm512_max_ps(x, _mm512_set1_ps(-87.f));
+  const __m512 k = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  const __m512 r = _mm512_fnmadd_ps(k, _mm512_set1_ps(0.693145751953125f), x);
+  const __m512 rr = _mm512_fnmadd_ps(k, _mm512_set1_ps(1.428606765330187045e-06f), r);
+  __m512 p = _mm512_set1_ps(1.f / 720);
+  p = _mm512_fmadd_ps(p, rr, _mm512_set1_ps(1.f / 120));
+  p = _mm512_fmadd_ps(p, rr, _mm512_set1_ps(1.f / 24));
+  p = _mm512_fmadd_ps(p, rr, _mm512_set1_ps(1.f / 6));
+  p = _mm512_fmadd_ps(p, rr, _mm512_set1_ps(0.5f));
+  p = _mm512_fmadd_ps(p, rr, _mm512_set1_ps(1.f));
+  p = _mm512_fmadd_ps(p, rr, _mm512_set1_ps(1.f));
+  const __m512i pow2k = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(k), _mm512_set1_epi32(127)), 23);
+  const __m512 out = _mm512_mul_ps(p, _mm512_castsi512_ps(pow2k));
+  return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(x, _mm512_set1_ps(-87.f), _CMP_GT_OQ), out);
+}
+
 }  // namespace
+
+float exp_shifted_bf16_avx512(const float* x, int64_t n, float shift, uint16_t* out) {
+  const __m512 sv = _mm512_set1_ps(shift);
+  __m512 sum = _mm512_setzero_ps();
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 live = n - i >= 16 ? __mmask16(0xffff) : __mmask16((1u << (n - i)) - 1);
+    const __m512 e = _mm512_maskz_mov_ps(live, exp_nonpositive16(_mm512_sub_ps(_mm512_maskz_loadu_ps(live, x + i), sv)));
+    sum = _mm512_add_ps(sum, e);
+    const __m256i rounded = (__m256i)_mm512_cvtneps_pbh(e);  // VCVTNEPS2BF16: round to nearest even
+    if (live == 0xffff) {
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i), rounded);
+    } else {  // the tail, through a whole vector: no masked 16-bit store without AVX512BW/VL
+      alignas(32) uint16_t lanes[16];
+      _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), rounded);
+      std::memcpy(out + i, lanes, size_t(n - i) * sizeof(uint16_t));
+    }
+  }
+  return _mm512_reduce_add_ps(sum);
+}
 
 void gemm_bf16_pairs_avx512(const uint16_t* a, int64_t lda, const uint16_t* b_packed, int64_t m, int64_t n, int64_t k,
                             float* c, int64_t ldc, bool accumulate) {

@@ -78,7 +78,7 @@ void swiglu_scalar(const float* gate, const float* up, float* out, int64_t n) {
 }
 
 const CpuPrimitives kScalar = {"scalar", matvec_scalar, nullptr, nullptr, to_f32_scalar, from_f32_scalar, scores_group_scalar,
-                               accumulate_group_scalar, max_of_scalar, exp_shifted_scalar, swiglu_scalar,
+                               accumulate_group_scalar, max_of_scalar, exp_shifted_scalar, nullptr, swiglu_scalar,
                                bound_scores_scalar};
 
 }  // namespace

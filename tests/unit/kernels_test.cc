@@ -171,6 +171,34 @@ TEST(Primitives, Avx512Bf16DotMatvecMatchesReference) {
   }
 }
 
+// The fused exponential and bf16 rounding of prefill attention's probabilities against std::exp and the
+// scalar rounding: each output within one bf16 step (the polynomial's 2e-7 relative error can tip a
+// rounding), the sum of the unrounded values to 1e-6, tails of its 16 lanes, arguments below the −87
+// flush, and nothing written past n.
+TEST(Primitives, Avx512Bf16ExpShiftedMatchesReference) {
+  const CpuPrimitives* avx512 = avx512_primitives();
+  if (avx512 == nullptr || avx512->exp_shifted_bf16 == nullptr) GTEST_SKIP() << "this CPU has no AVX512_BF16";
+  std::mt19937 rng(8);
+  std::uniform_real_distribution<float> arg(-40.f, 3.f);
+  for (int64_t n : {1, 15, 16, 17, 100, 257}) {
+    const float shift = 3.f;
+    std::vector<float> x(static_cast<size_t>(n));
+    for (float& v : x) v = arg(rng);
+    x[0] = -200.f;  // exp(−203): flushed to 0 by both
+    std::vector<uint16_t> got(size_t(n + 3), 0xabcd);
+    const float sum = avx512->exp_shifted_bf16(x.data(), n, shift, got.data());
+    double want_sum = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      const float e = std::exp(x[size_t(i)] - shift);
+      want_sum += e;
+      const uint16_t want = f32_to_bf16(e);
+      EXPECT_LE(std::abs(int(got[size_t(i)]) - int(want)), 1) << "n=" << n << " i=" << i << " x=" << x[size_t(i)];
+    }
+    EXPECT_NEAR(sum, want_sum, 1e-6 * want_sum) << "n=" << n;
+    for (int64_t i = n; i < n + 3; ++i) EXPECT_EQ(got[size_t(i)], 0xabcd) << "wrote past n=" << n;
+  }
+}
+
 // The AVX512_BF16 small matrix product against a plain double-precision product of the same bf16 values,
 // with B packed from rows (keys) and from columns (values), row and column tails of its 6 × 64 tiles,
 // several packed pieces at column or row offsets (pages), and both overwrite and accumulate.
