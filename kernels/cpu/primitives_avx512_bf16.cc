@@ -18,15 +18,21 @@ namespace {
 // 32-bit lane of both x and w, which is the pairing VDPBF16PS multiplies, so neither is rearranged.
 // The N rows' x vectors are loaded once per step for all R weight rows.
 template <int N, int R>
-void dot_tile(const uint16_t* x, const uint16_t* w, int64_t k, int64_t r0, float* y, int64_t ldy) {
+void dot_tile(const uint16_t* x, const uint16_t* w, int64_t k, int64_t r0, int64_t rows, float* y, int64_t ldy) {
   __m512 acc[R][N];
   for (int r = 0; r < R; ++r)
     for (int j = 0; j < N; ++j) acc[r][j] = _mm512_setzero_ps();
+  // The rows two tiles on, fetched a line per step while this tile computes: a 4 KiB row (k = 2048) is
+  // a page of its own, where the hardware's stream prefetcher starts over. At four activation rows on
+  // the Zen 5 VM this took a 32768-row product from 1.7× the one-row time to 1.25× (2 threads).
+  const uint16_t* ahead[R];
+  for (int r = 0; r < R; ++r) ahead[r] = w + std::min(r0 + 2 * R + r, rows - 1) * k;
   const int64_t k32 = k & ~int64_t(31);
   for (int64_t i = 0; i < k32; i += 32) {
     __m512bh xv[N];
     for (int j = 0; j < N; ++j) xv[j] = (__m512bh)_mm512_loadu_si512(x + j * k + i);
     for (int r = 0; r < R; ++r) {
+      _mm_prefetch(reinterpret_cast<const char*>(ahead[r] + i), _MM_HINT_T0);
       const __m512bh wv = (__m512bh)_mm512_loadu_si512(w + (r0 + r) * k + i);
       for (int j = 0; j < N; ++j) acc[r][j] = _mm512_dpbf16_ps(acc[r][j], wv, xv[j]);
     }
@@ -43,8 +49,27 @@ void dot_tile(const uint16_t* x, const uint16_t* w, int64_t k, int64_t r0, float
 template <int N, int R>
 void dot_rows(const uint16_t* x, const uint16_t* w, int64_t k, int64_t rows, float* y, int64_t ldy) {
   int64_t r = 0;
-  for (; r + R <= rows; r += R) dot_tile<N, R>(x, w, k, r, y, ldy);
-  for (; r < rows; ++r) dot_tile<N, 1>(x, w, k, r, y, ldy);
+  for (; r + R <= rows; r += R) dot_tile<N, R>(x, w, k, r, rows, y, ldy);
+  for (; r < rows; ++r) dot_tile<N, 1>(x, w, k, r, rows, y, ldy);
+}
+
+// Five to eight activation rows: more than a tile of six weight rows has registers for, and two weight
+// rows a tile (all the registers allow at eight) computed at a third of the four-row tile's rate. Each
+// tile of six weight rows runs for the first four activation rows and again for the rest, the second
+// time from L1.
+template <int N>
+void dot_rows_twice(const uint16_t* x, const uint16_t* w, int64_t k, int64_t rows, float* y, int64_t ldy) {
+  static_assert(N > 4 && N <= 8);
+  constexpr int R = 6;
+  int64_t r = 0;
+  for (; r + R <= rows; r += R) {
+    dot_tile<4, R>(x, w, k, r, rows, y, ldy);
+    dot_tile<N - 4, R>(x + 4 * k, w, k, r, rows, y + 4 * ldy, ldy);
+  }
+  for (; r < rows; ++r) {
+    dot_tile<4, 1>(x, w, k, r, rows, y, ldy);
+    dot_tile<N - 4, 1>(x + 4 * k, w, k, r, rows, y + 4 * ldy, ldy);
+  }
 }
 
 // C[i0 + r, j0 + 16v + lane] for r < R, v < NV: a's R rows (a pair of k per broadcast 32-bit lane) against
@@ -163,10 +188,10 @@ void matvec_bf16_dot_avx512(const uint16_t* x, int64_t n, const uint16_t* w, int
     case 2: dot_rows<2, 8>(x, w, k, rows, y, ldy); break;
     case 3: dot_rows<3, 6>(x, w, k, rows, y, ldy); break;
     case 4: dot_rows<4, 6>(x, w, k, rows, y, ldy); break;
-    case 5: dot_rows<5, 4>(x, w, k, rows, y, ldy); break;
-    case 6: dot_rows<6, 4>(x, w, k, rows, y, ldy); break;
-    case 7: dot_rows<7, 3>(x, w, k, rows, y, ldy); break;
-    default: dot_rows<8, 2>(x, w, k, rows, y, ldy); break;
+    case 5: dot_rows_twice<5>(x, w, k, rows, y, ldy); break;
+    case 6: dot_rows_twice<6>(x, w, k, rows, y, ldy); break;
+    case 7: dot_rows_twice<7>(x, w, k, rows, y, ldy); break;
+    default: dot_rows_twice<8>(x, w, k, rows, y, ldy); break;
   }
 }
 
