@@ -1,5 +1,6 @@
 // `freekv run`: one prompt, one process, no services. Streams the continuation to stdout (or prints
 // one JSON object with --json) and can dump every logits row it computed as .npy.
+#include <chrono>
 #include <cstdio>
 #include <iostream>
 
@@ -56,8 +57,10 @@ int cmd_run(int argc, char** argv) {
   if (!options.ok()) return report_error("run", options.status());
   auto kvstore = engine_flags.start_kvstore(&*options, model);
   if (!kvstore.ok()) return report_error("run", kvstore.status());
+  const auto load_start = std::chrono::steady_clock::now();
   auto engine = Engine::load(model, *options);
   if (!engine.ok()) return report_error("run", engine.status());
+  const double load_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - load_start).count();
 
   GenerateRequest req;
   auto messages = request.chat_messages(*prompt);
@@ -101,7 +104,8 @@ int cmd_run(int argc, char** argv) {
     j["finish_reason"] = result->finish_reason;
     // How the CPU multiplied bf16 weights (kernels/ops.h): what a comparison of these logits must allow for.
     if (options->device.name == "cpu") j["matmul_arithmetic"] = matmul_arithmetic_name(matmul_arithmetic());
-    j["timing"] = {{"prefill_seconds", st.prefill_seconds},
+    j["timing"] = {{"load_seconds", load_seconds},  // weights mapped and every page touched (common/file_util.h)
+                   {"prefill_seconds", st.prefill_seconds},
                    {"decode_seconds", st.decode_seconds},
                    {"time_to_first_token_seconds", st.prefill_seconds},
                    {"prefill_tokens_per_second", prefill_tps},

@@ -53,6 +53,17 @@ int64_t first_visible_in_slot(const PagedKv& kv, int64_t slot, int64_t causal_ba
   return std::clamp<int64_t>(first_visible(kv, causal_base, i) - slot * kv.page_tokens, 0, kv.page_tokens);
 }
 
+// Asks for a chunk's K and V (nothing for an empty slot) before they are read. Decode reads a head's
+// pages one after another, but they lie anywhere in the pool, and each half of a 32-token page of
+// head_dim 64 in bf16 is one 4 KiB page of memory, where the hardware's stream prefetcher starts over:
+// fetching the whole next chunk while this one is read took 64 such reads (four 1K-token sequences,
+// 16 layers) from 15–18 ms to 10.5–12 ms on the Zen 5 VM; fetching each half just before its product
+// gained nothing.
+void prefetch_chunk(const uint8_t* chunk, size_t bytes) {
+  if (chunk == nullptr) return;
+  for (size_t b = 0; b < bytes; b += 64) __builtin_prefetch(chunk + b, 0, 3);
+}
+
 struct Partial {  // online-softmax state of one (query, query head)
   float m;
   float l;
@@ -231,6 +242,7 @@ void attend(const float* q, int64_t n_q, int64_t n_heads, const PagedKv& kv, flo
         const float* qg = q + (i0 * n_heads + h * group) * d;
         for (int64_t s = s0; s < s1; ++s) {
           const uint8_t* chunk = chunk_k(kv, h, s);
+          if (s + 1 < s1) prefetch_chunk(chunk_k(kv, h, s + 1), 2 * half);  // the next page, K and V
           if (chunk == nullptr) continue;  // an empty slot of this head
           const int64_t from = first_visible_in_slot(kv, s, causal_base, i0);
           const int64_t most = visible_tokens(kv, s, causal_base, i0) - from;
