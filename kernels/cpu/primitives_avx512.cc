@@ -6,6 +6,7 @@
 // translation unit alone is compiled with -mavx512f; avx512_primitives() checks the CPU first.
 #include <immintrin.h>
 
+#include <algorithm>
 #include <vector>
 
 #include "kernels/cpu/primitives.h"
@@ -19,11 +20,15 @@ namespace {
 // xp[32b + j] = x[32b + 2j], xp[32b + 16 + j] = x[32b + 2j + 1]. The N rows' x vectors are loaded
 // once per step and serve all R weight rows (32 registers hold R·N accumulators beside them).
 template <int N, int R>
-void matvec_bf16_tile(const float* xp, const float* x, const uint16_t* w, int64_t k, int64_t r0, float* y,
-                      int64_t ldy) {
+void matvec_bf16_tile(const float* xp, const float* x, const uint16_t* w, int64_t k, int64_t r0, int64_t rows,
+                      float* y, int64_t ldy) {
   __m512 acc[R][N];
   for (int r = 0; r < R; ++r)
     for (int j = 0; j < N; ++j) acc[r][j] = _mm512_setzero_ps();
+  // The rows two tiles on, a line per step, as in primitives_avx512_bf16.cc's dot_tile (a 4 KiB row is
+  // a page of its own, where the stream prefetcher starts over).
+  const uint16_t* ahead[R];
+  for (int r = 0; r < R; ++r) ahead[r] = w + std::min(r0 + 2 * R + r, rows - 1) * k;
   const int64_t k32 = k & ~int64_t(31);
   const __m512i hi_mask = _mm512_set1_epi32(int(0xffff0000u));
   for (int64_t i = 0; i < k32; i += 32) {
@@ -33,6 +38,7 @@ void matvec_bf16_tile(const float* xp, const float* x, const uint16_t* w, int64_
       x_odd[j] = _mm512_loadu_ps(xp + j * k + i + 16);
     }
     for (int r = 0; r < R; ++r) {
+      _mm_prefetch(reinterpret_cast<const char*>(ahead[r] + i), _MM_HINT_T0);
       const __m512i wv = _mm512_loadu_si512(w + (r0 + r) * k + i);
       const __m512 even = _mm512_castsi512_ps(_mm512_slli_epi32(wv, 16));
       const __m512 odd = _mm512_castsi512_ps(_mm512_and_si512(wv, hi_mask));
@@ -55,8 +61,8 @@ template <int N, int R>
 void matvec_bf16_rows(const float* xp, const float* x, const uint16_t* w, int64_t k, int64_t rows, float* y,
                       int64_t ldy) {
   int64_t r = 0;
-  for (; r + R <= rows; r += R) matvec_bf16_tile<N, R>(xp, x, w, k, r, y, ldy);
-  for (; r < rows; ++r) matvec_bf16_tile<N, 1>(xp, x, w, k, r, y, ldy);
+  for (; r + R <= rows; r += R) matvec_bf16_tile<N, R>(xp, x, w, k, r, rows, y, ldy);
+  for (; r < rows; ++r) matvec_bf16_tile<N, 1>(xp, x, w, k, r, rows, y, ldy);
 }
 
 void matvec_bf16(const float* x, int64_t n, const uint16_t* w, int64_t k, int64_t rows, float* y, int64_t ldy) {
