@@ -234,16 +234,20 @@ absl::Status finish_case(PolicyCase& pc, double copy_bw, double read_bw) {
   return absl::OkStatus();
 }
 
-// Every policy over the same case, their decode steps interleaved (policy A step 1, policy B step 1,
-// ...), so that the machine's drift between minutes weighs on all of them alike.
-absl::StatusOr<std::vector<CaseResult>> run_case(const std::vector<Engine*>& engines, int64_t context, int64_t batch,
-                                                 int64_t prefill_tokens, int64_t decode_steps, double copy_bw,
-                                                 double read_bw, const QueryDynamicsSpec* dynamics) {
+// Every policy over the same case at each of the batch sizes given, their decode steps interleaved
+// (policy A step 1, policy B step 1, ..., then the next batch size's), so that the machine's drift
+// between minutes weighs on all of them alike. Results batch by batch, policies in engine order.
+absl::StatusOr<std::vector<CaseResult>> run_case(const std::vector<Engine*>& engines, int64_t context,
+                                                 const std::vector<int64_t>& batches, int64_t prefill_tokens,
+                                                 int64_t decode_steps, double copy_bw, double read_bw,
+                                                 const QueryDynamicsSpec* dynamics) {
   std::vector<std::unique_ptr<PolicyCase>> cases;
-  for (Engine* e : engines) {
-    cases.push_back(std::make_unique<PolicyCase>());
-    cases.back()->engine = e;
-    FREEKV_RETURN_IF_ERROR(start_case(*cases.back(), context, batch, prefill_tokens, dynamics));
+  for (int64_t batch : batches) {
+    for (Engine* e : engines) {
+      cases.push_back(std::make_unique<PolicyCase>());
+      cases.back()->engine = e;
+      FREEKV_RETURN_IF_ERROR(start_case(*cases.back(), context, batch, prefill_tokens, dynamics));
+    }
   }
   for (int64_t s = 0; s <= decode_steps; ++s)
     for (auto& pc : cases) FREEKV_RETURN_IF_ERROR(decode_step(*pc, s));
@@ -285,6 +289,7 @@ int cmd_bench(int argc, char** argv) {
   std::string model, contexts = "1024,8192,32768", batches = "1,4", policies = "full", out;
   int64_t prefill_tokens = 512, decode_steps = 8;
   double query_cosine = 0, query_jump = 0.01, hot_pages = 0.125;
+  bool interleave_batches = false;
   EngineFlags engine_flags;
   engine_flags.kv_memory = "12GiB";
   engine_flags.kvstore_pool = "6GiB";
@@ -303,6 +308,9 @@ int cmd_bench(int argc, char** argv) {
                "keys with hot pages, instead of the model's queries and random keys (0 = off)");
   p.add_double("query-jump", &query_jump, "with --query-cosine: chance per step that a KV head's queries start afresh");
   p.add_double("hot-pages", &hot_pages, "with --query-cosine: fraction of pages whose keys share a strong direction");
+  p.add_bool("interleave-batches", &interleave_batches,
+             "hold every batch size's sequences at once and interleave their decode steps, so that ratios between "
+             "batch sizes see the same minutes of the machine (needs the KV of all of them)");
   p.add_string("out", &out, "also write the JSON here");
   engine_flags.add_to(p);
   if (int rc = handle_parse_result(p, p.parse(argc, argv)); rc >= 0) return rc;
@@ -328,9 +336,10 @@ int cmd_bench(int argc, char** argv) {
   j["simd"] = cpu_primitives().name;
   j["matmul_arithmetic"] = matmul_arithmetic_name(matmul_arithmetic());
   j["model"] = model;
-  j["method"] = "decode: median of timed steps after one untimed step, the policies' steps interleaved; "
-                "bytes_per_step = weights + K/V attended; "
-                "KV of earlier tokens synthesized (offloaded and digested like generated pages)";
+  j["method"] = absl::StrCat("decode: median of timed steps after one untimed step, the policies' steps interleaved",
+                             interleave_batches ? " and the batch sizes' too" : "",
+                             "; bytes_per_step = weights + K/V attended; "
+                             "KV of earlier tokens synthesized (offloaded and digested like generated pages)");
   std::unique_ptr<QueryDynamicsSpec> dynamics;
   if (query_cosine != 0) {
     if (!(query_cosine > 0 && query_cosine < 1)) {
@@ -388,23 +397,31 @@ int cmd_bench(int argc, char** argv) {
     dynamics->n_kv_heads = mc.n_kv_heads;
     dynamics->head_dim = mc.head_dim;
   }
-  for (int64_t batch : batch_list) {
-    for (int64_t ctx : ctx_list) {
-      auto rs = run_case(engine_ptrs, ctx, batch, prefill_tokens, decode_steps, copy_bw, read_bw, dynamics.get());
-      if (!rs.ok()) return report_error("bench", rs.status());
-      for (size_t i = 0; i < rs->size(); ++i) {
-        const CaseResult& r = (*rs)[i];
-        const std::string name = policy_name((*policy_list)[i]);
-        const RetrievalStats& st = r.retrieval;
-        std::fprintf(stderr, "%-9s context %6lld batch %lld: prefill %8.1f tok/s, decode %7.2f tok/s (%.1f ms/step), "
-                     "%.1f%% of copy bandwidth (%.1f%% of read-only), recall %.2f MB/step, corrections %lld/%lld\n",
-                     name.c_str(), (long long)ctx, (long long)batch, r.prefill_tokens_per_second, r.decode_tokens_per_second,
-                     1e3 * double(batch) / r.decode_tokens_per_second, 100 * r.bandwidth_fraction,
-                     100 * r.read_bandwidth_fraction, double(st.bytes_recalled) / 1e6 / double(decode_steps),
-                     (long long)st.correction_triggers, (long long)st.correction_checks);
-        j["cases"].push_back(case_json(name, r, decode_steps));
-        results[{name, ctx, batch}] = r;
-      }
+  // The runs: each batch size at each context, or with --interleave-batches every batch size of a
+  // context in one run (all their sequences held at once).
+  std::vector<std::pair<int64_t, std::vector<int64_t>>> runs;  // context, batch sizes
+  if (interleave_batches) {
+    for (int64_t ctx : ctx_list) runs.push_back({ctx, batch_list});
+  } else {
+    for (int64_t batch : batch_list)
+      for (int64_t ctx : ctx_list) runs.push_back({ctx, {batch}});
+  }
+  for (const auto& [ctx, run_batches] : runs) {
+    auto rs = run_case(engine_ptrs, ctx, run_batches, prefill_tokens, decode_steps, copy_bw, read_bw, dynamics.get());
+    if (!rs.ok()) return report_error("bench", rs.status());
+    for (size_t i = 0; i < rs->size(); ++i) {
+      const CaseResult& r = (*rs)[i];
+      const int64_t batch = r.batch;
+      const std::string name = policy_name((*policy_list)[i % policy_list->size()]);
+      const RetrievalStats& st = r.retrieval;
+      std::fprintf(stderr, "%-9s context %6lld batch %lld: prefill %8.1f tok/s, decode %7.2f tok/s (%.1f ms/step), "
+                   "%.1f%% of copy bandwidth (%.1f%% of read-only), recall %.2f MB/step, corrections %lld/%lld\n",
+                   name.c_str(), (long long)ctx, (long long)batch, r.prefill_tokens_per_second, r.decode_tokens_per_second,
+                   1e3 * double(batch) / r.decode_tokens_per_second, 100 * r.bandwidth_fraction,
+                   100 * r.read_bandwidth_fraction, double(st.bytes_recalled) / 1e6 / double(decode_steps),
+                   (long long)st.correction_triggers, (long long)st.correction_checks);
+      j["cases"].push_back(case_json(name, r, decode_steps));
+      results[{name, ctx, batch}] = r;
     }
   }
   // Ratios measured in this run.
