@@ -4,9 +4,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <iterator>
 #include <limits>
 #include <vector>
 
+#include "kernels/cpu/exp_poly.h"
 #include "kernels/cpu/primitives.h"
 #include "kernels/shared_math.h"
 
@@ -288,25 +290,18 @@ void accumulate_group_avx2(const float* p, int64_t group, const void* values, DT
   }
 }
 
-// exp(x) for x ≤ 0 (softmax arguments): x = k·ln2 + r with |r| ≤ ln2/2, exp(r) by a degree-6
-// polynomial (relative error below 2e-7 on that range), 2^k built in the exponent bits. Arguments below
-// -87 flush to 0, as exp underflows there anyway.
+// exp(x) for x ≤ 0 (softmax arguments); the algorithm and its constants are in exp_poly.h.
 inline __m256 exp_nonpositive(__m256 x) {
-  x = _mm256_max_ps(x, _mm256_set1_ps(-87.f));
-  const __m256 k = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
-                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  const __m256 r = _mm256_fnmadd_ps(k, _mm256_set1_ps(0.693145751953125f), x);
-  const __m256 rr = _mm256_fnmadd_ps(k, _mm256_set1_ps(1.428606765330187045e-06f), r);
-  __m256 p = _mm256_set1_ps(1.f / 720);
-  p = _mm256_fmadd_ps(p, rr, _mm256_set1_ps(1.f / 120));
-  p = _mm256_fmadd_ps(p, rr, _mm256_set1_ps(1.f / 24));
-  p = _mm256_fmadd_ps(p, rr, _mm256_set1_ps(1.f / 6));
-  p = _mm256_fmadd_ps(p, rr, _mm256_set1_ps(0.5f));
-  p = _mm256_fmadd_ps(p, rr, _mm256_set1_ps(1.f));
-  p = _mm256_fmadd_ps(p, rr, _mm256_set1_ps(1.f));
+  x = _mm256_max_ps(x, _mm256_set1_ps(kExpFloor));
+  const __m256 k =
+      _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(kLog2E)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  const __m256 r = _mm256_fnmadd_ps(k, _mm256_set1_ps(kLn2High), x);
+  const __m256 rr = _mm256_fnmadd_ps(k, _mm256_set1_ps(kLn2Low), r);
+  __m256 p = _mm256_set1_ps(kExpPoly[0]);
+  for (size_t i = 1; i < std::size(kExpPoly); ++i) p = _mm256_fmadd_ps(p, rr, _mm256_set1_ps(kExpPoly[i]));
   const __m256i pow2k = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(k), _mm256_set1_epi32(127)), 23);
   const __m256 out = _mm256_mul_ps(p, _mm256_castsi256_ps(pow2k));
-  return _mm256_and_ps(out, _mm256_cmp_ps(x, _mm256_set1_ps(-87.f), _CMP_GT_OQ));
+  return _mm256_and_ps(out, _mm256_cmp_ps(x, _mm256_set1_ps(kExpFloor), _CMP_GT_OQ));
 }
 
 float exp_shifted_avx2(float* x, int64_t n, float shift) {

@@ -156,7 +156,8 @@ void accumulate_group_typed(const float* p, int64_t group, const void* values, i
   int64_t g = 0;
   for (; g + 4 <= group; g += 4)
     accumulate_heads<T, 4>(p + g * n_values, n_values, values, n_values, d, decay + g, acc + g * d);
-  for (; g < group; ++g) accumulate_heads<T, 1>(p + g * n_values, n_values, values, n_values, d, decay + g, acc + g * d);
+  for (; g < group; ++g)
+    accumulate_heads<T, 1>(p + g * n_values, n_values, values, n_values, d, decay + g, acc + g * d);
 }
 
 void (*avx2_scores_group)(const float*, int64_t, const void*, DType, int64_t, int64_t, float, float*) = nullptr;

@@ -8,7 +8,9 @@
 
 #include <algorithm>
 #include <cstring>
+#include <iterator>
 
+#include "kernels/cpu/exp_poly.h"
 #include "kernels/cpu/primitives.h"
 
 namespace freekv {
@@ -125,24 +127,18 @@ GemmTile gemm_tile_for(int rows, int nv) {
   }
 }
 
-// exp(x) for x ≤ 0, sixteen lanes: the algorithm and polynomial of exp_nonpositive in
-// primitives_avx2.cc (x = k·ln2 + r, exp(r) to degree 6, 2^k in the exponent bits, below -87 flushed to 0).
+// exp(x) for x ≤ 0, sixteen lanes; the algorithm and its constants are in exp_poly.h.
 __m512 exp_nonpositive16(__m512 x) {
-  x = _mm512_max_ps(x, _mm512_set1_ps(-87.f));
-  const __m512 k = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  const __m512 r = _mm512_fnmadd_ps(k, _mm512_set1_ps(0.693145751953125f), x);
-  const __m512 rr = _mm512_fnmadd_ps(k, _mm512_set1_ps(1.428606765330187045e-06f), r);
-  __m512 p = _mm512_set1_ps(1.f / 720);
-  p = _mm512_fmadd_ps(p, rr, _mm512_set1_ps(1.f / 120));
-  p = _mm512_fmadd_ps(p, rr, _mm512_set1_ps(1.f / 24));
-  p = _mm512_fmadd_ps(p, rr, _mm512_set1_ps(1.f / 6));
-  p = _mm512_fmadd_ps(p, rr, _mm512_set1_ps(0.5f));
-  p = _mm512_fmadd_ps(p, rr, _mm512_set1_ps(1.f));
-  p = _mm512_fmadd_ps(p, rr, _mm512_set1_ps(1.f));
+  x = _mm512_max_ps(x, _mm512_set1_ps(kExpFloor));
+  const __m512 k =
+      _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(kLog2E)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  const __m512 r = _mm512_fnmadd_ps(k, _mm512_set1_ps(kLn2High), x);
+  const __m512 rr = _mm512_fnmadd_ps(k, _mm512_set1_ps(kLn2Low), r);
+  __m512 p = _mm512_set1_ps(kExpPoly[0]);
+  for (size_t i = 1; i < std::size(kExpPoly); ++i) p = _mm512_fmadd_ps(p, rr, _mm512_set1_ps(kExpPoly[i]));
   const __m512i pow2k = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(k), _mm512_set1_epi32(127)), 23);
   const __m512 out = _mm512_mul_ps(p, _mm512_castsi512_ps(pow2k));
-  return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(x, _mm512_set1_ps(-87.f), _CMP_GT_OQ), out);
+  return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(x, _mm512_set1_ps(kExpFloor), _CMP_GT_OQ), out);
 }
 
 }  // namespace
@@ -152,7 +148,8 @@ float exp_shifted_bf16_avx512(const float* x, int64_t n, float shift, uint16_t* 
   __m512 sum = _mm512_setzero_ps();
   for (int64_t i = 0; i < n; i += 16) {
     const __mmask16 live = n - i >= 16 ? __mmask16(0xffff) : __mmask16((1u << (n - i)) - 1);
-    const __m512 e = _mm512_maskz_mov_ps(live, exp_nonpositive16(_mm512_sub_ps(_mm512_maskz_loadu_ps(live, x + i), sv)));
+    const __m512 shifted = _mm512_sub_ps(_mm512_maskz_loadu_ps(live, x + i), sv);
+    const __m512 e = _mm512_maskz_mov_ps(live, exp_nonpositive16(shifted));
     sum = _mm512_add_ps(sum, e);
     const __m256i rounded = (__m256i)_mm512_cvtneps_pbh(e);  // VCVTNEPS2BF16: round to nearest even
     if (live == 0xffff) {

@@ -72,8 +72,9 @@ void expect_decode_attention_matches_scalar(const CpuPrimitives& set, std::mt199
     for (int64_t group : {1, 2, 4, 7}) {
       for (int64_t d : {16, 64, 80, 128}) {
         for (int64_t n : {1, 29}) {
-          const std::string what = std::string(set.name) + " " + std::string(dtype_name(t)) + " group=" + std::to_string(group) +
-                                   " d=" + std::to_string(d) + " n=" + std::to_string(n);
+          const std::string what = std::string(set.name) + " " + std::string(dtype_name(t)) +
+                                   " group=" + std::to_string(group) + " d=" + std::to_string(d) +
+                                   " n=" + std::to_string(n);
           auto q = random_vec(size_t(group * d), rng), kv = random_vec(size_t(n * d), rng);
           std::string kb = to_dtype_bytes(kv, t);
           std::vector<float> sa(size_t(group * n)), sb(size_t(group * n));
