@@ -90,9 +90,9 @@ bool matmul_bf16_arithmetic(const float* x, int64_t n, int64_t k, std::span<cons
     return true;
   }
   std::atomic<bool> declined{false};
+  const int64_t block = std::max<int64_t>(kGemmBlockRows, kOnednnBlockBytes / (k * int64_t(sizeof(uint16_t))));
   pool.parallel_for(total_rows(outputs), [&](int64_t b, int64_t e, int) {
     for_each_piece(outputs, b, e, [&](const MatmulOutput& o, int64_t r0, int64_t r1) {
-      const int64_t block = std::max<int64_t>(kGemmBlockRows, kOnednnBlockBytes / (k * int64_t(sizeof(uint16_t))));
       for (int64_t b0 = r0; b0 < r1; b0 += block) {
         if (!matmul_bf16_onednn(xb, rows_of(o, b0), o.y + b0, n, k, std::min(block, r1 - b0), o.m)) declined = true;
       }
